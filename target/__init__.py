@@ -1,0 +1,1 @@
+"""The unit-reservation service under test: Quart on Hypercorn, PostgreSQL behind it."""

@@ -1,0 +1,115 @@
+"""The service's tables, as typed SQLAlchemy 2.0 models (Alembic owns the DDL)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from sqlalchemy import CheckConstraint, Date, DateTime, ForeignKey, Index, Integer, String, func
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+AUTHORIZATION_STATUSES = ("active", "suspended", "closed")
+TRANSACTION_KINDS = ("reserve", "release", "consume")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Organization(Base):
+    __tablename__ = "organizations"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class ServiceCode(Base):
+    __tablename__ = "service_codes"
+
+    code: Mapped[str] = mapped_column(String(16), primary_key=True)
+    description: Mapped[str] = mapped_column(String(200))
+
+
+class Patient(Base):
+    __tablename__ = "patients"
+    __table_args__ = (Index("ix_patients_organization_id", "organization_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"))
+    first_name: Mapped[str] = mapped_column(String(100))
+    last_name: Mapped[str] = mapped_column(String(100))
+    date_of_birth: Mapped[dt.date] = mapped_column(Date)
+    member_id: Mapped[str] = mapped_column(String(40))
+
+
+class Practitioner(Base):
+    __tablename__ = "practitioners"
+    __table_args__ = (Index("ix_practitioners_organization_id", "organization_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"))
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    full_name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(40))
+    password_hash: Mapped[str] = mapped_column(String(100))
+
+
+class Authorization(Base):
+    __tablename__ = "authorizations"
+    # No CHECK on used + scheduled <= total on purpose: preventing overbooking is the
+    # application's job, and the integrity checks must be able to see it fail.
+    __table_args__ = (
+        CheckConstraint("total_units >= 0", name="ck_authorizations_total_units_nonnegative"),
+        CheckConstraint("used_units >= 0", name="ck_authorizations_used_units_nonnegative"),
+        CheckConstraint(
+            "scheduled_units >= 0", name="ck_authorizations_scheduled_units_nonnegative"
+        ),
+        CheckConstraint(
+            "status IN ('active', 'suspended', 'closed')", name="ck_authorizations_status"
+        ),
+        CheckConstraint("start_date <= end_date", name="ck_authorizations_date_range"),
+        Index("ix_authorizations_organization_id", "organization_id"),
+        Index("ix_authorizations_patient_id", "patient_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"))
+    patient_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("patients.id"))
+    service_code: Mapped[str] = mapped_column(ForeignKey("service_codes.code"))
+    total_units: Mapped[int] = mapped_column(Integer)
+    used_units: Mapped[int] = mapped_column(Integer, server_default="0")
+    scheduled_units: Mapped[int] = mapped_column(Integer, server_default="0")
+    start_date: Mapped[dt.date] = mapped_column(Date)
+    end_date: Mapped[dt.date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16), server_default="active")
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class UnitTransaction(Base):
+    """One ledger row per successful reserve, release or consume."""
+
+    __tablename__ = "unit_transactions"
+    __table_args__ = (
+        CheckConstraint("units > 0", name="ck_unit_transactions_units_positive"),
+        CheckConstraint(
+            "kind IN ('reserve', 'release', 'consume')", name="ck_unit_transactions_kind"
+        ),
+        Index("ix_unit_transactions_authorization_id", "authorization_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    authorization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("authorizations.id"))
+    organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"))
+    practitioner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("practitioners.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    units: Mapped[int] = mapped_column(Integer)
+    request_id: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )

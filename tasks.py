@@ -1,0 +1,126 @@
+"""Invoke tasks: the order of steps. Every task is a docstring and a call into a package."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from invoke import Collection, Context, task
+
+
+# -- db.* ----------------------------------------------------------------------------------
+@task
+def up(c: Context) -> None:
+    """Start the project's own PostgreSQL (unless DATABASE_URL is set) and print its URL."""
+    from local_postgres.commands import db_up
+
+    db_up()
+
+
+@task
+def down(c: Context) -> None:
+    """Stop the project's own PostgreSQL; a no-op when it is not running."""
+    from local_postgres.commands import db_down
+
+    db_down()
+
+
+@task
+def url(c: Context) -> None:
+    """Print the URL of the database the tools use."""
+    from local_postgres.commands import db_url
+
+    db_url()
+
+
+@task
+def migrate(c: Context, revision: str = "head") -> None:
+    """Run the Alembic migrations up to REVISION (default head)."""
+    from local_postgres.commands import db_migrate
+
+    db_migrate(revision)
+
+
+@task
+def downgrade(c: Context, revision: str = "base") -> None:
+    """Run the Alembic migrations down to REVISION (default base)."""
+    from local_postgres.commands import db_downgrade
+
+    db_downgrade(revision)
+
+
+# -- target.* ------------------------------------------------------------------------------
+@task
+def serve(c: Context, port: int = 8000, workers: int = 1, strategy: str = "") -> None:
+    """Serve the reservation service under Hypercorn until interrupted."""
+    from target.serve import serve_forever
+
+    serve_forever(port=port, workers=workers, strategy=strategy or None)
+
+
+# -- load-test.* ---------------------------------------------------------------------------
+@task
+def seed(
+    c: Context, seed: int = 2024, scale: int = 1, background: int = 100_000, force: bool = False
+) -> None:
+    """Reset the test data and seed it deterministically; write fixtures/test-data.json."""
+    from seeding.commands import seed_command
+
+    seed_command(seed=seed, scale=scale, background=background, force=force)
+
+
+@task
+def setup(
+    c: Context, seed: int = 2024, scale: int = 1, background: int = 100_000, force: bool = False
+) -> None:
+    """Database up, migrations, seed: one idempotent command."""
+    from seeding.commands import setup_command
+
+    setup_command(seed=seed, scale=scale, background=background, force=force)
+
+
+def _scenario_task(number: int, scenario: str) -> Callable[..., None]:
+    @task(name=f"scenario{number}")
+    def run(c: Context, profile: str = "smoke", target_url: str = "", out: str = "") -> None:
+        from pipeline.commands import scenario_command
+
+        scenario_command(scenario, profile=profile, target_url=target_url or None, out=out or None)
+
+    run.__doc__ = f"Run scenario {number} ({scenario}) and write its results to --out."
+    return run
+
+
+scenario1 = _scenario_task(1, "high_contention")
+scenario2 = _scenario_task(2, "high_throughput")
+scenario3 = _scenario_task(3, "mixed_operations")
+
+
+@task
+def verify(c: Context, results: str = "") -> None:
+    """Run the integrity checks against the database and the last scenario's results."""
+    from pipeline.commands import verify_command
+
+    verify_command(results=results or None)
+
+
+@task
+def report(c: Context, run_dir: str = "") -> None:
+    """Render the HTML report, summary.json and PERFORMANCE_TEST_RESULTS.md for a run."""
+    from pipeline.commands import report_command
+
+    report_command(run_dir=run_dir or None)
+
+
+@task(name="all")
+def all_(c: Context, profile: str = "smoke", strategy: str = "serializable") -> None:
+    """Run the whole load-test pipeline and exit non-zero unless the verdict is GO."""
+    from pipeline.commands import all_command
+
+    all_command(profile=profile, strategy=strategy)
+
+
+db = Collection("db", up, down, url, migrate, downgrade)
+target = Collection("target", serve)
+load_test = Collection(
+    "load_test", setup, seed, scenario1, scenario2, scenario3, verify, report, all_
+)
+namespace = Collection(db, target, load_test)

@@ -1,0 +1,46 @@
+"""Shared fixtures: one throwaway PostgreSQL cluster per test session, a fresh database per test."""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from local_postgres import ClusterInfo, LocalCluster, create_marked_database
+from local_postgres.cluster import url_for
+from target.migrate import upgrade
+
+MIGRATED_TEMPLATE = "loadtest_migrated_template"
+
+
+@pytest.fixture(scope="session", name="pg_cluster")
+def _pg_cluster() -> Iterator[ClusterInfo]:
+    """Start a cluster of the project's own in a temporary folder, whatever DATABASE_URL says."""
+    cluster = LocalCluster(Path(tempfile.mkdtemp(prefix="loadtest-pg-")))
+    info = cluster.up()
+    yield info
+    cluster.destroy()
+
+
+@pytest.fixture(scope="session", name="migrated_template")
+def _migrated_template(pg_cluster: ClusterInfo) -> str:
+    """Create a migrated, empty database that fresh test databases are copied from."""
+    create_marked_database(url_for(pg_cluster.port, "postgres"), MIGRATED_TEMPLATE)
+    upgrade(url_for(pg_cluster.port, MIGRATED_TEMPLATE))
+    return MIGRATED_TEMPLATE
+
+
+@pytest.fixture(name="database_url")
+def _database_url(pg_cluster: ClusterInfo, migrated_template: str) -> Iterator[str]:
+    """Give each test its own migrated, empty, marked database; drop it afterwards."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    admin_url = url_for(pg_cluster.port, "postgres")
+    create_marked_database(admin_url, name, template=migrated_template)
+    yield url_for(pg_cluster.port, name)
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+            psycopg.sql.Identifier(name)))
