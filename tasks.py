@@ -63,7 +63,7 @@ def seed(
     c: Context, seed: int = 2024, scale: int = 1, background: int = 100_000, force: bool = False
 ) -> None:
     """Reset the test data and seed it deterministically; write fixtures/test-data.json."""
-    from seeding.commands import seed_command
+    from pipeline.setup import seed_command
 
     seed_command(seed=seed, scale=scale, background=background, force=force)
 
@@ -73,7 +73,7 @@ def setup(
     c: Context, seed: int = 2024, scale: int = 1, background: int = 100_000, force: bool = False
 ) -> None:
     """Database up, migrations, seed: one idempotent command."""
-    from seeding.commands import setup_command
+    from pipeline.setup import setup_command
 
     setup_command(seed=seed, scale=scale, background=background, force=force)
 
