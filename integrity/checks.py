@@ -1,0 +1,263 @@
+"""The four integrity checks, run in one snapshot of the database."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from integrity.history import (
+    HIGH_CONTENTION_SCENARIO,
+    IntegrityInputError,
+    ScenarioRecord,
+    read_high_contention_ids,
+    read_operations,
+    read_scenario,
+)
+from integrity.queries import query
+
+ROW_LIMIT = 50
+DEFAULT_FIXTURES_PATH = Path(__file__).resolve().parent.parent / "fixtures" / "test-data.json"
+NO_OVERBOOKING = "no_overbooking"
+LEDGER_CONSISTENCY = "ledger_consistency"
+CLIENT_RECONCILIATION = "client_reconciliation"
+CONTENTION_EXPECTATION = "contention_expectation"
+CHECK_NAMES = (NO_OVERBOOKING, LEDGER_CONSISTENCY, CLIENT_RECONCILIATION, CONTENTION_EXPECTATION)
+DESCRIPTIONS = {
+    NO_OVERBOOKING: "No authorization has used + scheduled units above its total, "
+    "and no counter is negative.",
+    LEDGER_CONSISTENCY: "Every authorization's counters equal its seeded counters plus the "
+    "ledger's sums by kind (reserve +scheduled, release -scheduled, consume -scheduled +used).",
+    CLIENT_RECONCILIATION: "Every successful operation the load generator recorded is in the "
+    "ledger with the same id, authorization, kind and units, and the ledger holds nothing the "
+    "generator never saw: no lost, altered, phantom, duplicated or doubled operation.",
+    CONTENTION_EXPECTATION: "Every exhausted high-contention authorization holds exactly "
+    "floor(available units / units per request) reservations.",
+}
+SEED_BASELINE_TABLE = "seed_baseline"
+# Phantoms up to the number of requests that got no response are indeterminate, not wrong:
+# such a request may have committed after the client gave up on it (Jepsen's "info" ops).
+INDETERMINATE = "indeterminate"
+PHANTOM = "phantom"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of one check: ok, how many violations, and the first offending rows."""
+
+    name: str
+    description: str
+    ok: bool
+    violations: int
+    rows: tuple[dict[str, Any], ...] = ()
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class IntegrityReport:
+    """The outcome of every check on one database state and the results that led to it."""
+
+    ok: bool
+    checks: tuple[CheckResult, ...]
+    checked_at: str
+    database: str
+    result_dirs: tuple[str, ...]
+    client_operations: int
+    ledger_rows: int
+    scenarios: tuple[str, ...] = field(default=())
+
+    def check(self, name: str) -> CheckResult:
+        """Return the result of the check called ``name``."""
+        return next(check for check in self.checks if check.name == name)
+
+
+def run_checks(
+    database_url: str,
+    result_dirs: Sequence[Path],
+    *,
+    fixtures_path: Path | None = None,
+    row_limit: int = ROW_LIMIT,
+) -> IntegrityReport:
+    """Run every check against the database and the generator's results in ``result_dirs``."""
+    scenarios = [read_scenario(Path(result_dir)) for result_dir in result_dirs]
+    high_contention = [s for s in scenarios if s.scenario == HIGH_CONTENTION_SCENARIO]
+    hc_ids = (
+        read_high_contention_ids(fixtures_path or DEFAULT_FIXTURES_PATH) if high_contention else []
+    )
+    with psycopg.connect(database_url, row_factory=dict_row) as conn:
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        # One snapshot for every check; roll back so the temporary table is all we ever write.
+        with conn.transaction(force_rollback=True):
+            _require_seed_baseline(conn)
+            client_operations = _load_client_operations(conn, scenarios)
+            ledger_rows = conn.execute("SELECT count(*) AS n FROM unit_transactions").fetchone()
+            checks = (
+                check_no_overbooking(conn, row_limit),
+                check_ledger_consistency(conn, row_limit),
+                check_client_reconciliation(
+                    conn, sum(s.unanswered_requests for s in scenarios), row_limit
+                ),
+                check_contention_expectation(conn, high_contention, hc_ids, row_limit),
+            )
+            database = conn.info.dbname
+    return IntegrityReport(
+        ok=all(check.ok for check in checks),
+        checks=checks,
+        checked_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        database=database,
+        result_dirs=tuple(str(s.result_dir) for s in scenarios),
+        client_operations=client_operations,
+        ledger_rows=int(ledger_rows["n"]) if ledger_rows else 0,
+        scenarios=tuple(s.scenario for s in scenarios),
+    )
+
+
+def check_no_overbooking(conn: psycopg.Connection[Any], row_limit: int) -> CheckResult:
+    """Find authorizations booked beyond their total, or with a negative counter."""
+    rows = conn.execute(query("overbooked_authorizations")).fetchall()
+    return _result(NO_OVERBOOKING, rows, row_limit)
+
+
+def check_ledger_consistency(conn: psycopg.Connection[Any], row_limit: int) -> CheckResult:
+    """Find authorizations whose counters differ from the seed baseline plus the ledger."""
+    rows = conn.execute(query("ledger_drift")).fetchall()
+    return _result(LEDGER_CONSISTENCY, rows, row_limit)
+
+
+def check_client_reconciliation(
+    conn: psycopg.Connection[Any], unanswered_requests: int, row_limit: int
+) -> CheckResult:
+    """Compare the generator's successful operations with the ledger, row by row."""
+    rows = conn.execute(query("reconciliation_problems")).fetchall()
+    phantoms = [row for row in rows if row["problem"] == PHANTOM]
+    excused = 0
+    if phantoms and len(phantoms) <= unanswered_requests:
+        for row in phantoms:
+            row["problem"] = INDETERMINATE
+        excused = len(phantoms)
+    violations = [row for row in rows if row["problem"] != INDETERMINATE]
+    counts = _count_by(rows, "problem")
+    detail = ", ".join(f"{problem}: {n}" for problem, n in sorted(counts.items()))
+    if excused:
+        detail += (
+            f" ({excused} ledger rows without a client record are excused: "
+            f"{unanswered_requests} requests got no response and may have committed)"
+        )
+    return CheckResult(
+        name=CLIENT_RECONCILIATION,
+        description=DESCRIPTIONS[CLIENT_RECONCILIATION],
+        ok=not violations,
+        violations=len(violations),
+        rows=tuple(_plain(row) for row in (violations or rows)[:row_limit]),
+        detail=detail or "the generator's operations and the ledger match one for one",
+    )
+
+
+def check_contention_expectation(
+    conn: psycopg.Connection[Any],
+    high_contention: list[ScenarioRecord],
+    hc_ids: list[str],
+    row_limit: int,
+) -> CheckResult:
+    """Check that each exhausted high-contention authorization holds exactly what fits."""
+    sizes = {s.units_per_request for s in high_contention}
+    if not high_contention:
+        return CheckResult(
+            CONTENTION_EXPECTATION,
+            DESCRIPTIONS[CONTENTION_EXPECTATION],
+            ok=True,
+            violations=0,
+            detail="not applicable: no high_contention scenario among the results",
+        )
+    if None in sizes or len(sizes) != 1:
+        raise IntegrityInputError(
+            "the high_contention result must give one config.units_per_request, "
+            f"found {sorted(map(str, sizes))}"
+        )
+    units_per_request = int(next(iter(sizes)))  # type: ignore[arg-type]
+    outcomes = conn.execute(
+        query("high_contention_outcomes"),
+        {"authorization_ids": hc_ids, "units_per_request": units_per_request},
+    ).fetchall()
+    offending, exhausted, mixed = [], 0, 0
+    for row in outcomes:
+        if row["missing"] or row["missing_baseline"]:
+            row["problem"] = "missing"
+            offending.append(row)
+            continue
+        if row["other_rows"]:
+            mixed += 1  # releases or other sizes: the simple expectation does not apply
+            continue
+        expected = row["available_at_baseline"] // units_per_request
+        room_left = row["total_units"] - row["used_units"] - row["scheduled_units"]
+        if row["reservations"] < expected and room_left >= units_per_request:
+            continue  # not exhausted: the run was too short to use it up
+        exhausted += 1
+        row["expected_reservations"] = expected
+        if row["reservations"] != expected:
+            row["problem"] = "over_reserved" if row["reservations"] > expected else "under_reserved"
+            offending.append(row)
+    detail = (
+        f"{exhausted} of {len(outcomes)} high-contention authorizations exhausted "
+        f"at {units_per_request} units per request"
+        + (f"; {mixed} skipped (ledger holds other operations)" if mixed else "")
+    )
+    return _result(CONTENTION_EXPECTATION, offending, row_limit, detail=detail)
+
+
+def _require_seed_baseline(conn: psycopg.Connection[Any]) -> None:
+    found = conn.execute("SELECT to_regclass(%s) AS t", (SEED_BASELINE_TABLE,)).fetchone()
+    if not found or found["t"] is None:
+        raise IntegrityInputError(
+            f"table {SEED_BASELINE_TABLE} not found in database {conn.info.dbname}: "
+            "seed it first (`invoke load-test.setup`)"
+        )
+
+
+def _load_client_operations(conn: psycopg.Connection[Any], scenarios: list[ScenarioRecord]) -> int:
+    conn.execute(query("create_client_operations"))
+    count = 0
+    with conn.cursor().copy(
+        "COPY client_operations (transaction_id, authorization_id, kind, units, source) FROM STDIN"
+    ) as copy:
+        for scenario in scenarios:
+            for op in read_operations(scenario.result_dir, scenario.scenario):
+                copy.write_row(
+                    (op.transaction_id, op.authorization_id, op.kind, op.units, op.source)
+                )
+                count += 1
+    conn.execute("ANALYZE client_operations")
+    return count
+
+
+def _result(
+    name: str, rows: list[dict[str, Any]], row_limit: int, *, detail: str = ""
+) -> CheckResult:
+    return CheckResult(
+        name=name,
+        description=DESCRIPTIONS[name],
+        ok=not rows,
+        violations=len(rows),
+        rows=tuple(_plain(row) for row in rows[:row_limit]),
+        detail=detail,
+    )
+
+
+def _count_by(rows: Iterable[dict[str, Any]], key: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row[key]] = counts.get(row[key], 0) + 1
+    return counts
+
+
+def _plain(row: dict[str, Any]) -> dict[str, Any]:
+    """Make a row JSON-ready: None, bool, int and str stay; anything else becomes text."""
+    return {
+        key: value if value is None or isinstance(value, bool | int | str) else str(value)
+        for key, value in row.items()
+    }

@@ -1,0 +1,102 @@
+"""Read what the load generator saw: operations.csv and result.json of each scenario run."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+OPERATIONS_FILE = "operations.csv"
+RESULT_FILE = "result.json"
+OPERATIONS_HEADER = ("transaction_id", "authorization_id", "kind", "units")
+HIGH_CONTENTION_SCENARIO = "high_contention"
+HIGH_CONTENTION_POOL = "high_contention"
+# A request that got no response (status 0) may or may not have taken effect on the server.
+NO_RESPONSE_STATUS = "0"
+
+
+class IntegrityInputError(ValueError):
+    """An input the checks cannot read (a missing file, a malformed row)."""
+
+
+@dataclass(frozen=True)
+class ClientOperation:
+    """One successful operation the generator recorded."""
+
+    transaction_id: str
+    authorization_id: str
+    kind: str
+    units: int
+    source: str
+
+
+@dataclass(frozen=True)
+class ScenarioRecord:
+    """The facts of one scenario run the checks need."""
+
+    result_dir: Path
+    scenario: str
+    units_per_request: int | None
+    unanswered_requests: int
+
+
+def read_scenario(result_dir: Path) -> ScenarioRecord:
+    """Read the scenario name, request size and unanswered requests from result.json."""
+    path = Path(result_dir) / RESULT_FILE
+    try:
+        result = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise IntegrityInputError(f"no {RESULT_FILE} in {result_dir}") from None
+    except json.JSONDecodeError as error:
+        raise IntegrityInputError(f"{path} is not valid JSON: {error}") from None
+    if not isinstance(result, dict):
+        raise IntegrityInputError(f"{path} does not hold a JSON object")
+    config = result.get("config") or {}
+    units = config.get("units_per_request")
+    return ScenarioRecord(
+        result_dir=Path(result_dir),
+        scenario=str(result.get("scenario") or Path(result_dir).name),
+        units_per_request=int(units) if units else None,
+        unanswered_requests=int((result.get("by_status") or {}).get(NO_RESPONSE_STATUS, 0)),
+    )
+
+
+def read_operations(result_dir: Path, source: str) -> Iterator[ClientOperation]:
+    """Yield the successful operations recorded in ``result_dir``/operations.csv."""
+    path = Path(result_dir) / OPERATIONS_FILE
+    try:
+        handle = path.open(newline="", encoding="utf-8")
+    except FileNotFoundError:
+        raise IntegrityInputError(f"no {OPERATIONS_FILE} in {result_dir}") from None
+    with handle:
+        reader = csv.reader(handle)
+        header = tuple(next(reader, ()))
+        if header != OPERATIONS_HEADER:
+            raise IntegrityInputError(
+                f"{path}: header must be {','.join(OPERATIONS_HEADER)}, not {','.join(header)}"
+            )
+        for line_number, row in enumerate(reader, start=2):
+            if len(row) != len(OPERATIONS_HEADER) or not row[3].strip().isdigit():
+                raise IntegrityInputError(f"{path}:{line_number}: malformed row {row!r}")
+            yield ClientOperation(row[0], row[1], row[2], int(row[3]), source)
+
+
+def read_high_contention_ids(fixtures_path: Path) -> list[str]:
+    """Return the ids of the high-contention authorizations listed in the fixtures."""
+    try:
+        fixtures = json.loads(Path(fixtures_path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise IntegrityInputError(
+            f"fixtures file {fixtures_path} not found: run `invoke load-test.setup`"
+        ) from None
+    except json.JSONDecodeError as error:
+        raise IntegrityInputError(f"{fixtures_path} is not valid JSON: {error}") from None
+    try:
+        pool = fixtures["pools"][HIGH_CONTENTION_POOL]
+        return [str(entry["id"]) for entry in pool]
+    except (KeyError, TypeError):
+        raise IntegrityInputError(
+            f"{fixtures_path} has no pools.{HIGH_CONTENTION_POOL} list of authorizations"
+        ) from None

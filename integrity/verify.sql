@@ -1,0 +1,164 @@
+-- Integrity queries, read by integrity/queries.py. Each starts with "-- name: <name>".
+-- They read the service's tables with their own SQL: the checker shares no code with the
+-- checked service, so a bug in the service cannot hide itself from the check.
+
+-- name: overbooked_authorizations
+-- Expected: 0 rows. Booked (used + scheduled) beyond the budget, or any negative counter.
+SELECT a.id::text AS authorization_id,
+       a.total_units,
+       a.used_units,
+       a.scheduled_units,
+       a.used_units + a.scheduled_units - a.total_units AS units_over,
+       CASE
+           WHEN a.used_units < 0 OR a.scheduled_units < 0 OR a.total_units < 0
+               THEN 'negative_counter'
+           ELSE 'overbooked'
+       END AS problem
+FROM authorizations AS a
+WHERE a.used_units + a.scheduled_units > a.total_units
+   OR a.used_units < 0
+   OR a.scheduled_units < 0
+   OR a.total_units < 0
+ORDER BY units_over DESC, a.id
+
+-- name: ledger_drift
+-- Expected: 0 rows. Counters must equal the seeded counters plus the ledger's sums by kind:
+-- reserve schedules units, release unschedules them, consume turns scheduled into used.
+WITH ledger AS (
+    SELECT t.authorization_id,
+           count(*) AS ledger_rows,
+           sum(CASE t.kind WHEN 'reserve' THEN t.units
+                           WHEN 'release' THEN -t.units
+                           WHEN 'consume' THEN -t.units
+                           ELSE 0 END) AS scheduled_delta,
+           sum(CASE t.kind WHEN 'consume' THEN t.units ELSE 0 END) AS used_delta
+    FROM unit_transactions AS t
+    GROUP BY t.authorization_id
+),
+expected AS (
+    SELECT coalesce(a.id, b.authorization_id) AS authorization_id,
+           a.total_units,
+           a.used_units,
+           a.scheduled_units,
+           b.total_units AS baseline_total_units,
+           b.used_units + coalesce(l.used_delta, 0) AS expected_used_units,
+           b.scheduled_units + coalesce(l.scheduled_delta, 0) AS expected_scheduled_units,
+           coalesce(l.ledger_rows, 0) AS ledger_rows,
+           CASE
+               WHEN b.authorization_id IS NULL THEN 'not_in_seed_baseline'
+               WHEN a.id IS NULL THEN 'missing_authorization'
+               WHEN a.total_units IS DISTINCT FROM b.total_units THEN 'total_changed'
+               ELSE 'counter_drift'
+           END AS problem
+    FROM authorizations AS a
+    FULL JOIN seed_baseline AS b ON b.authorization_id = a.id
+    LEFT JOIN ledger AS l ON l.authorization_id = coalesce(a.id, b.authorization_id)
+)
+SELECT authorization_id::text AS authorization_id,
+       problem,
+       total_units,
+       baseline_total_units,
+       used_units,
+       expected_used_units,
+       scheduled_units,
+       expected_scheduled_units,
+       ledger_rows
+FROM expected
+WHERE problem <> 'counter_drift'
+   OR used_units IS DISTINCT FROM expected_used_units
+   OR scheduled_units IS DISTINCT FROM expected_scheduled_units
+ORDER BY problem, authorization_id
+
+-- name: create_client_operations
+CREATE TEMPORARY TABLE client_operations (
+    transaction_id text NOT NULL,
+    authorization_id text NOT NULL,
+    kind text NOT NULL,
+    units integer NOT NULL,
+    source text NOT NULL
+) ON COMMIT DROP
+
+-- name: reconciliation_problems
+-- Expected: 0 rows. The generator's successful operations and the ledger must be the same
+-- set: nothing lost, nothing altered, nothing the generator never saw, nothing twice.
+WITH client AS (
+    SELECT lower(transaction_id) AS transaction_id, lower(authorization_id) AS authorization_id,
+           kind, units, source
+    FROM client_operations
+),
+ledger AS (
+    SELECT t.id::text AS transaction_id, t.authorization_id::text AS authorization_id,
+           t.kind, t.units, t.request_id
+    FROM unit_transactions AS t
+),
+problems AS (
+    SELECT 'duplicate' AS problem, c.transaction_id,
+           min(c.authorization_id) AS client_authorization_id, min(c.kind) AS client_kind,
+           min(c.units) AS client_units, NULL::text AS ledger_authorization_id,
+           NULL::text AS ledger_kind, NULL::integer AS ledger_units,
+           string_agg(DISTINCT c.source, ' ') AS source,
+           count(*) AS times_seen
+    FROM client AS c
+    GROUP BY c.transaction_id
+    HAVING count(*) > 1
+    UNION ALL
+    SELECT 'lost', c.transaction_id, c.authorization_id, c.kind, c.units, NULL, NULL, NULL,
+           c.source, 1
+    FROM client AS c
+    WHERE NOT EXISTS (SELECT 1 FROM ledger AS l WHERE l.transaction_id = c.transaction_id)
+    UNION ALL
+    SELECT 'mismatch', c.transaction_id, c.authorization_id, c.kind, c.units,
+           l.authorization_id, l.kind, l.units, c.source, 1
+    FROM client AS c
+    JOIN ledger AS l ON l.transaction_id = c.transaction_id
+    WHERE (c.authorization_id, c.kind, c.units) IS DISTINCT FROM
+          (l.authorization_id, l.kind, l.units)
+    UNION ALL
+    SELECT 'phantom', l.transaction_id, NULL, NULL, NULL, l.authorization_id, l.kind, l.units,
+           NULL, 0
+    FROM ledger AS l
+    WHERE NOT EXISTS (SELECT 1 FROM client AS c WHERE c.transaction_id = l.transaction_id)
+    UNION ALL
+    -- One request applied twice writes two ledger rows under one request id.
+    SELECT 'doubled', min(l.transaction_id), NULL, NULL, NULL, min(l.authorization_id),
+           min(l.kind), min(l.units), l.request_id, count(*)
+    FROM ledger AS l
+    WHERE l.request_id IS NOT NULL
+    GROUP BY l.request_id
+    HAVING count(*) > 1
+)
+SELECT problem, transaction_id, client_authorization_id, client_kind, client_units,
+       ledger_authorization_id, ledger_kind, ledger_units, source, times_seen
+FROM problems
+ORDER BY problem, transaction_id
+
+-- name: high_contention_outcomes
+-- One row per high-contention authorization: how many reservations of the scenario's size
+-- the ledger holds against how many fit in the units available at the baseline.
+WITH hc AS (
+    SELECT unnest(%(authorization_ids)s::uuid[]) AS authorization_id
+),
+ledger AS (
+    SELECT t.authorization_id,
+           count(*) FILTER (WHERE t.kind = 'reserve' AND t.units = %(units_per_request)s)
+               AS reservations,
+           count(*) FILTER (WHERE NOT (t.kind = 'reserve' AND t.units = %(units_per_request)s))
+               AS other_rows
+    FROM unit_transactions AS t
+    WHERE t.authorization_id IN (SELECT authorization_id FROM hc)
+    GROUP BY t.authorization_id
+)
+SELECT hc.authorization_id::text AS authorization_id,
+       a.total_units,
+       a.used_units,
+       a.scheduled_units,
+       b.total_units - b.used_units - b.scheduled_units AS available_at_baseline,
+       coalesce(l.reservations, 0) AS reservations,
+       coalesce(l.other_rows, 0) AS other_rows,
+       a.id IS NULL AS missing,
+       b.authorization_id IS NULL AS missing_baseline
+FROM hc
+LEFT JOIN authorizations AS a ON a.id = hc.authorization_id
+LEFT JOIN seed_baseline AS b ON b.authorization_id = hc.authorization_id
+LEFT JOIN ledger AS l ON l.authorization_id = hc.authorization_id
+ORDER BY hc.authorization_id

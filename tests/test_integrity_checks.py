@@ -1,0 +1,394 @@
+"""Each integrity check on a clean state and on a state where its violation was planted."""
+
+from __future__ import annotations
+
+import csv
+import json
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from integrity import (
+    IntegrityInputError,
+    format_report,
+    read_integrity_json,
+    run_checks,
+    write_integrity_json,
+)
+from integrity.checks import (
+    CLIENT_RECONCILIATION,
+    CONTENTION_EXPECTATION,
+    LEDGER_CONSISTENCY,
+    NO_OVERBOOKING,
+)
+
+UNITS_PER_REQUEST = 10
+HC_TOTAL = 50
+SCHEDULE = {"reserve": (1, 0), "release": (-1, 0), "consume": (-1, 1)}
+
+
+@dataclass
+class World:
+    """A hand-seeded database, its fixtures and one scenario's result folder."""
+
+    url: str
+    result_dir: Path
+    fixtures_path: Path
+    organization_id: str
+    practitioner_id: str
+    high_contention: list[str]
+    normal: list[str]
+    operations: list[tuple[str, str, str, int]] = field(default_factory=list)
+    by_status: dict[str, int] = field(default_factory=dict)
+
+    def apply(
+        self,
+        authorization_id: str,
+        kind: str,
+        units: int,
+        *,
+        in_ledger: bool = True,
+        in_counters: bool = True,
+        seen_by_client: bool = True,
+        request_id: str | None = None,
+    ) -> str:
+        """Record one operation in any of the ledger, the counters and the client's file."""
+        transaction_id = str(uuid.uuid4())
+        scheduled_sign, used_sign = SCHEDULE[kind]
+        with psycopg.connect(self.url) as conn:
+            if in_ledger:
+                conn.execute(
+                    "INSERT INTO unit_transactions (id, authorization_id, organization_id, "
+                    "practitioner_id, kind, units, request_id) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                    (
+                        transaction_id,
+                        authorization_id,
+                        self.organization_id,
+                        self.practitioner_id,
+                        kind,
+                        units,
+                        request_id,
+                    ),
+                )
+            if in_counters:
+                conn.execute(
+                    "UPDATE authorizations SET scheduled_units = scheduled_units + %s, "
+                    "used_units = used_units + %s WHERE id = %s",
+                    (scheduled_sign * units, used_sign * units, authorization_id),
+                )
+        if seen_by_client:
+            self.operations.append((transaction_id, authorization_id, kind, units))
+        return transaction_id
+
+    def execute(self, sql: str, params: tuple[object, ...] = ()) -> None:
+        with psycopg.connect(self.url) as conn:
+            conn.execute(sql, params)
+
+    def write_results(self, scenario: str = "high_contention") -> None:
+        self.result_dir.mkdir(parents=True, exist_ok=True)
+        result = {
+            "schema_version": 1,
+            "scenario": scenario,
+            "config": {"units_per_request": UNITS_PER_REQUEST},
+            "by_status": self.by_status,
+        }
+        (self.result_dir / "result.json").write_text(json.dumps(result))
+        with (self.result_dir / "operations.csv").open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["transaction_id", "authorization_id", "kind", "units"])
+            writer.writerows(self.operations)
+
+    def check(self, scenario: str = "high_contention", **kwargs: object):
+        self.write_results(scenario)
+        return run_checks(self.url, [self.result_dir], fixtures_path=self.fixtures_path, **kwargs)
+
+
+def seed_by_hand(url: str, tmp_path: Path) -> World:
+    """Seed a tiny world the way seeding does: rows, seed_baseline and fixtures."""
+    org, patient, practitioner = (str(uuid.uuid4()) for _ in range(3))
+    high_contention = [str(uuid.uuid4()) for _ in range(2)]
+    normal = [str(uuid.uuid4()) for _ in range(2)]
+    with psycopg.connect(url) as conn:
+        conn.execute("INSERT INTO organizations (id, name) VALUES (%s, 'OrgA')", (org,))
+        conn.execute("INSERT INTO service_codes VALUES ('97151', 'Behavior identification')")
+        conn.execute(
+            "INSERT INTO patients VALUES (%s, %s, 'Ada', 'Lovelace', '1990-01-01', 'M1')",
+            (patient, org),
+        )
+        conn.execute(
+            "INSERT INTO practitioners VALUES (%s, %s, 'a@example.org', 'A B', 'bcba', 'x')",
+            (practitioner, org),
+        )
+        for authorization_id, total, used, scheduled in [
+            *((hc, HC_TOTAL, 0, 0) for hc in high_contention),
+            *((n, 100, 20, 10) for n in normal),
+        ]:
+            conn.execute(
+                "INSERT INTO authorizations (id, organization_id, patient_id, service_code, "
+                "total_units, used_units, scheduled_units, start_date, end_date) "
+                "VALUES (%s, %s, %s, '97151', %s, %s, %s, '2026-01-01', '2026-12-31')",
+                (authorization_id, org, patient, total, used, scheduled),
+            )
+        conn.execute(
+            "CREATE TABLE seed_baseline (authorization_id uuid PRIMARY KEY, total_units int, "
+            "used_units int, scheduled_units int, status text)"
+        )
+        conn.execute(
+            "INSERT INTO seed_baseline SELECT id, total_units, used_units, scheduled_units, "
+            "status FROM authorizations"
+        )
+    fixtures_path = tmp_path / "test-data.json"
+    fixtures_path.write_text(
+        json.dumps(
+            {
+                "schema_version": 1,
+                "pools": {
+                    "high_contention": [
+                        {"id": hc, "total_units": HC_TOTAL} for hc in high_contention
+                    ],
+                    "normal": [{"id": n} for n in normal],
+                    "high_throughput": [],
+                },
+            }
+        )
+    )
+    return World(
+        url, tmp_path / "high_contention", fixtures_path, org, practitioner, high_contention, normal
+    )
+
+
+@pytest.fixture(name="world")
+def _world(database_url: str, tmp_path: Path) -> World:
+    world = seed_by_hand(database_url, tmp_path)
+    # A clean, busy run: both high-contention authorizations exhausted, normal traffic.
+    for hc in world.high_contention:
+        for _ in range(HC_TOTAL // UNITS_PER_REQUEST):
+            world.apply(hc, "reserve", UNITS_PER_REQUEST)
+    world.apply(world.normal[0], "reserve", 4)
+    world.apply(world.normal[0], "consume", 3)
+    world.apply(world.normal[1], "release", 5)
+    return world
+
+
+def failed_checks(report) -> set[str]:
+    return {check.name for check in report.checks if not check.ok}
+
+
+def test_clean_run_passes_every_check(world: World) -> None:
+    report = world.check()
+    assert report.ok, format_report(report)
+    assert failed_checks(report) == set()
+    assert report.client_operations == report.ledger_rows == 13
+    assert (
+        "2 of 2 high-contention authorizations exhausted"
+        in report.check(CONTENTION_EXPECTATION).detail
+    )
+
+
+def test_overbooking_is_caught(world: World) -> None:
+    # Consistent in ledger, counters and client file, yet beyond the budget: 20 + 10 + 80 > 100.
+    world.apply(world.normal[1], "reserve", 80)
+    report = world.check()
+    assert failed_checks(report) == {NO_OVERBOOKING}
+    check = report.check(NO_OVERBOOKING)
+    assert check.violations == 1
+    assert check.rows[0]["authorization_id"] == world.normal[1]
+    assert check.rows[0]["units_over"] == 5
+    assert check.rows[0]["problem"] == "overbooked"
+
+
+def test_negative_counter_is_caught_even_without_the_schema_guard(world: World) -> None:
+    world.execute(
+        "ALTER TABLE authorizations DROP CONSTRAINT ck_authorizations_scheduled_units_nonnegative"
+    )
+    world.apply(world.normal[0], "release", 20)  # only 11 scheduled
+    report = world.check()
+    assert NO_OVERBOOKING in failed_checks(report)
+    assert report.check(NO_OVERBOOKING).rows[0]["problem"] == "negative_counter"
+
+
+def test_counter_drift_is_caught(world: World) -> None:
+    # A lost update: the ledger and the client saw the reservation, the counter did not.
+    world.apply(world.normal[0], "reserve", 7, in_counters=False)
+    report = world.check()
+    assert failed_checks(report) == {LEDGER_CONSISTENCY}
+    row = report.check(LEDGER_CONSISTENCY).rows[0]
+    assert row["authorization_id"] == world.normal[0]
+    assert (row["scheduled_units"], row["expected_scheduled_units"]) == (11, 18)
+    assert (row["used_units"], row["expected_used_units"]) == (23, 23)
+
+
+def test_used_units_drift_is_caught(world: World) -> None:
+    world.execute(
+        "UPDATE authorizations SET used_units = used_units + 1 WHERE id = %s", (world.normal[1],)
+    )
+    report = world.check()
+    assert failed_checks(report) == {LEDGER_CONSISTENCY}
+    assert report.check(LEDGER_CONSISTENCY).rows[0]["problem"] == "counter_drift"
+
+
+def test_authorization_missing_from_the_baseline_is_caught(world: World) -> None:
+    world.execute("DELETE FROM seed_baseline WHERE authorization_id = %s", (world.normal[1],))
+    report = world.check()
+    assert LEDGER_CONSISTENCY in failed_checks(report)
+    assert report.check(LEDGER_CONSISTENCY).rows[0]["problem"] == "not_in_seed_baseline"
+
+
+def test_lost_operation_is_caught(world: World) -> None:
+    # The client was told "reserved"; neither the ledger nor the counters kept it.
+    lost = world.apply(world.normal[0], "reserve", 2, in_ledger=False, in_counters=False)
+    report = world.check()
+    assert failed_checks(report) == {CLIENT_RECONCILIATION}
+    check = report.check(CLIENT_RECONCILIATION)
+    assert check.violations == 1
+    assert (check.rows[0]["problem"], check.rows[0]["transaction_id"]) == ("lost", lost)
+
+
+def test_phantom_operation_is_caught(world: World) -> None:
+    phantom = world.apply(world.normal[0], "reserve", 2, seen_by_client=False)
+    report = world.check()
+    assert failed_checks(report) == {CLIENT_RECONCILIATION}
+    row = report.check(CLIENT_RECONCILIATION).rows[0]
+    assert (row["problem"], row["transaction_id"], row["ledger_units"]) == ("phantom", phantom, 2)
+
+
+def test_phantom_is_excused_when_a_request_got_no_response(world: World) -> None:
+    world.apply(world.normal[0], "reserve", 2, seen_by_client=False)
+    world.by_status = {"200": 13, "0": 1}
+    report = world.check()
+    assert report.ok, format_report(report)
+    check = report.check(CLIENT_RECONCILIATION)
+    assert check.rows[0]["problem"] == "indeterminate"
+    assert "excused" in check.detail
+
+
+def test_more_phantoms_than_unanswered_requests_are_not_excused(world: World) -> None:
+    for _ in range(2):
+        world.apply(world.normal[0], "reserve", 1, seen_by_client=False)
+    world.by_status = {"0": 1}
+    report = world.check()
+    assert report.check(CLIENT_RECONCILIATION).violations == 2
+
+
+def test_doubled_operation_is_caught(world: World) -> None:
+    # One request applied twice: two ledger rows under one request id, one reply to the client.
+    world.apply(world.normal[0], "reserve", 1, request_id="req-1")
+    world.apply(world.normal[0], "reserve", 1, request_id="req-1", seen_by_client=False)
+    report = world.check()
+    problems = {row["problem"] for row in report.check(CLIENT_RECONCILIATION).rows}
+    assert problems == {"doubled", "phantom"}
+
+
+def test_operation_recorded_twice_by_the_client_is_caught(world: World) -> None:
+    world.operations.append(world.operations[-1])
+    report = world.check()
+    assert failed_checks(report) == {CLIENT_RECONCILIATION}
+    row = report.check(CLIENT_RECONCILIATION).rows[0]
+    assert (row["problem"], row["times_seen"]) == ("duplicate", 2)
+
+
+def test_altered_operation_is_caught(world: World) -> None:
+    transaction_id, authorization_id, kind, units = world.operations[-1]
+    world.operations[-1] = (transaction_id, authorization_id, kind, units + 1)
+    report = world.check()
+    row = report.check(CLIENT_RECONCILIATION).rows[0]
+    assert (row["problem"], row["client_units"], row["ledger_units"]) == ("mismatch", 6, 5)
+
+
+def test_over_reserved_high_contention_authorization_is_caught(world: World) -> None:
+    # The unsafe race: a sixth reservation granted while the counter stayed at 50.
+    world.apply(world.high_contention[0], "reserve", UNITS_PER_REQUEST, in_counters=False)
+    report = world.check()
+    assert failed_checks(report) == {CONTENTION_EXPECTATION, LEDGER_CONSISTENCY}
+    row = report.check(CONTENTION_EXPECTATION).rows[0]
+    assert row["authorization_id"] == world.high_contention[0]
+    assert (row["problem"], row["reservations"], row["expected_reservations"]) == (
+        "over_reserved",
+        6,
+        5,
+    )
+
+
+def test_under_reserved_exhausted_authorization_is_caught(world: World) -> None:
+    # The counter says full but the ledger lost one of the five reservations.
+    lost = next(op for op in world.operations if op[1] == world.high_contention[1])
+    world.operations.remove(lost)
+    world.execute("DELETE FROM unit_transactions WHERE id = %s", (lost[0],))
+    report = world.check()
+    assert failed_checks(report) == {CONTENTION_EXPECTATION, LEDGER_CONSISTENCY}
+    row = report.check(CONTENTION_EXPECTATION).rows[0]
+    assert (row["problem"], row["reservations"]) == ("under_reserved", 4)
+
+
+def test_authorization_not_yet_exhausted_is_not_judged(database_url: str, tmp_path: Path) -> None:
+    world = seed_by_hand(database_url, tmp_path)
+    world.apply(world.high_contention[0], "reserve", UNITS_PER_REQUEST)
+    report = world.check()
+    assert report.ok, format_report(report)
+    assert "0 of 2" in report.check(CONTENTION_EXPECTATION).detail
+
+
+def test_contention_check_does_not_apply_to_other_scenarios(world: World) -> None:
+    world.apply(world.high_contention[0], "reserve", UNITS_PER_REQUEST, in_counters=False)
+    report = world.check(scenario="mixed_operations")
+    assert report.check(CONTENTION_EXPECTATION).ok
+    assert "not applicable" in report.check(CONTENTION_EXPECTATION).detail
+    assert not report.check(LEDGER_CONSISTENCY).ok
+
+
+def test_offending_rows_are_capped_but_counted(world: World) -> None:
+    world.execute("UPDATE authorizations SET scheduled_units = scheduled_units + 1")
+    report = world.check(row_limit=3)
+    check = report.check(LEDGER_CONSISTENCY)
+    assert (check.violations, len(check.rows)) == (4, 3)
+
+
+def test_checks_change_nothing(world: World) -> None:
+    def snapshot() -> list[tuple[object, ...]]:
+        with psycopg.connect(world.url) as conn:
+            return conn.execute(
+                "SELECT id, used_units, scheduled_units, "
+                "(SELECT count(*) FROM unit_transactions) FROM authorizations ORDER BY id"
+            ).fetchall()
+
+    before = snapshot()
+    world.check()
+    assert snapshot() == before
+
+
+def test_missing_seed_baseline_is_one_clear_error(world: World) -> None:
+    world.execute("DROP TABLE seed_baseline")
+    with pytest.raises(IntegrityInputError, match="seed_baseline not found"):
+        world.check()
+
+
+def test_missing_operations_file_is_one_clear_error(world: World) -> None:
+    world.write_results()
+    (world.result_dir / "operations.csv").unlink()
+    with pytest.raises(IntegrityInputError, match=r"no operations\.csv in"):
+        run_checks(world.url, [world.result_dir], fixtures_path=world.fixtures_path)
+
+
+def test_malformed_operations_row_is_one_clear_error(world: World) -> None:
+    world.operations.append(("x", "y", "reserve", "ten"))  # type: ignore[arg-type]
+    with pytest.raises(IntegrityInputError, match="malformed row"):
+        world.check()
+
+
+def test_report_round_trips_through_integrity_json(world: World, tmp_path: Path) -> None:
+    world.apply(world.normal[0], "reserve", 7, in_counters=False)
+    report = world.check()
+    path = write_integrity_json(report, world.result_dir)
+    document = read_integrity_json(path)
+    assert document["schema_version"] == 1
+    assert document["ok"] is False
+    assert [c["name"] for c in document["checks"]] == [c.name for c in report.checks]
+    ledger = next(c for c in document["checks"] if c["name"] == LEDGER_CONSISTENCY)
+    assert ledger["violations"] == 1
+    assert ledger["rows"][0]["authorization_id"] == world.normal[0]
+    text = format_report(report)
+    assert "ledger_consistency: FAILED, 1 violations" in text
+    assert world.normal[0] in text
