@@ -1,0 +1,292 @@
+"""Decide GO, CONDITIONAL or NO-GO from the results, the integrity checks and the service's health.
+
+Pure functions over the documents the pipeline wrote (result.json, integrity.json,
+service.json): no I/O here, so every boundary can be tested with hand-made inputs.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+GO = "GO"
+CONDITIONAL = "CONDITIONAL"
+NO_GO = "NO-GO"
+DECISION_ORDER = (GO, CONDITIONAL, NO_GO)
+# A threshold missed by more than this (relative to the threshold) cannot ship as is.
+NO_GO_MISS_PCT = 50.0
+# Float noise must not push a miss of exactly 50 % over the line.
+TOLERANCE = 1e-9
+LATENCY_THRESHOLD = re.compile(r"^p(\d+(?:\.\d+)?)_ms$")
+ERROR_RATE_MAX = "error_rate_max"
+ERROR_RATE_MIN = "error_rate_min"
+POOL_EXHAUSTION_CODE = "unavailable"
+POOL_TIMEOUTS_METRIC = "db_pool_timeouts_total"
+
+
+@dataclass(frozen=True)
+class ScenarioEvidence:
+    """Everything recorded about one scenario: its results, integrity and the service's health."""
+
+    scenario: str
+    result: Mapping[str, Any] | None = None
+    integrity: Mapping[str, Any] | None = None
+    service: Mapping[str, Any] | None = None
+    failure: str | None = None
+
+
+@dataclass(frozen=True)
+class StepFailure:
+    """A pipeline step that raised instead of finishing."""
+
+    step: str
+    message: str
+
+
+@dataclass(frozen=True)
+class ThresholdCheck:
+    """One configured threshold against its measurement."""
+
+    scenario: str
+    name: str
+    limit: float
+    measured: float | None
+    ok: bool
+    missed_by_pct: float | None  # 0 when met; None when nothing was measured
+    decision: str  # GO when met, else CONDITIONAL or NO-GO
+
+    @property
+    def comparison(self) -> str:
+        """Say which way the threshold points: at most or at least."""
+        return "at least" if self.name == ERROR_RATE_MIN else "at most"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One reason the verdict is not GO."""
+
+    decision: str
+    scenario: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The decision, every reason for it, and the generator's caveat shown next to it."""
+
+    decision: str
+    findings: tuple[Finding, ...]
+    thresholds: tuple[ThresholdCheck, ...]
+    generator_bottleneck: bool = False
+    bottleneck_notes: tuple[str, ...] = field(default=())
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        """Return the reasons that set the decision, worst first."""
+        worst = [f for f in self.findings if f.decision == self.decision]
+        return tuple(_label(f) for f in worst)
+
+
+def evaluate_thresholds(scenario: str, result: Mapping[str, Any]) -> list[ThresholdCheck]:
+    """Evaluate every threshold in ``result["config"]["thresholds"]`` against the result."""
+    thresholds = (result.get("config") or {}).get("thresholds") or {}
+    checks = []
+    for name, limit in thresholds.items():
+        if limit is None:
+            continue
+        measured = _measurement(name, result)
+        checks.append(_judge(scenario, name, float(limit), measured))
+    return checks
+
+
+def decide(
+    scenarios: Sequence[ScenarioEvidence],
+    *,
+    failures: Sequence[StepFailure] = (),
+    expected_scenarios: Sequence[str] = (),
+) -> Verdict:
+    """Return the verdict of a run from its scenarios' evidence and its failed steps."""
+    findings = [Finding(NO_GO, None, f"step {f.step} failed: {f.message}") for f in failures]
+    seen = {evidence.scenario for evidence in scenarios}
+    findings += [
+        Finding(NO_GO, name, "scenario did not run")
+        for name in expected_scenarios
+        if name not in seen
+    ]
+    if not scenarios:
+        findings.append(Finding(NO_GO, None, "no scenario ran"))
+    thresholds: list[ThresholdCheck] = []
+    notes: list[str] = []
+    for evidence in scenarios:
+        scenario_thresholds, scenario_findings = judge_scenario(evidence)
+        thresholds += scenario_thresholds
+        findings += scenario_findings
+        generator = (evidence.result or {}).get("generator") or {}
+        if generator.get("bottleneck"):
+            reasons = "; ".join(generator.get("reasons") or []) or "no reason given"
+            notes.append(f"{evidence.scenario}: the load generator was the bottleneck ({reasons})")
+    decision = max((f.decision for f in findings), key=DECISION_ORDER.index, default=GO)
+    return Verdict(
+        decision=decision,
+        findings=tuple(sorted(findings, key=lambda f: -DECISION_ORDER.index(f.decision))),
+        thresholds=tuple(thresholds),
+        generator_bottleneck=bool(notes),
+        bottleneck_notes=tuple(notes),
+    )
+
+
+def judge_scenario(evidence: ScenarioEvidence) -> tuple[list[ThresholdCheck], list[Finding]]:
+    """Return one scenario's threshold checks and the findings that keep it from GO."""
+    name = evidence.scenario
+    findings = []
+    if evidence.failure:
+        findings.append(Finding(NO_GO, name, f"the scenario failed: {evidence.failure}"))
+    result = evidence.result
+    if result is None:
+        findings.append(Finding(NO_GO, name, "no result was recorded"))
+        return [], findings + _integrity_findings(evidence) + _service_findings(evidence)
+    findings += _run_findings(name, result)
+    thresholds = evaluate_thresholds(name, result)
+    findings += [
+        Finding(check.decision, name, _threshold_reason(check))
+        for check in thresholds
+        if not check.ok
+    ]
+    findings += _integrity_findings(evidence)
+    findings += _service_findings(evidence)
+    findings += _server_error_findings(name, result)
+    return thresholds, findings
+
+
+def _measurement(name: str, result: Mapping[str, Any]) -> float | None:
+    if name in (ERROR_RATE_MAX, ERROR_RATE_MIN):
+        totals = result.get("totals") or {}
+        return _number(totals.get("error_rate")) if totals.get("requests") else None
+    match = LATENCY_THRESHOLD.match(name)
+    if match is None:
+        raise ValueError(f"unknown threshold {name!r}: expected pNN_ms or error_rate_max/min")
+    percent = match.group(1).removesuffix(".0")
+    return _number((result.get("latency_ms") or {}).get(f"p{percent}"))
+
+
+def _judge(scenario: str, name: str, limit: float, measured: float | None) -> ThresholdCheck:
+    if measured is None:
+        return ThresholdCheck(scenario, name, limit, None, False, None, NO_GO)
+    # A minimum error rate proves contention happened: falling short is the miss.
+    shortfall = limit - measured if name == ERROR_RATE_MIN else measured - limit
+    if shortfall <= 0:
+        return ThresholdCheck(scenario, name, limit, measured, True, 0.0, GO)
+    missed_by_pct = shortfall / limit * 100 if limit > 0 else math.inf
+    decision = NO_GO if missed_by_pct > NO_GO_MISS_PCT + TOLERANCE else CONDITIONAL
+    return ThresholdCheck(scenario, name, limit, measured, False, missed_by_pct, decision)
+
+
+def _threshold_reason(check: ThresholdCheck) -> str:
+    if check.measured is None:
+        return f"{check.name}: nothing was measured (threshold {_format(check.name, check.limit)})"
+    by = (
+        ""
+        if check.missed_by_pct is None or math.isinf(check.missed_by_pct)
+        else (f", missed by {check.missed_by_pct:.1f} %")
+    )
+    return (
+        f"{check.name} {_format(check.name, check.measured)} against {check.comparison} "
+        f"{_format(check.name, check.limit)}{by}"
+    )
+
+
+def _run_findings(name: str, result: Mapping[str, Any]) -> list[Finding]:
+    run = result.get("run") or {}
+    findings = []
+    if run.get("crashed"):
+        tail = (run.get("stderr_tail") or "").strip().splitlines()
+        findings.append(
+            Finding(NO_GO, name, "the load generator crashed" + (f": {tail[-1]}" if tail else ""))
+        )
+    if run.get("timed_out"):
+        findings.append(Finding(NO_GO, name, "the load generator timed out"))
+    exit_code = run.get("exit_code")
+    if exit_code not in (0, None) and not run.get("crashed"):
+        findings.append(Finding(NO_GO, name, f"the load generator exited with code {exit_code}"))
+    if not (result.get("totals") or {}).get("requests"):
+        findings.append(Finding(NO_GO, name, "no request was measured"))
+    return findings
+
+
+def _integrity_findings(evidence: ScenarioEvidence) -> list[Finding]:
+    integrity = evidence.integrity
+    if integrity is None:
+        return [Finding(NO_GO, evidence.scenario, "integrity was not verified")]
+    failed = [check for check in integrity.get("checks") or [] if not check.get("ok")]
+    findings = [
+        Finding(
+            NO_GO,
+            evidence.scenario,
+            f"integrity check {check.get('name')} failed with {check.get('violations')} violations",
+        )
+        for check in failed
+    ]
+    if not integrity.get("ok") and not failed:
+        findings.append(Finding(NO_GO, evidence.scenario, "integrity did not hold"))
+    return findings
+
+
+def _service_findings(evidence: ScenarioEvidence) -> list[Finding]:
+    service = evidence.service
+    name = evidence.scenario
+    if service is None:
+        return [Finding(CONDITIONAL, name, "the service's health was not observed")]
+    findings = []
+    events = service.get("events") or []
+    for event in events:
+        kind, at = event.get("kind"), event.get("at", "?")
+        if kind == "crash":
+            findings.append(Finding(NO_GO, name, f"the service crashed at {at}"))
+        elif kind == "restart":
+            findings.append(Finding(NO_GO, name, f"a service worker restarted at {at}"))
+        elif kind == "pool_exhaustion":
+            findings.append(Finding(NO_GO, name, f"the connection pool was exhausted at {at}"))
+    timeouts = (service.get("delta") or {}).get(POOL_TIMEOUTS_METRIC) or 0
+    if timeouts and not any(event.get("kind") == "pool_exhaustion" for event in events):
+        findings.append(
+            Finding(NO_GO, name, f"{timeouts:g} requests timed out waiting for the pool")
+        )
+    failed_probes = int((service.get("healthz") or {}).get("failures") or 0)
+    if failed_probes and not any(f.decision == NO_GO for f in findings):
+        findings.append(
+            Finding(CONDITIONAL, name, f"{failed_probes} health checks failed during the run")
+        )
+    return findings
+
+
+def _server_error_findings(name: str, result: Mapping[str, Any]) -> list[Finding]:
+    by_status = result.get("by_status") or {}
+    by_code = result.get("by_code") or {}
+    findings = []
+    exhausted = int(by_code.get(POOL_EXHAUSTION_CODE) or 0)
+    if exhausted:
+        findings.append(
+            Finding(NO_GO, name, f"{exhausted} responses were 503 {POOL_EXHAUSTION_CODE}")
+        )
+    server_errors = sum(int(n) for status, n in by_status.items() if str(status).startswith("5"))
+    other = server_errors - exhausted
+    if other > 0:
+        findings.append(Finding(CONDITIONAL, name, f"{other} other server errors (5xx)"))
+    return findings
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _format(name: str, value: float) -> str:
+    if name.startswith("error_rate"):
+        return f"{value * 100:.2f} %"
+    return f"{value:g} ms"
+
+
+def _label(finding: Finding) -> str:
+    return f"{finding.scenario}: {finding.reason}" if finding.scenario else finding.reason
