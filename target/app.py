@@ -1,0 +1,98 @@
+"""The app factory: settings in, a Quart app with its blueprints and error handling out."""
+
+from __future__ import annotations
+
+import logging
+
+import sqlalchemy.exc
+from quart import Quart, Response, g
+from werkzeug.exceptions import HTTPException
+
+from target import metrics
+from target.blueprints import authorizations, health, openapi, tokens
+from target.blueprints import metrics as metrics_routes
+from target.blueprints.health import UNSAFE_WARNING
+from target.database import Database, is_database_unreachable
+from target.problems import (
+    CODES_BY_STATUS,
+    HTTP_ERROR,
+    INTERNAL_ERROR,
+    ProblemError,
+    problem_response,
+    unavailable,
+)
+from target.request_log import configure_logging, install_request_hooks
+from target.settings import Settings
+from target.state import EXTENSION_KEY, ServiceState
+
+log = logging.getLogger("target.app")
+
+
+def create_app(settings: Settings | None = None) -> Quart:
+    """Build the service; the database pool opens when serving starts."""
+    settings = settings if settings is not None else Settings.from_env()
+    configure_logging()
+    app = Quart(__name__)
+    # Quart enforces this while reading the body; our handler turns it into a problem document.
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    state = ServiceState(settings=settings)
+    app.extensions[EXTENSION_KEY] = state
+
+    @app.before_serving
+    async def open_database() -> None:
+        state.database = Database(settings)
+        if settings.concurrency == "unsafe":
+            log.warning("!!! %s !!!", UNSAFE_WARNING)
+        log.info("serving with TARGET_CONCURRENCY=%s", settings.concurrency)
+
+    @app.after_serving
+    async def close_database() -> None:
+        if state.database is not None:
+            await state.database.dispose()
+        metrics.forget_this_worker()
+
+    for blueprint in (
+        health.blueprint,
+        tokens.blueprint,
+        authorizations.blueprint,
+        metrics_routes.blueprint,
+        openapi.blueprint,
+    ):
+        app.register_blueprint(blueprint)
+    install_request_hooks(app)
+    install_error_handlers(app)
+    return app
+
+
+def install_error_handlers(app: Quart) -> None:
+    """Render every error as a problem document; never leak a traceback."""
+
+    @app.errorhandler(ProblemError)
+    async def handle_problem(problem: ProblemError) -> Response:
+        g.problem_code = problem.code
+        return problem_response(problem)
+
+    @app.errorhandler(HTTPException)
+    async def handle_http_exception(error: HTTPException) -> Response:
+        status = error.code or 500
+        problem = ProblemError(
+            status, CODES_BY_STATUS.get(status, HTTP_ERROR), error.description or ""
+        )
+        if status == 405 and error.get_headers():
+            problem.headers.update(
+                {name: value for name, value in error.get_headers() if name.lower() == "allow"}
+            )
+        return await handle_problem(problem)
+
+    @app.errorhandler(sqlalchemy.exc.SQLAlchemyError)
+    async def handle_database_error(error: sqlalchemy.exc.SQLAlchemyError) -> Response:
+        if is_database_unreachable(error):
+            return await handle_problem(unavailable("database unreachable"))
+        return await handle_unexpected(error)
+
+    @app.errorhandler(Exception)
+    async def handle_unexpected(error: Exception) -> Response:
+        log.error("unhandled error", exc_info=error)
+        return await handle_problem(
+            ProblemError(500, INTERNAL_ERROR, "the service failed to handle this request")
+        )

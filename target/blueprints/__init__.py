@@ -1,0 +1,1 @@
+"""One blueprint per resource: health, tokens, authorizations, metrics and the OpenAPI document."""

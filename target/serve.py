@@ -1,0 +1,271 @@
+"""Run the service under Hypercorn in a subprocess: for tests, tools and `invoke target.serve`."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+
+from target.metrics import MULTIPROC_DIR_ENV
+from target.settings import CONCURRENCY_STRATEGIES
+
+HOST = "127.0.0.1"
+APP_PATH = "target.app:create_app()"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+LISTEN_BACKLOG = 1024
+GRACEFUL_TIMEOUT_S = 3
+READY_POLL_S = 0.1
+HEALTH_TIMEOUT_S = 2.0
+LOG_TAIL_LINES = 20
+MIGRATED_TABLE = "authorizations"
+
+
+class ServiceStartError(RuntimeError):
+    """The service did not come up; the message carries the end of its log."""
+
+
+class ServiceProcess:
+    """A Hypercorn server in a subprocess of our own; a context manager that stops it."""
+
+    def __init__(
+        self, process: subprocess.Popen[bytes], base_url: str, log_path: Path, metrics_dir: Path
+    ) -> None:
+        self._process = process
+        self._metrics_dir = metrics_dir
+        self.base_url = base_url
+        self.pid = process.pid
+        self.log_path = log_path
+
+    def is_alive(self) -> bool:
+        """Tell whether the Hypercorn main process is still running."""
+        return self._process.poll() is None
+
+    def stop(self, timeout_s: float = 10.0) -> int | None:
+        """Stop gracefully (SIGTERM), then by force (SIGKILL); return the exit code."""
+        if self.is_alive():
+            self._process.send_signal(signal.SIGTERM)
+            try:
+                self._process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self._kill_group()
+                self._process.wait(timeout=timeout_s)
+        # Workers share the main process's group: make sure none outlives it.
+        self._kill_group()
+        shutil.rmtree(self._metrics_dir, ignore_errors=True)
+        return self._process.returncode
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        """Return the last lines of the server's log."""
+        return _tail(self.log_path, lines)
+
+    def _kill_group(self) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
+
+    def __enter__(self) -> ServiceProcess:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def start_service(
+    database_url: str,
+    *,
+    port: int = 0,
+    workers: int = 1,
+    strategy: str | None = None,
+    env: dict[str, str] | None = None,
+    log_path: Path | None = None,
+    ready_timeout_s: float = 30.0,
+) -> ServiceProcess:
+    """Start Hypercorn on 127.0.0.1 (a free port when 0) and wait until /healthz answers 200."""
+    if strategy is not None and strategy not in CONCURRENCY_STRATEGIES:
+        raise ValueError(
+            f"strategy must be one of {', '.join(CONCURRENCY_STRATEGIES)}, not {strategy!r}"
+        )
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, not {workers}")
+    listener = bind_listener(port)
+    bound_port = listener.getsockname()[1]
+    metrics_dir = Path(tempfile.mkdtemp(prefix="target-metrics-"))
+    if log_path is None:
+        log_path = Path(tempfile.mkdtemp(prefix="target-log-")) / "service.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    child_env = service_environment(database_url, strategy, metrics_dir, env)
+    with listener, log_path.open("ab") as log_file:
+        process = subprocess.Popen(
+            hypercorn_command(f"fd://{listener.fileno()}", workers),
+            env=child_env,
+            cwd=PROJECT_ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            pass_fds=(listener.fileno(),),
+            # Its own process group, so stop() can reach the spawned workers too.
+            start_new_session=True,
+        )
+    service = ServiceProcess(process, f"http://{HOST}:{bound_port}", log_path, metrics_dir)
+    try:
+        wait_until_healthy(service, ready_timeout_s)
+    except BaseException:
+        service.stop(timeout_s=GRACEFUL_TIMEOUT_S)
+        raise
+    return service
+
+
+def bind_listener(port: int) -> socket.socket:
+    """Bind and listen in this process, so the child inherits a port nobody can take first."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((HOST, port))
+    except OSError as error:
+        listener.close()
+        raise ServiceStartError(f"cannot listen on {HOST}:{port}: {error.strerror}") from error
+    listener.listen(LISTEN_BACKLOG)
+    listener.set_inheritable(True)
+    return listener
+
+
+def hypercorn_command(bind: str, workers: int) -> list[str]:
+    """Return the Hypercorn command line for our app."""
+    return [
+        sys.executable,
+        "-m",
+        "hypercorn",
+        "--bind",
+        bind,
+        "--workers",
+        str(workers),
+        "--backlog",
+        str(LISTEN_BACKLOG),
+        "--graceful-timeout",
+        str(GRACEFUL_TIMEOUT_S),
+        APP_PATH,
+    ]
+
+
+def service_environment(
+    database_url: str, strategy: str | None, metrics_dir: Path, extra: dict[str, str] | None
+) -> dict[str, str]:
+    """Return the child's environment: ours, plus the database, strategy and metrics folder."""
+    child_env = dict(os.environ)
+    child_env["DATABASE_URL"] = database_url
+    child_env[MULTIPROC_DIR_ENV] = str(metrics_dir)
+    child_env["PYTHONUNBUFFERED"] = "1"
+    if strategy is not None:
+        child_env["TARGET_CONCURRENCY"] = strategy
+    child_env.update(extra or {})
+    return child_env
+
+
+def wait_until_healthy(service: ServiceProcess, timeout_s: float) -> None:
+    """Poll /healthz until it answers 200; raise ServiceStartError with the log otherwise."""
+    deadline = time.monotonic() + timeout_s
+    last_problem = "no answer yet"
+    while time.monotonic() < deadline:
+        if not service.is_alive():
+            raise ServiceStartError(
+                f"service exited with code {service._process.returncode} before it was ready; "
+                f"last lines of {service.log_path}:\n{service.log_tail()}"
+            )
+        try:
+            with urllib.request.urlopen(
+                f"{service.base_url}/healthz", timeout=HEALTH_TIMEOUT_S
+            ) as response:
+                if response.status == 200:
+                    return
+                last_problem = f"/healthz answered {response.status}"
+        except urllib.error.HTTPError as error:
+            last_problem = f"/healthz answered {error.code}"
+        except (urllib.error.URLError, OSError) as error:
+            last_problem = f"/healthz unreachable: {error}"
+        time.sleep(READY_POLL_S)
+    raise ServiceStartError(
+        f"service not healthy within {timeout_s:g} s ({last_problem}); "
+        f"last lines of {service.log_path}:\n{service.log_tail()}"
+    )
+
+
+def _tail(path: Path, lines: int) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def check_database_ready(database_url: str) -> str | None:
+    """Return why the service cannot use this database, or None when it can."""
+    import psycopg
+
+    try:
+        with psycopg.connect(database_url, connect_timeout=5) as connection:
+            row = connection.execute("SELECT to_regclass(%s)", (MIGRATED_TABLE,)).fetchone()
+    except psycopg.Error as error:
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        return f"database unreachable: {first_line}"
+    if row is None or row[0] is None:
+        return "database is not migrated: run `invoke db.migrate`"
+    return None
+
+
+def serve_forever(port: int, workers: int, strategy: str | None) -> None:
+    """Serve in the foreground until interrupted; one clear line and exit 2 on a setup error."""
+    from local_postgres import ClusterError, database_url
+
+    def fail(message: str) -> None:
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+    if strategy is not None and strategy not in CONCURRENCY_STRATEGIES:
+        fail(f"--strategy must be one of {', '.join(CONCURRENCY_STRATEGIES)}, not {strategy!r}")
+    try:
+        url = database_url()
+    except ClusterError as error:
+        fail(str(error))
+    problem = check_database_ready(url)
+    if problem is not None:
+        fail(problem)
+    try:
+        listener = bind_listener(port)
+    except ServiceStartError as error:
+        fail(str(error))
+    metrics_dir = Path(tempfile.mkdtemp(prefix="target-metrics-"))
+    bound_port = listener.getsockname()[1]
+    with listener:
+        process = subprocess.Popen(
+            hypercorn_command(f"fd://{listener.fileno()}", workers),
+            env=service_environment(url, strategy, metrics_dir, None),
+            cwd=PROJECT_ROOT,
+            pass_fds=(listener.fileno(),),
+        )
+    print(f"serving on http://{HOST}:{bound_port} (Ctrl-C to stop)", file=sys.stderr)
+    try:
+        process.wait()
+    except KeyboardInterrupt:
+        # Hypercorn got the same SIGINT from the terminal and is shutting down.
+        try:
+            process.wait(timeout=GRACEFUL_TIMEOUT_S * 3)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+    if process.returncode not in (0, -signal.SIGINT, -signal.SIGTERM):
+        raise SystemExit(process.returncode)
