@@ -1,0 +1,147 @@
+"""Database up, migrations, seed: the steps behind `invoke load-test.setup` and `.seed`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import alembic.util
+import psycopg
+import sqlalchemy.exc
+
+from local_postgres import ClusterError, LocalCluster, database_url
+from local_postgres.commands import fail
+from seeding import (
+    DEFAULT_FIXTURES_PATH,
+    SeedingError,
+    SeedSummary,
+    check_options,
+    check_seedable,
+    seed_database,
+)
+from seeding.database import first_line
+from target.migrate import upgrade
+from target.settings import DEFAULT_JWT_SECRET
+
+JWT_SECRET_ENV = "JWT_SECRET"
+T = TypeVar("T")
+
+
+def jwt_secret() -> str:
+    """Return the secret the service verifies tokens with (env JWT_SECRET or its default)."""
+    return os.environ.get(JWT_SECRET_ENV) or DEFAULT_JWT_SECRET
+
+
+def setup_database(
+    *,
+    seed: int = 2024,
+    scale: int = 1,
+    background: int = 100_000,
+    force: bool = False,
+    fixtures_path: Path = DEFAULT_FIXTURES_PATH,
+) -> str:
+    """Bring the database up, migrate it and seed it; return its URL. Safe to run again."""
+    url, _ = setup_and_seed(
+        seed=seed, scale=scale, background=background, force=force, fixtures_path=fixtures_path
+    )
+    return url
+
+
+def setup_and_seed(
+    *, seed: int, scale: int, background: int, force: bool, fixtures_path: Path
+) -> tuple[str, SeedSummary]:
+    """Do what setup_database does and also return the seeding summary."""
+    check_options(scale=scale, background=background)
+    url = database_url()
+    # Before migrating: a mistyped DATABASE_URL must not even get our tables added.
+    check_seedable(url, force=force, require_schema=False)
+    upgrade(url)
+    summary = seed_database(
+        url,
+        seed=seed,
+        scale=scale,
+        background=background,
+        force=force,
+        fixtures_path=fixtures_path,
+        jwt_secret=jwt_secret(),
+    )
+    return url, summary
+
+
+def seed_existing(
+    *, seed: int, scale: int, background: int, force: bool, fixtures_path: Path
+) -> SeedSummary:
+    """Seed the database the tools use, without starting or migrating anything."""
+    check_options(scale=scale, background=background)
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        cluster = LocalCluster()
+        if not cluster.is_running():
+            raise SeedingError(
+                "the project's PostgreSQL is not running: run `invoke load-test.setup`"
+            )
+        url = cluster.url()
+    return seed_database(
+        url,
+        seed=seed,
+        scale=scale,
+        background=background,
+        force=force,
+        fixtures_path=fixtures_path,
+        jwt_secret=jwt_secret(),
+    )
+
+
+def summary_line(summary: SeedSummary) -> str:
+    return (
+        f"seeded {summary.organizations} organizations, {summary.service_codes} service codes, "
+        f"{summary.patients:,} patients, {summary.practitioners:,} practitioners, "
+        f"{summary.active_authorizations:,} active + {summary.background_authorizations:,} "
+        f"closed authorizations (seed {summary.seed}, scale {summary.scale}) "
+        f"in {summary.elapsed_s:.1f} s; fixtures: {summary.fixtures_path}"
+    )
+
+
+def seed_command(
+    *, seed: int = 2024, scale: int = 1, background: int = 100_000, force: bool = False
+) -> None:
+    """Reset and seed the database; print one summary line, or one error line and exit 2."""
+    summary = _cleanly(
+        lambda: seed_existing(
+            seed=seed,
+            scale=scale,
+            background=background,
+            force=force,
+            fixtures_path=DEFAULT_FIXTURES_PATH,
+        )
+    )
+    print(summary_line(summary))
+
+
+def setup_command(
+    *, seed: int = 2024, scale: int = 1, background: int = 100_000, force: bool = False
+) -> None:
+    """Database up, migrations, seed; print the URL and a summary line, or one error line."""
+    url, summary = _cleanly(
+        lambda: setup_and_seed(
+            seed=seed,
+            scale=scale,
+            background=background,
+            force=force,
+            fixtures_path=DEFAULT_FIXTURES_PATH,
+        )
+    )
+    print(summary_line(summary))
+    print(f"database ready: {url}")
+
+
+def _cleanly(step: Callable[[], T]) -> T:
+    """Run ``step``; turn an error the user can fix into one `error:` line and exit 2."""
+    try:
+        return step()
+    except (SeedingError, ClusterError, alembic.util.CommandError) as error:
+        fail(str(error))
+    except (psycopg.Error, sqlalchemy.exc.DBAPIError) as error:
+        fail(f"database error: {first_line(error)}")
