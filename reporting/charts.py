@@ -1,0 +1,199 @@
+"""Inline SVG charts for the HTML report: no script, no network, just markup."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from html import escape
+from typing import Any
+
+WIDTH = 640
+HEIGHT = 220
+LEFT, RIGHT, TOP, BOTTOM = 56, 16, 14, 40
+TICKS = 5
+MAX_X_LABELS = 12
+SERIES_COLOURS = {"p50_ms": "#2b8a3e", "p95_ms": "#e67700", "p99_ms": "#c92a2a"}
+REQUESTS_COLOUR = "#1c7ed6"
+ERRORS_COLOUR = "#c92a2a"
+THRESHOLD_COLOUR = "#862e9c"
+BAR_COLOUR = "#1c7ed6"
+
+
+def nice_ticks(top: float, count: int = TICKS) -> list[float]:
+    """Return round tick values from 0 up to at least ``top`` (1-2-5 steps)."""
+    if top <= 0 or not math.isfinite(top):
+        return [0.0, 1.0]
+    raw = top / count
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    return [step * i for i in range(math.ceil(top / step - 1e-9) + 1)]
+
+
+def histogram_svg(buckets: Sequence[Mapping[str, Any]], *, label: str) -> str:
+    """Draw the latency histogram: one bar per bucket, empty buckets at the ends trimmed."""
+    counts = [int(b.get("count") or 0) for b in buckets]
+    used = [i for i, count in enumerate(counts) if count]
+    if not used:
+        return _empty(label)
+    shown = list(buckets[used[0] : used[-1] + 1])
+    ticks = nice_ticks(max(counts))
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    slot = plot_w / len(shown)
+    parts = [_open(label), *_y_axis(ticks, plot_h, "requests")]
+    every = math.ceil(len(shown) / MAX_X_LABELS)
+    for i, bucket in enumerate(shown):
+        count = int(bucket.get("count") or 0)
+        height = plot_h * count / ticks[-1]
+        x = LEFT + i * slot
+        upper = _bucket_label(bucket.get("upper_ms"))
+        parts.append(
+            f'<rect x="{x + 1:.1f}" y="{TOP + plot_h - height:.1f}" width="{max(slot - 2, 1):.1f}"'
+            f' height="{height:.1f}" fill="{BAR_COLOUR}"><title>{escape(upper)} ms: {count} '
+            "requests</title></rect>"
+        )
+        if i % every == 0:
+            parts.append(_text(x + slot / 2, TOP + plot_h + 14, upper, anchor="middle"))
+    parts.append(_text(LEFT + plot_w / 2, HEIGHT - 6, "latency, ms (bucket upper bound)"))
+    return "".join([*parts, "</svg>"])
+
+
+def latency_over_time_svg(
+    series: Sequence[Mapping[str, Any]], *, threshold_ms: float | None, label: str
+) -> str:
+    """Draw p50, p95 and p99 second by second; an idle second leaves a gap."""
+    values = [
+        float(point[key])
+        for point in series
+        for key in SERIES_COLOURS
+        if point.get(key) is not None
+    ]
+    if not values:
+        return _empty(label)
+    ticks = nice_ticks(max([*values, threshold_ms or 0.0]))
+    plot_h = HEIGHT - TOP - BOTTOM
+    parts = [_open(label), *_y_axis(ticks, plot_h, "ms"), *_x_axis(series, plot_h)]
+    if threshold_ms is not None:
+        y = _y(threshold_ms, ticks[-1], plot_h)
+        parts.append(
+            f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" '
+            f'stroke="{THRESHOLD_COLOUR}" stroke-dasharray="6 4"><title>p95 threshold '
+            f"{threshold_ms:g} ms</title></line>"
+        )
+    for key, colour in SERIES_COLOURS.items():
+        points = [(i, point.get(key)) for i, point in enumerate(series)]
+        parts += _polylines(points, len(series), ticks[-1], plot_h, colour, key.removesuffix("_ms"))
+    parts.append(_legend([(k.removesuffix("_ms"), c) for k, c in SERIES_COLOURS.items()]))
+    return "".join([*parts, "</svg>"])
+
+
+def throughput_over_time_svg(series: Sequence[Mapping[str, Any]], *, label: str) -> str:
+    """Draw requests and errors per second."""
+    if not series:
+        return _empty(label)
+    top = max(int(point.get("requests") or 0) for point in series)
+    ticks = nice_ticks(top)
+    plot_h = HEIGHT - TOP - BOTTOM
+    parts = [_open(label), *_y_axis(ticks, plot_h, "per second"), *_x_axis(series, plot_h)]
+    for key, colour in (("requests", REQUESTS_COLOUR), ("errors", ERRORS_COLOUR)):
+        points = [(i, point.get(key) or 0) for i, point in enumerate(series)]
+        parts += _polylines(points, len(series), ticks[-1], plot_h, colour, key)
+    parts.append(_legend([("requests", REQUESTS_COLOUR), ("errors", ERRORS_COLOUR)]))
+    return "".join([*parts, "</svg>"])
+
+
+def _open(label: str) -> str:
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
+        f'width="{WIDTH}" height="{HEIGHT}" role="img" aria-label="{escape(label)}" '
+        'font-family="sans-serif" font-size="11">'
+        f"<title>{escape(label)}</title>"
+    )
+
+
+def _empty(label: str) -> str:
+    return (
+        _open(label) + _text(WIDTH / 2, HEIGHT / 2, "no data recorded", anchor="middle") + "</svg>"
+    )
+
+
+def _y(value: float, top: float, plot_h: float) -> float:
+    return TOP + plot_h - plot_h * value / top
+
+
+def _x(index: int, length: int) -> float:
+    plot_w = WIDTH - LEFT - RIGHT
+    return LEFT + (plot_w * index / (length - 1) if length > 1 else plot_w / 2)
+
+
+def _y_axis(ticks: list[float], plot_h: float, unit: str) -> list[str]:
+    parts = []
+    for tick in ticks:
+        y = _y(tick, ticks[-1], plot_h)
+        parts.append(
+            f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="#dee2e6"/>'
+        )
+        parts.append(_text(LEFT - 6, y + 4, f"{tick:g}", anchor="end"))
+    parts.append(_text(12, TOP + plot_h / 2, unit, anchor="middle", rotate=True))
+    return parts
+
+
+def _x_axis(series: Sequence[Mapping[str, Any]], plot_h: float) -> list[str]:
+    length = len(series)
+    every = max(1, math.ceil(length / MAX_X_LABELS))
+    parts = [
+        _text(_x(i, length), TOP + plot_h + 14, f"{point.get('second', i)}", anchor="middle")
+        for i, point in enumerate(series)
+        if i % every == 0
+    ]
+    parts.append(_text(LEFT + (WIDTH - LEFT - RIGHT) / 2, HEIGHT - 6, "second of the run"))
+    return parts
+
+
+def _polylines(
+    points: Sequence[tuple[int, Any]],
+    length: int,
+    top: float,
+    plot_h: float,
+    colour: str,
+    name: str,
+) -> list[str]:
+    runs: list[list[str]] = [[]]
+    for index, value in points:
+        if value is None:
+            runs.append([])
+            continue
+        runs[-1].append(f"{_x(index, length):.1f},{_y(float(value), top, plot_h):.1f}")
+    parts = []
+    for run in filter(None, runs):
+        if len(run) == 1:
+            x, y = run[0].split(",")
+            parts.append(f'<circle cx="{x}" cy="{y}" r="2" fill="{colour}"/>')
+        else:
+            parts.append(
+                f'<polyline fill="none" stroke="{colour}" stroke-width="1.8" '
+                f'points="{" ".join(run)}"><title>{escape(name)}</title></polyline>'
+            )
+    return parts
+
+
+def _legend(entries: Sequence[tuple[str, str]]) -> str:
+    parts = []
+    for i, (name, colour) in enumerate(entries):
+        x = WIDTH - RIGHT - 70 * (len(entries) - i)
+        parts.append(f'<rect x="{x}" y="{TOP}" width="10" height="10" fill="{colour}"/>')
+        parts.append(_text(x + 14, TOP + 9, name, anchor="start"))
+    return "".join(parts)
+
+
+def _text(x: float, y: float, text: str, *, anchor: str = "middle", rotate: bool = False) -> str:
+    transform = f' transform="rotate(-90 {x:.1f} {y:.1f})"' if rotate else ""
+    return (
+        f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" fill="#495057"{transform}>'
+        f"{escape(text)}</text>"
+    )
+
+
+def _bucket_label(upper: Any) -> str:
+    if upper is None or (isinstance(upper, float) and math.isinf(upper)):
+        return "more"
+    return f"≤{float(upper):g}"

@@ -1,0 +1,108 @@
+"""Render the summary into report.html and PERFORMANCE_TEST_RESULTS.md with Jinja2."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from jinja2 import ChainableUndefined, Environment, FileSystemLoader, Undefined
+from markupsafe import Markup
+
+from reporting.charts import histogram_svg, latency_over_time_svg, throughput_over_time_svg
+from reporting.records import RunRecord
+
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "report_templates"
+HTML_TEMPLATE = "report.html.j2"
+MARKDOWN_TEMPLATE = "PERFORMANCE_TEST_RESULTS.md.j2"
+PERCENTILE_KEYS = ("p50", "p90", "p95", "p99", "max", "mean")
+MISSING = "—"
+
+
+def environment() -> Environment:
+    """Return the Jinja2 environment: HTML escaped, Markdown left as written."""
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES_DIR),
+        autoescape=lambda name: bool(name and name.endswith(".html.j2")),
+        # Optional parts of a run (facts, a scenario without result) render as blanks.
+        undefined=ChainableUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(ms=format_ms, pct=format_pct, rate=format_rate, num=format_number)
+    return env
+
+
+def render_html(summary: dict[str, Any], record: RunRecord) -> str:
+    """Render the self-contained HTML report (inline CSS and SVG)."""
+    charts = {
+        evidence.scenario: _charts(evidence.scenario, evidence.result or {}, summary)
+        for evidence in record.scenarios
+    }
+    return (
+        environment()
+        .get_template(HTML_TEMPLATE)
+        .render(summary=summary, charts=charts, percentile_keys=PERCENTILE_KEYS)
+    )
+
+
+def render_markdown(summary: dict[str, Any]) -> str:
+    """Render PERFORMANCE_TEST_RESULTS.md: executive summary, figures, recommendation."""
+    return (
+        environment()
+        .get_template(MARKDOWN_TEMPLATE)
+        .render(summary=summary, percentile_keys=PERCENTILE_KEYS)
+    )
+
+
+def format_ms(value: Any) -> str:
+    """Format a latency in milliseconds, or a dash when nothing was measured."""
+    if _missing(value):
+        return MISSING
+    return f"{float(value):,.1f} ms"
+
+
+def format_pct(value: Any) -> str:
+    """Format a percentage already scaled to 0-100."""
+    if _missing(value):
+        return MISSING
+    if math.isinf(float(value)):
+        return "∞ %"
+    return f"{float(value):.1f} %"
+
+
+def format_rate(value: Any) -> str:
+    """Format a 0-1 rate as a percentage."""
+    return MISSING if _missing(value) else f"{float(value) * 100:.2f} %"
+
+
+def format_number(value: Any, digits: int = 0) -> str:
+    """Format a count or a figure with thousands separators."""
+    if _missing(value):
+        return MISSING
+    return f"{float(value):,.{digits}f}"
+
+
+def _missing(value: Any) -> bool:
+    return value is None or isinstance(value, Undefined)
+
+
+def _charts(scenario: str, result: dict[str, Any], summary: dict[str, Any]) -> dict[str, Markup]:
+    series = result.get("timeseries") or []
+    thresholds = (result.get("config") or {}).get("thresholds") or {}
+    return {
+        "histogram": Markup(
+            histogram_svg(result.get("latency_histogram") or [], label=f"{scenario}: latency")
+        ),
+        "latency": Markup(
+            latency_over_time_svg(
+                series,
+                threshold_ms=thresholds.get("p95_ms"),
+                label=f"{scenario}: latency over time",
+            )
+        ),
+        "throughput": Markup(
+            throughput_over_time_svg(series, label=f"{scenario}: throughput over time")
+        ),
+    }

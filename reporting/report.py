@@ -1,0 +1,44 @@
+"""Build every report file of a run folder: summary.json, report.html, the Markdown results."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reporting.records import load_run
+from reporting.render import render_html, render_markdown
+from reporting.summary import summarise
+
+SUMMARY_FILE = "summary.json"
+HTML_FILE = "report.html"
+MARKDOWN_FILE = "PERFORMANCE_TEST_RESULTS.md"
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    """Where a run's report went, and its summary."""
+
+    summary: dict[str, Any]
+    summary_path: Path
+    html_path: Path
+    markdown_path: Path
+
+    @property
+    def decision(self) -> str:
+        return str(self.summary["verdict"]["decision"])
+
+
+def write_report(run_dir: Path) -> ReportFiles:
+    """Read ``run_dir``, decide the verdict and write the three report files into it."""
+    run_dir = Path(run_dir)
+    record = load_run(run_dir)
+    summary = summarise(record)
+    summary_path = run_dir / SUMMARY_FILE
+    html_path = run_dir / HTML_FILE
+    markdown_path = run_dir / MARKDOWN_FILE
+    summary_path.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+    html_path.write_text(render_html(summary, record), encoding="utf-8")
+    markdown_path.write_text(render_markdown(summary), encoding="utf-8")
+    return ReportFiles(summary, summary_path, html_path, markdown_path)

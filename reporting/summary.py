@@ -1,0 +1,211 @@
+"""Summarise a run record into summary.json: the verdict, figures per scenario, run facts."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from reporting.records import RunRecord
+from reporting.verdict import (
+    CONDITIONAL,
+    DECISION_ORDER,
+    GO,
+    NO_GO,
+    ScenarioEvidence,
+    ThresholdCheck,
+    Verdict,
+    decide,
+)
+
+SUMMARY_SCHEMA_VERSION = 1
+SUMMARY_KIND = "clinic-loadtest-summary"
+SERIALIZABLE = "serializable"
+RECOMMENDATIONS = {
+    GO: "Go ahead with the next phase: every scenario met its thresholds, no overbooking, "
+    "lost or phantom operation was found, and the service stayed up under load.",
+    CONDITIONAL: "Go ahead only if the shortfalls below are acceptable for the next phase; "
+    "otherwise optimize first. Correctness held, but not every target was met.",
+    NO_GO: "Do not go ahead: fix the problems below first, then run the pipeline again.",
+}
+SEQ_SCAN_WARNING = (
+    "PostgreSQL reads the authorization by id with a sequential scan under SERIALIZABLE: "
+    "the scan takes a predicate lock on the whole table, so every reservation conflicts "
+    "with every other one and retries or fails."
+)
+# Every key the report reads from the run facts, present even when a run collected none.
+EMPTY_FACTS: dict[str, Any] = {
+    "git": {},
+    "machine": {},
+    "versions": {},
+    "postgres_settings": {},
+    "data_volume": {},
+    "lookup_plan": {},
+    "errors": [],
+}
+SEQ_SCAN_NOTE = "PostgreSQL reads the authorization by id with a sequential scan."
+
+
+def summarise(record: RunRecord) -> dict[str, Any]:
+    """Return the summary.json document of a run: pure, from what the run recorded."""
+    verdict = decide(
+        record.scenarios,
+        failures=record.failures,
+        expected_scenarios=record.expected_scenarios,
+    )
+    run = record.run
+    facts = {**EMPTY_FACTS, **(run.get("facts") or {})}
+    strategy = run.get("strategy") or _first(record, "strategy")
+    scenarios = [_scenario_summary(evidence, verdict) for evidence in record.scenarios]
+    return {
+        "schema_version": SUMMARY_SCHEMA_VERSION,
+        "kind": SUMMARY_KIND,
+        "run_id": run.get("run_id") or record.run_dir.name,
+        "profile": run.get("profile") or _first(record, "profile"),
+        "strategy": strategy,
+        "workers": run.get("workers"),
+        "started_at": run.get("started_at") or _earliest(scenarios, "started_at"),
+        "ended_at": run.get("ended_at") or _latest(scenarios, "ended_at"),
+        "duration_s": run.get("duration_s"),
+        "verdict": _verdict_summary(verdict),
+        "recommendation": RECOMMENDATIONS[verdict.decision],
+        "integrity_ok": bool(scenarios)
+        and all(s["integrity"] is not None and s["integrity"]["ok"] for s in scenarios),
+        "totals": {
+            "requests": sum(s["requests"] for s in scenarios),
+            "errors": sum(s["errors"] for s in scenarios),
+        },
+        "scenarios": scenarios,
+        "warnings": warnings(facts, strategy),
+        "steps": list(run.get("steps") or []),
+        "facts": facts,
+    }
+
+
+def warnings(facts: Mapping[str, Any], strategy: str | None) -> list[str]:
+    """Return the warnings the run facts call for (a sequential scan under SERIALIZABLE)."""
+    plan = facts.get("lookup_plan") or {}
+    found: list[str] = []
+    if plan.get("seq_scan"):
+        isolation = str((facts.get("postgres_settings") or {}).get("default_transaction_isolation"))
+        under_serializable = strategy == SERIALIZABLE or isolation == SERIALIZABLE
+        found.append(SEQ_SCAN_WARNING if under_serializable else SEQ_SCAN_NOTE)
+    return found
+
+
+def _verdict_summary(verdict: Verdict) -> dict[str, Any]:
+    return {
+        "decision": verdict.decision,
+        "reasons": list(verdict.reasons),
+        "findings": [
+            {"decision": f.decision, "scenario": f.scenario, "reason": f.reason}
+            for f in verdict.findings
+        ],
+        "generator_bottleneck": verdict.generator_bottleneck,
+        "bottleneck_notes": list(verdict.bottleneck_notes),
+    }
+
+
+def _scenario_summary(evidence: ScenarioEvidence, verdict: Verdict) -> dict[str, Any]:
+    result = evidence.result or {}
+    totals = result.get("totals") or {}
+    own = [f for f in verdict.findings if f.scenario == evidence.scenario]
+    decision = max((f.decision for f in own), key=DECISION_ORDER.index, default=GO)
+    return {
+        "scenario": evidence.scenario,
+        "decision": decision,
+        "reasons": [f.reason for f in own],
+        "failure": evidence.failure,
+        "has_result": evidence.result is not None,
+        "load_model": result.get("load_model"),
+        "started_at": result.get("started_at"),
+        "ended_at": result.get("ended_at"),
+        "duration_s": result.get("duration_s"),
+        "config": {k: v for k, v in (result.get("config") or {}).items() if k != "thresholds"},
+        "requests": int(totals.get("requests") or 0),
+        "errors": int(totals.get("errors") or 0),
+        "error_rate": float(totals.get("error_rate") or 0.0),
+        "throughput_rps": float(totals.get("throughput_rps") or 0.0),
+        "latency_ms": dict(result.get("latency_ms") or {}),
+        "by_status": dict(result.get("by_status") or {}),
+        "by_code": dict(result.get("by_code") or {}),
+        "by_operation": dict(result.get("by_operation") or {}),
+        "thresholds": [
+            _threshold_summary(check)
+            for check in verdict.thresholds
+            if check.scenario == evidence.scenario
+        ],
+        "integrity": _integrity_summary(evidence.integrity),
+        "service": _service_summary(evidence.service),
+        "generator": dict(result.get("generator") or {}),
+        "run": dict(result.get("run") or {}),
+    }
+
+
+def _threshold_summary(check: ThresholdCheck) -> dict[str, Any]:
+    return {
+        "name": check.name,
+        "comparison": check.comparison,
+        "limit": check.limit,
+        "measured": check.measured,
+        "ok": check.ok,
+        # JSON has no infinity: a miss of a zero limit has no relative size.
+        "missed_by_pct": None
+        if check.missed_by_pct is None or math.isinf(check.missed_by_pct)
+        else round(check.missed_by_pct, 3),
+        "decision": check.decision,
+    }
+
+
+def _integrity_summary(integrity: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if integrity is None:
+        return None
+    return {
+        "ok": bool(integrity.get("ok")),
+        "client_operations": integrity.get("client_operations"),
+        "ledger_rows": integrity.get("ledger_rows"),
+        "checks": [
+            {
+                "name": check.get("name"),
+                "description": check.get("description"),
+                "ok": bool(check.get("ok")),
+                "violations": int(check.get("violations") or 0),
+                "detail": check.get("detail", ""),
+                "rows": list(check.get("rows") or []),
+            }
+            for check in integrity.get("checks") or []
+        ],
+    }
+
+
+def _service_summary(service: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if service is None:
+        return None
+    return {
+        "alive": service.get("alive"),
+        "events": list(service.get("events") or []),
+        "healthz": dict(service.get("healthz") or {}),
+        "delta": dict(service.get("delta") or {}),
+        "before": dict(service.get("before") or {}),
+        "after": dict(service.get("after") or {}),
+    }
+
+
+def _first(record: RunRecord, key: str) -> Any:
+    for evidence in record.scenarios:
+        if evidence.result and evidence.result.get(key):
+            return evidence.result[key]
+    return None
+
+
+def _earliest(scenarios: list[dict[str, Any]], key: str) -> str | None:
+    values = [s[key] for s in scenarios if s.get(key)]
+    return min(values) if values else None
+
+
+def _latest(scenarios: list[dict[str, Any]], key: str) -> str | None:
+    values = [s[key] for s in scenarios if s.get(key)]
+    return max(values) if values else None
+
+
+__all__ = ["CONDITIONAL", "GO", "NO_GO", "SUMMARY_SCHEMA_VERSION", "summarise", "warnings"]

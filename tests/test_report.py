@@ -1,0 +1,344 @@
+"""Report rendering on hand-made run folders: figures, verdict, offending rows, charts."""
+
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reporting.charts import (
+    histogram_svg,
+    latency_over_time_svg,
+    nice_ticks,
+    throughput_over_time_svg,
+)
+from reporting.records import ReportInputError, load_run
+from reporting.report import write_report
+from reporting.summary import SEQ_SCAN_WARNING
+
+CLEAN_CHECKS = [
+    {"name": n, "description": f"{n} holds", "ok": True, "violations": 0, "rows": [], "detail": ""}
+    for n in ("no_overbooking", "ledger_consistency", "client_reconciliation")
+]
+
+
+def scenario_result(name: str, *, requests: int, p95: float, errors: int = 0) -> dict[str, Any]:
+    return {
+        "schema_version": 1,
+        "scenario": name,
+        "profile": "smoke",
+        "load_model": "closed",
+        "started_at": "2026-11-26T21:00:00+00:00",
+        "ended_at": "2026-11-26T21:00:05+00:00",
+        "duration_s": 5.0,
+        "config": {
+            "users": 10,
+            "duration_s": 5,
+            "units_per_request": 10,
+            "thresholds": {"p95_ms": 200, "p99_ms": 500, "error_rate_max": 0.05},
+        },
+        "run": {"exit_code": 0, "crashed": False, "timed_out": False, "stderr_tail": ""},
+        "totals": {
+            "requests": requests,
+            "errors": errors,
+            "error_rate": errors / requests,
+            "throughput_rps": requests / 5,
+        },
+        "by_operation": {
+            "reserve": {"requests": requests, "errors": errors, "by_status": {"200": requests}}
+        },
+        "by_status": {"200": requests - errors, **({"409": errors} if errors else {})},
+        "by_code": {"insufficient_units": errors} if errors else {},
+        "latency_ms": {
+            "count": requests,
+            "mean": 40.0,
+            "p50": 30.0,
+            "p90": 80.0,
+            "p95": p95,
+            "p99": 300.0,
+            "max": 420.0,
+        },
+        "latency_histogram": [
+            {"upper_ms": 10, "count": 0},
+            {"upper_ms": 50, "count": requests - 20},
+            {"upper_ms": 200, "count": 15},
+            {"upper_ms": 500, "count": 5},
+            {"upper_ms": 1000, "count": 0},
+        ],
+        "timeseries": [
+            {
+                "second": s,
+                "requests": requests // 5,
+                "errors": 0,
+                "p50_ms": 30.0,
+                "p95_ms": p95,
+                "p99_ms": 300.0,
+            }
+            for s in range(5)
+        ],
+        "generator": {
+            "processes": 2,
+            "cpu_seconds": 1.5,
+            "cpu_share_of_machine": 0.15,
+            "loop_lag_p99_ms": 2.0,
+            "loop_lag_max_ms": 4.0,
+            "bottleneck": False,
+            "reasons": [],
+        },
+    }
+
+
+def make_run(
+    tmp_path: Path,
+    *,
+    integrity_ok: bool = True,
+    p95: float = 120.5,
+    facts: dict[str, Any] | None = None,
+    skip_result: str | None = None,
+) -> Path:
+    run_dir = tmp_path / "20261126T210000Z-abc1234"
+    run_dir.mkdir()
+    run = {
+        "schema_version": 1,
+        "run_id": run_dir.name,
+        "profile": "smoke",
+        "strategy": "serializable",
+        "workers": 1,
+        "started_at": "2026-11-26T20:59:00+00:00",
+        "ended_at": "2026-11-26T21:01:00+00:00",
+        "duration_s": 120.0,
+        "scenarios": ["high_contention", "high_throughput"],
+        "steps": [
+            {
+                "name": "setup",
+                "started_at": "2026-11-26T20:59:00+00:00",
+                "duration_s": 20.0,
+                "ok": True,
+                "error": None,
+            }
+        ],
+        "facts": facts or {},
+    }
+    (run_dir / "run.json").write_text(json.dumps(run))
+    for name, requests, errors in (("high_contention", 500, 480), ("high_throughput", 2000, 0)):
+        folder = run_dir / name
+        folder.mkdir()
+        if name != skip_result:
+            result = scenario_result(name, requests=requests, p95=p95, errors=errors)
+            if name == "high_contention":
+                result["config"]["thresholds"] = {"p95_ms": 200, "error_rate_min": 0.5}
+            (folder / "result.json").write_text(json.dumps(result))
+        checks = [dict(c) for c in CLEAN_CHECKS]
+        if not integrity_ok and name == "high_contention":
+            checks[1] = {
+                "name": "ledger_consistency",
+                "description": "counters match the ledger",
+                "ok": False,
+                "violations": 2,
+                "detail": "",
+                "rows": [
+                    {
+                        "authorization_id": "a-1",
+                        "scheduled_units": 50,
+                        "expected_scheduled_units": 5000,
+                        "problem": "counter_drift",
+                    }
+                ],
+            }
+        integrity = {
+            "schema_version": 1,
+            "ok": all(c["ok"] for c in checks),
+            "checks": checks,
+            "client_operations": requests - errors,
+            "ledger_rows": requests - errors,
+        }
+        (folder / "integrity.json").write_text(json.dumps(integrity))
+        service = {
+            "alive": True,
+            "events": [],
+            "healthz": {"checks": 5, "failures": 0},
+            "delta": {"db_serialization_retries_total": 12.0},
+        }
+        (folder / "service.json").write_text(json.dumps(service))
+    return run_dir
+
+
+class TextAndTags(HTMLParser):
+    """Collect the visible text and the tags of a page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.text: list[str] = []
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def parse(html: str) -> TextAndTags:
+    parser = TextAndTags()
+    parser.feed(html)
+    return parser
+
+
+def test_clean_run_is_go_and_figures_match_the_results(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path)
+    files = write_report(run_dir)
+    summary = json.loads(files.summary_path.read_text())
+    assert summary["schema_version"] == 1
+    assert summary["verdict"]["decision"] == files.decision == "GO"
+    assert summary["totals"] == {"requests": 2500, "errors": 480}
+    assert [s["scenario"] for s in summary["scenarios"]] == ["high_contention", "high_throughput"]
+    hc = summary["scenarios"][0]
+    assert (hc["error_rate"], hc["latency_ms"]["p95"]) == (0.96, 120.5)
+    assert [(t["name"], t["ok"]) for t in hc["thresholds"]] == [
+        ("p95_ms", True),
+        ("error_rate_min", True),
+    ]
+    page = parse(files.html_path.read_text())
+    text = " ".join(page.text)
+    assert "GO" in text
+    assert "120.5 ms" in text
+    assert text.count("holds") >= 2
+
+
+def test_report_is_self_contained(tmp_path: Path) -> None:
+    html = write_report(make_run(tmp_path)).html_path.read_text()
+    page = parse(html)
+    tag_names = {tag for tag, _ in page.tags}
+    assert "script" not in tag_names
+    assert "link" not in tag_names
+    assert "img" not in tag_names
+    assert sum(tag == "svg" for tag, _ in page.tags) == 6  # three charts per scenario
+    external = [
+        a
+        for _, attrs in page.tags
+        for k, a in attrs.items()
+        if k in ("src", "href") and a and not a.startswith("#")
+    ]
+    assert external == []
+
+
+def test_integrity_violation_is_no_go_with_the_offending_rows(tmp_path: Path) -> None:
+    files = write_report(make_run(tmp_path, integrity_ok=False))
+    assert files.decision == "NO-GO"
+    assert files.summary["verdict"]["reasons"] == [
+        "high_contention: integrity check ledger_consistency failed with 2 violations"
+    ]
+    text = " ".join(parse(files.html_path.read_text()).text)
+    assert "a-1" in text
+    assert "5000" in text
+    assert "offending rows" in text
+    assert "1 shown of 2" in re.sub(r"\s+", " ", text)
+    markdown = files.markdown_path.read_text()
+    assert markdown.startswith("# Performance test results: NO-GO")
+    assert "Do not go ahead" in markdown
+
+
+def test_threshold_miss_shows_by_how_much(tmp_path: Path) -> None:
+    files = write_report(make_run(tmp_path, p95=250.0))
+    assert files.decision == "CONDITIONAL"
+    text = " ".join(parse(files.html_path.read_text()).text)
+    assert "25.0 %" in text
+    assert "missed by 25.0 %" in files.markdown_path.read_text()
+
+
+def test_missing_result_still_gives_a_no_go_report(tmp_path: Path) -> None:
+    files = write_report(make_run(tmp_path, skip_result="high_throughput"))
+    assert files.decision == "NO-GO"
+    assert "high_throughput: no result was recorded" in files.summary["verdict"]["reasons"]
+    assert files.html_path.exists()
+    assert files.markdown_path.exists()
+
+
+def test_failed_step_in_run_json_is_no_go(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path)
+    run = json.loads((run_dir / "run.json").read_text())
+    run["steps"].append(
+        {
+            "name": "stop_service",
+            "ok": False,
+            "error": "exit code -9",
+            "started_at": "x",
+            "duration_s": 0.1,
+        }
+    )
+    (run_dir / "run.json").write_text(json.dumps(run))
+    files = write_report(run_dir)
+    assert files.summary["verdict"]["reasons"] == ["step stop_service failed: exit code -9"]
+
+
+def test_seq_scan_under_serializable_is_a_warning(tmp_path: Path) -> None:
+    facts = {
+        "lookup_plan": {
+            "query": "SELECT ... WHERE id = $1",
+            "seq_scan": True,
+            "plan": "Seq Scan on authorizations",
+        },
+        "postgres_settings": {"default_transaction_isolation": "read committed"},
+    }
+    files = write_report(make_run(tmp_path, facts=facts))
+    assert files.summary["warnings"] == [SEQ_SCAN_WARNING]
+    assert "Seq Scan on authorizations" in files.html_path.read_text()
+
+
+def test_index_scan_raises_no_warning(tmp_path: Path) -> None:
+    facts = {"lookup_plan": {"query": "q", "seq_scan": False, "plan": "Index Scan"}}
+    assert write_report(make_run(tmp_path, facts=facts)).summary["warnings"] == []
+
+
+def test_missing_run_folder_is_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ReportInputError, match="does not exist"):
+        load_run(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ReportInputError, match=r"neither run\.json nor any scenario"):
+        load_run(tmp_path / "empty")
+
+
+@pytest.mark.parametrize(
+    ("top", "ticks"),
+    [
+        (95.0, [0, 20, 40, 60, 80, 100]),
+        (4.0, [0, 1, 2, 3, 4]),
+        (0.0, [0, 1]),
+        (1234.0, [0, 250, 500, 750, 1000, 1250]),
+    ],
+)
+def test_nice_ticks(top: float, ticks: list[float]) -> None:
+    assert nice_ticks(top) == ticks
+
+
+def test_histogram_trims_empty_ends_and_keeps_every_count() -> None:
+    svg = histogram_svg(
+        [
+            {"upper_ms": 1, "count": 0},
+            {"upper_ms": 2, "count": 3},
+            {"upper_ms": 5, "count": 0},
+            {"upper_ms": 10, "count": 7},
+            {"upper_ms": 20, "count": 0},
+        ],
+        label="h",
+    )
+    titles = re.findall(r"<rect [^>]*><title>([^<]*)</title>", svg)
+    assert titles == ["≤2 ms: 3 requests", "≤5 ms: 0 requests", "≤10 ms: 7 requests"]
+
+
+def test_idle_second_breaks_the_latency_line() -> None:
+    series = [
+        {"second": s, "p50_ms": None if s == 2 else 10.0, "p95_ms": None, "p99_ms": None}
+        for s in range(5)
+    ]
+    svg = latency_over_time_svg(series, threshold_ms=None, label="l")
+    assert svg.count("<polyline") == 2
+
+
+def test_empty_charts_say_so() -> None:
+    assert "no data recorded" in histogram_svg([], label="h")
+    assert "no data recorded" in throughput_over_time_svg([], label="t")
