@@ -105,7 +105,12 @@ def summary_line(summary: SeedSummary) -> str:
 
 
 def seed_command(
-    *, seed: int = 2024, scale: int = 1, background: int = 100_000, force: bool = False
+    *,
+    seed: int = 2024,
+    scale: int = 1,
+    background: int = 100_000,
+    force: bool = False,
+    fixtures_path: Path = DEFAULT_FIXTURES_PATH,
 ) -> None:
     """Reset and seed the database; print one summary line, or one error line and exit 2."""
     summary = _cleanly(
@@ -114,14 +119,19 @@ def seed_command(
             scale=scale,
             background=background,
             force=force,
-            fixtures_path=DEFAULT_FIXTURES_PATH,
+            fixtures_path=fixtures_path,
         )
     )
     print(summary_line(summary))
 
 
 def setup_command(
-    *, seed: int = 2024, scale: int = 1, background: int = 100_000, force: bool = False
+    *,
+    seed: int = 2024,
+    scale: int = 1,
+    background: int = 100_000,
+    force: bool = False,
+    fixtures_path: Path = DEFAULT_FIXTURES_PATH,
 ) -> None:
     """Database up, migrations, seed; print the URL and a summary line, or one error line."""
     url, summary = _cleanly(
@@ -130,7 +140,7 @@ def setup_command(
             scale=scale,
             background=background,
             force=force,
-            fixtures_path=DEFAULT_FIXTURES_PATH,
+            fixtures_path=fixtures_path,
         )
     )
     print(summary_line(summary))

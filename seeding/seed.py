@@ -46,6 +46,11 @@ class SeedSummary:
         )
 
 
+def utc_now() -> dt.datetime:
+    """Return the current time in UTC (one seam, so tests can pin the day)."""
+    return dt.datetime.now(dt.UTC)
+
+
 def check_options(*, scale: int, background: int, token_ttl_s: int = DEFAULT_TOKEN_TTL_S) -> None:
     """Raise SeedingError for options no seeding can honour."""
     for name, value, least in (
@@ -80,7 +85,7 @@ def seed_database(
     if not jwt_secret:
         raise SeedingError("the JWT secret must not be empty")
     check_seedable(database_url, force=force)
-    generated_at = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    generated_at = utc_now().replace(microsecond=0)
     dataset = build_dataset(
         seed=seed,
         scale=scale,

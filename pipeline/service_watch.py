@@ -1,0 +1,231 @@
+"""Watch the service during a scenario: process alive, /healthz each second, /metrics deltas.
+
+A crash, a worker restart or pool exhaustion is recorded with its time; the result is the
+service.json each scenario folder holds and the verdict reads.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol
+
+import psutil
+from prometheus_client.parser import text_string_to_metric_families
+
+SERVICE_FILE = "service.json"
+POLL_INTERVAL_S = 1.0
+PROBE_TIMEOUT_S = 2.0
+# Counters whose change during a scenario the report shows; gauges are tracked as peaks.
+COUNTERS = (
+    "db_serialization_retries_total",
+    "db_serialization_conflicts_total",
+    "db_pool_timeouts_total",
+    "http_requests_total",
+    "http_5xx_total",
+)
+GAUGES = ("db_pool_size", "db_pool_checked_out", "db_pool_waiting")
+POOL_TIMEOUTS = "db_pool_timeouts_total"
+HTTP_REQUESTS = "http_requests_total"
+SERVER_ERRORS = "http_5xx_total"
+SKIPPED_SUFFIXES = ("_created",)
+
+
+class WatchedService(Protocol):
+    """What the watch needs of a running service (target.serve.ServiceProcess has it)."""
+
+    base_url: str
+    pid: int
+
+    def is_alive(self) -> bool: ...
+
+
+@dataclass
+class _Probe:
+    checks: int = 0
+    failures: int = 0
+    failing_since: str | None = None
+
+
+@dataclass
+class ServiceWatch:
+    """Poll a running service in a background thread for as long as the ``with`` block lasts."""
+
+    service: WatchedService
+    interval_s: float = POLL_INTERVAL_S
+    events: list[dict[str, Any]] = field(default_factory=list)
+    before: dict[str, float] = field(default_factory=dict)
+    after: dict[str, float] = field(default_factory=dict)
+    peaks: dict[str, float] = field(default_factory=dict)
+    started_at: str = ""
+    ended_at: str = ""
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, name="service-watch", daemon=True)
+        self._probe = _Probe()
+        self._alive = True
+        self._workers = self._worker_pids()
+        self._last_metrics: dict[str, float] = {}
+
+    def __enter__(self) -> ServiceWatch:
+        self.started_at = now()
+        self.before = self._scrape() or {}
+        self._last_metrics = dict(self.before)
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.interval_s + PROBE_TIMEOUT_S * 2 + 1)
+        self._tick()  # one last look, so a crash in the final second is not missed
+        self.after = self._scrape() or {}
+        self.ended_at = now()
+
+    def evidence(self) -> dict[str, Any]:
+        """Return what was observed, in the service.json shape."""
+        return {
+            "schema_version": 1,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "pid": self.service.pid,
+            "alive": self._alive and not any(e["kind"] == "crash" for e in self.events),
+            "events": list(self.events),
+            "healthz": {"checks": self._probe.checks, "failures": self._probe.failures},
+            "before": dict(self.before),
+            "after": dict(self.after),
+            "delta": metric_delta(self.before, self.after),
+            "peaks": dict(self.peaks),
+        }
+
+    def write(self, folder: Path) -> Path:
+        """Write service.json into ``folder``."""
+        path = Path(folder) / SERVICE_FILE
+        path.write_text(json.dumps(self.evidence(), indent=2) + "\n", encoding="utf-8")
+        return path
+
+    # -- polling -------------------------------------------------------------------------
+    def _poll(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._tick()
+
+    def _tick(self) -> None:
+        if not self._alive:
+            return
+        if not self.service.is_alive():
+            self._alive = False
+            self._record("crash", f"service process {self.service.pid} exited")
+            return
+        self._check_workers()
+        self._check_health()
+        metrics = self._scrape()
+        if metrics is not None:
+            self._check_pool(metrics)
+
+    def _check_workers(self) -> None:
+        workers = self._worker_pids()
+        gone = self._workers - workers
+        if gone:
+            self._record(
+                "restart",
+                f"worker processes {sorted(gone)} exited; now {sorted(workers) or 'none'}",
+            )
+        self._workers = workers
+
+    def _check_health(self) -> None:
+        self._probe.checks += 1
+        problem = probe_health(self.service.base_url)
+        if problem is None:
+            if self._probe.failing_since is not None:
+                self._record("healthz_recovered", f"failing since {self._probe.failing_since}")
+                self._probe.failing_since = None
+            return
+        self._probe.failures += 1
+        if self._probe.failing_since is None:
+            self._probe.failing_since = now()
+            self._record("healthz_failed", problem)
+
+    def _check_pool(self, metrics: dict[str, float]) -> None:
+        for name in GAUGES:
+            if name in metrics:
+                self.peaks[name] = max(self.peaks.get(name, 0.0), metrics[name])
+        new_timeouts = metrics.get(POOL_TIMEOUTS, 0.0) - self._last_metrics.get(POOL_TIMEOUTS, 0.0)
+        if new_timeouts > 0:
+            self._record("pool_exhaustion", f"{new_timeouts:g} requests found no free connection")
+        self._last_metrics = metrics
+
+    def _scrape(self) -> dict[str, float] | None:
+        try:
+            with urllib.request.urlopen(
+                f"{self.service.base_url}/metrics", timeout=PROBE_TIMEOUT_S
+            ) as response:
+                return parse_metrics(response.read().decode("utf-8", errors="replace"))
+        except (urllib.error.URLError, OSError, ValueError):
+            return None
+
+    def _worker_pids(self) -> set[int]:
+        try:
+            return {child.pid for child in psutil.Process(self.service.pid).children()}
+        except psutil.Error:
+            return set()
+
+    def _record(self, kind: str, detail: str) -> None:
+        self.events.append({"kind": kind, "at": now(), "detail": detail})
+
+
+def probe_health(base_url: str) -> str | None:
+    """Return why /healthz is unhealthy, or None when it answers 200 with status ok."""
+    try:
+        with urllib.request.urlopen(f"{base_url}/healthz", timeout=PROBE_TIMEOUT_S) as response:
+            body = json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as error:
+        return f"/healthz answered {error.code}"
+    except (urllib.error.URLError, OSError) as error:
+        return f"/healthz unreachable: {error}"
+    except ValueError:
+        return "/healthz answered something that is not JSON"
+    if body.get("status") != "ok":
+        return f"/healthz said {body.get('status')!r}"
+    return None
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """Reduce Prometheus text to the figures the report reads (label sets summed)."""
+    figures: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name.endswith(SKIPPED_SUFFIXES):
+                continue
+            if sample.name in COUNTERS or sample.name in GAUGES:
+                figures[sample.name] = figures.get(sample.name, 0.0) + sample.value
+            if sample.name == HTTP_REQUESTS:
+                status = sample.labels.get("status", "")
+                if status.startswith("5"):
+                    figures[SERVER_ERRORS] = figures.get(SERVER_ERRORS, 0.0) + sample.value
+                    code = sample.labels.get("code", "")
+                    key = f'{HTTP_REQUESTS}{{status="{status}",code="{code}"}}'
+                    figures[key] = figures.get(key, 0.0) + sample.value
+    return figures
+
+
+def metric_delta(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
+    """Return how much each counter grew; a counter that went backwards means a restart."""
+    names = [name for name in after if name in COUNTERS or name.startswith(HTTP_REQUESTS + "{")]
+    return {name: after[name] - before.get(name, 0.0) for name in sorted(names)}
+
+
+def now() -> str:
+    """Return the current UTC time in ISO 8601 with milliseconds."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
