@@ -36,6 +36,7 @@ POOL_TIMEOUTS = "db_pool_timeouts_total"
 HTTP_REQUESTS = "http_requests_total"
 SERVER_ERRORS = "http_5xx_total"
 SKIPPED_SUFFIXES = ("_created",)
+RESOURCE_TRACKER = "multiprocessing.resource_tracker"
 
 
 class WatchedService(Protocol):
@@ -124,11 +125,11 @@ class ServiceWatch:
     def _tick(self) -> None:
         if not self._alive:
             return
+        self._check_workers()
         if not self.service.is_alive():
             self._alive = False
             self._record("crash", f"service process {self.service.pid} exited")
             return
-        self._check_workers()
         self._check_health()
         metrics = self._scrape()
         if metrics is not None:
@@ -177,12 +178,21 @@ class ServiceWatch:
 
     def _worker_pids(self) -> set[int]:
         try:
-            return {child.pid for child in psutil.Process(self.service.pid).children()}
+            children = psutil.Process(self.service.pid).children()
+            return {child.pid for child in children if _is_worker(child)}
         except psutil.Error:
             return set()
 
     def _record(self, kind: str, detail: str) -> None:
         self.events.append({"kind": kind, "at": now(), "detail": detail})
+
+
+def _is_worker(process: psutil.Process) -> bool:
+    """Tell a server worker from multiprocessing's resource tracker, which serves no request."""
+    try:
+        return not any(RESOURCE_TRACKER in part for part in process.cmdline())
+    except psutil.Error:
+        return False
 
 
 def probe_health(base_url: str) -> str | None:
