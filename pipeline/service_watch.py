@@ -137,12 +137,11 @@ class ServiceWatch:
 
     def _check_workers(self) -> None:
         workers = self._worker_pids()
-        gone = self._workers - workers
-        if gone:
-            self._record(
-                "restart",
-                f"worker processes {sorted(gone)} exited; now {sorted(workers) or 'none'}",
-            )
+        gone, new = self._workers - workers, workers - self._workers
+        if gone and new:
+            self._record("restart", f"workers {sorted(gone)} replaced by {sorted(new)}")
+        elif gone:
+            self._record("worker_exit", f"workers {sorted(gone)} exited, none replaced them")
         self._workers = workers
 
     def _check_health(self) -> None:

@@ -247,6 +247,8 @@ def _service_findings(evidence: ScenarioEvidence) -> list[Finding]:
             findings.append(Finding(NO_GO, name, f"the service crashed at {at}"))
         elif kind == "restart":
             findings.append(Finding(NO_GO, name, f"a service worker restarted at {at}"))
+        elif kind == "worker_exit":
+            findings.append(Finding(NO_GO, name, f"a service worker exited at {at}"))
         elif kind == "pool_exhaustion":
             findings.append(Finding(NO_GO, name, f"the connection pool was exhausted at {at}"))
     timeouts = (service.get("delta") or {}).get(POOL_TIMEOUTS_METRIC) or 0

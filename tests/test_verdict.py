@@ -161,7 +161,7 @@ def test_unverified_integrity_is_no_go() -> None:
     assert decide([evidence(integrity=None)]).decision == NO_GO
 
 
-@pytest.mark.parametrize("kind", ["crash", "restart", "pool_exhaustion"])
+@pytest.mark.parametrize("kind", ["crash", "restart", "worker_exit", "pool_exhaustion"])
 def test_service_events_are_no_go(kind: str) -> None:
     service = {**HEALTHY_SERVICE, "events": [{"kind": kind, "at": "2026-11-26T21:00:03+00:00"}]}
     verdict = decide([evidence(service=service)])

@@ -1,0 +1,195 @@
+"""The service watch: Prometheus parsing on hand-picked text, and events from real servers."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import pytest
+
+from pipeline.service_watch import ServiceWatch, metric_delta, parse_metrics
+from target.serve import start_service
+
+METRICS_TEXT = """\
+# HELP http_requests_total HTTP requests
+# TYPE http_requests_total counter
+http_requests_total{route="/a",method="POST",status="200",code="ok"} 90.0
+http_requests_total{route="/a",method="POST",status="409",code="insufficient_units"} 7.0
+http_requests_total{route="/a",method="POST",status="503",code="unavailable"} 2.0
+http_requests_total{route="/b",method="GET",status="500",code="internal_error"} 1.0
+http_requests_created{route="/a",method="POST",status="200",code="ok"} 1.7e9
+# TYPE db_serialization_retries_total counter
+db_serialization_retries_total 12.0
+# TYPE db_pool_timeouts_total counter
+db_pool_timeouts_total 2.0
+# TYPE db_pool_waiting gauge
+db_pool_waiting 3.0
+"""
+WAIT_S = 20.0
+
+
+def test_parse_metrics_sums_label_sets() -> None:
+    assert parse_metrics(METRICS_TEXT) == {
+        "http_requests_total": 100.0,
+        "http_5xx_total": 3.0,
+        'http_requests_total{status="503",code="unavailable"}': 2.0,
+        'http_requests_total{status="500",code="internal_error"}': 1.0,
+        "db_serialization_retries_total": 12.0,
+        "db_pool_timeouts_total": 2.0,
+        "db_pool_waiting": 3.0,
+    }
+
+
+def test_metric_delta_counts_counters_only() -> None:
+    before = {"db_pool_timeouts_total": 1.0, "http_requests_total": 10.0, "db_pool_waiting": 4.0}
+    after = {
+        "db_pool_timeouts_total": 3.0,
+        "http_requests_total": 25.0,
+        "db_pool_waiting": 0.0,
+        "db_serialization_retries_total": 5.0,
+    }
+    assert metric_delta(before, after) == {
+        "db_pool_timeouts_total": 2.0,
+        "db_serialization_retries_total": 5.0,
+        "http_requests_total": 15.0,
+    }
+
+
+def wait_for(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@dataclass
+class FakeState:
+    healthy: bool = True
+    pool_timeouts: float = 0.0
+    alive: bool = True
+
+
+@pytest.fixture(name="fake_service")
+def _fake_service() -> Iterator[tuple[FakeState, object]]:
+    """A plain HTTP server that answers /healthz and /metrics as the state says."""
+    state = FakeState()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/healthz":
+                status = 200 if state.healthy else 503
+                body = b'{"status": "ok"}' if state.healthy else b'{"code": "unavailable"}'
+            else:
+                status = 200
+                body = f"db_pool_timeouts_total {state.pool_timeouts}\n".encode()
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+
+    class Service:
+        base_url = f"http://127.0.0.1:{server.server_address[1]}"
+        pid = os.getpid()
+
+        def is_alive(self) -> bool:
+            return state.alive
+
+    yield state, Service()
+    server.shutdown()
+    server.server_close()
+
+
+def test_pool_exhaustion_and_health_failures_are_timed(fake_service) -> None:
+    state, service = fake_service
+    with ServiceWatch(service, interval_s=0.05) as watch:
+        state.pool_timeouts = 4.0
+        wait_for(lambda: any(e["kind"] == "pool_exhaustion" for e in watch.events), "exhaustion")
+        state.healthy = False
+        wait_for(lambda: any(e["kind"] == "healthz_failed" for e in watch.events), "failure")
+        state.healthy = True
+        wait_for(lambda: any(e["kind"] == "healthz_recovered" for e in watch.events), "recovery")
+    evidence = watch.evidence()
+    assert evidence["alive"] is True
+    assert evidence["delta"]["db_pool_timeouts_total"] == 4.0
+    exhaustion = next(e for e in evidence["events"] if e["kind"] == "pool_exhaustion")
+    assert exhaustion["detail"] == "4 requests found no free connection"
+    assert exhaustion["at"].startswith("20")
+    assert evidence["healthz"]["failures"] >= 1
+
+
+def test_process_exit_is_a_crash(fake_service) -> None:
+    state, service = fake_service
+    with ServiceWatch(service, interval_s=0.05) as watch:
+        state.alive = False
+        wait_for(lambda: bool(watch.events), "crash")
+    assert [e["kind"] for e in watch.evidence()["events"]] == ["crash"]
+    assert watch.evidence()["alive"] is False
+
+
+def test_real_service_stays_up_then_a_killed_worker_is_a_crash(
+    database_url: str, tmp_path: Path
+) -> None:
+    with start_service(database_url, log_path=tmp_path / "service.log") as service:
+        with ServiceWatch(service, interval_s=0.1) as watch:
+            wait_for(lambda: watch.evidence()["healthz"]["checks"] >= 3, "three probes")
+        clean = watch.evidence()
+        assert clean["events"] == []
+        assert clean["alive"] is True
+        assert clean["healthz"]["failures"] == 0
+        assert clean["delta"]["http_requests_total"] >= 3  # our own probes are counted
+        (folder := tmp_path / "scenario").mkdir()
+        assert watch.write(folder).name == "service.json"
+
+        # A worker that dies makes Hypercorn stop altogether: the worker's exit, then a crash.
+        (worker,) = workers(service.pid)
+        with ServiceWatch(service, interval_s=0.1) as watch:
+            worker.kill()
+            wait_for(lambda: any(e["kind"] == "crash" for e in watch.events), "crash")
+        evidence = watch.evidence()
+        assert evidence["alive"] is False
+        assert [e["kind"] for e in evidence["events"]][-1] == "crash"
+        assert {e["kind"] for e in evidence["events"]} <= {"worker_exit", "crash"}
+
+
+def test_replaced_worker_is_a_restart(fake_service) -> None:
+    """Watch this test process as the "server": its child processes play the workers."""
+    _, service = fake_service
+    first = subprocess.Popen(["sleep", "60"])
+    second = None
+    try:
+        with ServiceWatch(service, interval_s=0.05) as watch:
+            first.kill()
+            first.wait()
+            second = subprocess.Popen(["sleep", "60"])
+            wait_for(lambda: bool(watch.events), "restart")
+        (event,) = watch.evidence()["events"]
+        assert event["kind"] == "restart"
+        assert event["detail"] == f"workers [{first.pid}] replaced by [{second.pid}]"
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def workers(pid: int) -> list[psutil.Process]:
+    return [
+        child
+        for child in psutil.Process(pid).children()
+        if "multiprocessing.resource_tracker" not in " ".join(child.cmdline())
+    ]
