@@ -1,0 +1,345 @@
+"""Run one scenario: Molotov as a bounded subprocess, then merge, summarise and write results."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import datetime as dt
+import json
+import math
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import molotov_scenarios
+from load_runner.collect import Collected, collect, read_progress
+from load_runner.profiles import SCENARIOS, ProfileError, ScenarioConfig, load_scenario_config
+from load_runner.progress import ProgressDisplay
+from molotov_scenarios.environment import ENVIRONMENT_VARIABLE, ScenarioEnvironment
+from molotov_scenarios.fixtures import FixturesError, load_fixtures
+from results.records import successful_operations
+from results.summary import summarise_generator, summarise_requests
+
+RESULT_SCHEMA_VERSION = 1
+RESULT_FILE = "result.json"
+OPERATIONS_FILE = "operations.csv"
+OPERATIONS_HEADER = ("transaction_id", "authorization_id", "kind", "units")
+RAW_DIR = "raw"  # per-process records, self-watch and Molotov's own output
+SCENARIO_DIR = Path(molotov_scenarios.__file__).parent
+MOLOTOV_MAIN = "import sys; from molotov.run import main; sys.exit(main())"
+REACHABILITY_TIMEOUT_S = 5.0
+# Molotov's own per-worker limit (-d) is only a backstop: the scenarios stop at the deadline.
+MOLOTOV_DURATION_BACKSTOP_S = 5
+# Startup (imports, fork), the last calls in flight and the files written at the end.
+TIMEOUT_MARGIN_S = 60.0
+TIMEOUT_FACTOR = 1.1
+POLL_INTERVAL_S = 0.5
+STOP_GRACE_S = 5.0
+STDERR_TAIL_CHARS = 2000
+
+
+class LoadRunError(ValueError):
+    """Bad input to a run (unknown scenario or profile, missing fixtures, unreachable target)."""
+
+
+@dataclass(frozen=True)
+class ScenarioRun:
+    """A finished (or failed) scenario run and where its results are."""
+
+    scenario: str
+    result_dir: Path
+    result: dict[str, Any]
+    completed: bool
+
+
+@dataclass(frozen=True)
+class MolotovOutcome:
+    """How the Molotov subprocess ended."""
+
+    exit_code: int | None
+    timed_out: bool
+    wall_s: float
+    cpu_seconds: float
+    stderr_tail: str
+
+
+def run_scenario(
+    scenario: str,
+    *,
+    profile: str,
+    target_url: str,
+    fixtures_path: Path,
+    out_dir: Path,
+    config_path: Path | None = None,
+    progress: bool = True,
+    arrival_rate: float | None = None,
+) -> ScenarioRun:
+    """Run a scenario against `target_url` and write `<out_dir>/<scenario>/` results.
+
+    Bad input raises LoadRunError before anything is written. A run that crashes or times out
+    still writes its results, marked as such in `run`, and comes back with completed=False.
+    """
+    config = _checked_config(scenario, profile, config_path, arrival_rate)
+    try:
+        load_fixtures(fixtures_path)
+    except FixturesError as error:
+        raise LoadRunError(str(error)) from None
+    target_url = _checked_target(target_url)
+    return execute(
+        config,
+        scenario_module=SCENARIO_DIR / f"{scenario}.py",
+        target_url=target_url,
+        fixtures_path=fixtures_path,
+        out_dir=out_dir,
+        progress=progress,
+    )
+
+
+def execute(
+    config: ScenarioConfig,
+    *,
+    scenario_module: Path,
+    target_url: str,
+    fixtures_path: Path,
+    out_dir: Path,
+    progress: bool = True,
+) -> ScenarioRun:
+    """Run a checked configuration through Molotov and write its results."""
+    result_dir = out_dir / config.scenario
+    raw_dir = result_dir / RAW_DIR
+    # Records left by an earlier run in the same place would be merged into this one.
+    shutil.rmtree(raw_dir, ignore_errors=True)
+    raw_dir.mkdir(parents=True)
+    environment = ScenarioEnvironment(
+        scenario=config.scenario,
+        target_url=target_url,
+        fixtures_path=str(fixtures_path.resolve()),
+        record_dir=str(raw_dir.resolve()),
+        duration_s=config.duration_s,
+        think_time_s=config.think_time_s,
+        units_per_request=config.units_per_request,
+        users=config.users,
+        arrival_rate_rps=config.arrival_rate_rps,
+    )
+    started_at = time.time()
+    outcome = _run_molotov(config, scenario_module, environment, raw_dir, progress)
+    collected = collect(raw_dir)
+    result = build_result(config, target_url, outcome, collected, started_at)
+    _write_results(result_dir, result, collected)
+    completed = not (result["run"]["crashed"] or result["run"]["timed_out"])
+    return ScenarioRun(config.scenario, result_dir, result, completed)
+
+
+def molotov_command(config: ScenarioConfig, scenario_module: Path) -> list[str]:
+    """Return the Molotov command line for a configuration."""
+    return [
+        sys.executable,
+        "-c",
+        MOLOTOV_MAIN,
+        str(scenario_module),
+        "--workers",
+        str(config.users_per_process),
+        "--processes",
+        str(config.processes),
+        "--duration",
+        str(math.ceil(config.duration_s) + MOLOTOV_DURATION_BACKSTOP_S),
+        "--ramp-up",
+        str(config.ramp_up_s),
+        # Quiet: the runner draws its own progress line; and no -x: a failed request must not
+        # stop the run, the scenarios record it.
+        "--quiet",
+    ]
+
+
+def build_result(
+    config: ScenarioConfig,
+    target_url: str,
+    outcome: MolotovOutcome,
+    collected: Collected,
+    launched_at: float,
+) -> dict[str, Any]:
+    """Assemble result.json from the configuration, the process outcome and the records."""
+    records = collected.records
+    start = collected.run_start_epoch or launched_at
+    if records:
+        end = start + max(record.started_s + record.latency_ms / 1000 for record in records)
+    else:
+        end = launched_at + outcome.wall_s
+    duration_s = max(end - start, 0.0)
+    reasons = _crash_reasons(config, outcome, collected)
+    return {
+        "schema_version": RESULT_SCHEMA_VERSION,
+        "scenario": config.scenario,
+        "profile": config.profile,
+        "load_model": config.load_model,
+        "target_url": target_url,
+        "started_at": _iso(start),
+        "ended_at": _iso(end),
+        "duration_s": round(duration_s, 3),
+        "config": config.to_result(),
+        "run": {
+            "exit_code": outcome.exit_code,
+            "crashed": bool(reasons),
+            "timed_out": outcome.timed_out,
+            "stderr_tail": outcome.stderr_tail,
+            "reasons": reasons,
+        },
+        **summarise_requests(records, elapsed_s=duration_s),
+        "generator": summarise_generator(
+            collected.processes,
+            cpu_seconds=outcome.cpu_seconds,
+            duration_s=duration_s or outcome.wall_s,
+            cpu_count=os.cpu_count() or 1,
+        ),
+    }
+
+
+def _crash_reasons(
+    config: ScenarioConfig, outcome: MolotovOutcome, collected: Collected
+) -> list[str]:
+    reasons: list[str] = []
+    if outcome.timed_out:
+        reasons.append(f"Molotov did not finish within its time limit ({outcome.wall_s:.0f} s)")
+    elif outcome.exit_code != 0:
+        reasons.append(f"Molotov exited with code {outcome.exit_code}")
+    if len(collected.processes) < config.processes:
+        reasons.append(
+            f"{config.processes - len(collected.processes)} of {config.processes} generator "
+            "processes wrote no results"
+        )
+    if collected.exceptions:
+        first_line = collected.first_exception.splitlines()[-1] if collected.first_exception else ""
+        reasons.append(f"the scenario raised {collected.exceptions} time(s): {first_line}")
+    reasons.extend(collected.problems)
+    if not collected.records and not reasons:
+        reasons.append("no request was sent")
+    return reasons
+
+
+def _run_molotov(
+    config: ScenarioConfig,
+    scenario_module: Path,
+    environment: ScenarioEnvironment,
+    raw_dir: Path,
+    progress: bool,
+) -> MolotovOutcome:
+    """Run Molotov in its own process group, bounded by a timeout, drawing progress meanwhile."""
+    timeout_s = config.duration_s * TIMEOUT_FACTOR + TIMEOUT_MARGIN_S
+    child_env = {**os.environ, ENVIRONMENT_VARIABLE: environment.to_json()}
+    stdout_path, stderr_path = raw_dir / "molotov.stdout", raw_dir / "molotov.stderr"
+    display = ProgressDisplay(config.scenario, config.duration_s) if progress else None
+    cpu_before = _children_cpu_seconds()
+    started = time.monotonic()
+    timed_out = False
+    with stdout_path.open("wb") as stdout, stderr_path.open("wb") as stderr:
+        process = subprocess.Popen(
+            molotov_command(config, scenario_module),
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+            env=child_env,
+            start_new_session=True,  # its own process group: a timeout kills every fork
+        )
+        try:
+            while process.poll() is None:
+                elapsed = time.monotonic() - started
+                if elapsed > timeout_s:
+                    timed_out = True
+                    _stop_group(process)
+                    break
+                if display is not None:
+                    display.update(min(elapsed, config.duration_s), read_progress(raw_dir))
+                time.sleep(POLL_INTERVAL_S)
+        finally:
+            if process.poll() is None:
+                _stop_group(process)
+            _kill_leftovers(process)
+            if display is not None:
+                display.finish()
+    wall_s = time.monotonic() - started
+    return MolotovOutcome(
+        exit_code=process.returncode,
+        timed_out=timed_out,
+        wall_s=wall_s,
+        cpu_seconds=_children_cpu_seconds() - cpu_before,
+        stderr_tail=stderr_path.read_text(errors="replace")[-STDERR_TAIL_CHARS:],
+    )
+
+
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
+    """Terminate the whole process group, then kill whatever is left of it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=STOP_GRACE_S)
+    _kill_leftovers(process)
+    process.wait()
+
+
+def _kill_leftovers(process: subprocess.Popen[bytes]) -> None:
+    # Forked workers or Molotov's manager processes may outlive its main process.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _write_results(result_dir: Path, result: dict[str, Any], collected: Collected) -> None:
+    result_dir.mkdir(parents=True, exist_ok=True)
+    operations = result_dir / OPERATIONS_FILE
+    with operations.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(OPERATIONS_HEADER)
+        writer.writerows(successful_operations(collected.records))
+    (result_dir / RESULT_FILE).write_text(json.dumps(result, indent=2) + "\n")
+
+
+def _checked_config(
+    scenario: str, profile: str, config_path: Path | None, arrival_rate: float | None
+) -> ScenarioConfig:
+    if scenario not in SCENARIOS:
+        raise LoadRunError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
+    try:
+        config = load_scenario_config(scenario, profile, config_path)
+    except ProfileError as error:
+        raise LoadRunError(str(error)) from None
+    if arrival_rate is None:
+        return config
+    if isinstance(arrival_rate, bool) or not math.isfinite(arrival_rate) or arrival_rate <= 0:
+        raise LoadRunError(
+            f"arrival rate must be a positive number of requests/s, not {arrival_rate!r}"
+        )
+    return ScenarioConfig(**{**config.__dict__, "arrival_rate_rps": float(arrival_rate)})
+
+
+def _checked_target(target_url: str) -> str:
+    parsed = urllib.parse.urlsplit(target_url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise LoadRunError(f"target URL must look like http://host:port, not {target_url!r}")
+    base = target_url.rstrip("/")
+    try:
+        with urllib.request.urlopen(f"{base}/healthz", timeout=REACHABILITY_TIMEOUT_S):
+            pass
+    except urllib.error.HTTPError:
+        pass  # it answered: reachable, even if unhealthy (the run will show what that means)
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise LoadRunError(f"target {base} is unreachable: {reason}") from None
+    return base
+
+
+def _iso(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, tz=dt.UTC).isoformat(timespec="milliseconds")

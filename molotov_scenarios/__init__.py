@@ -1,0 +1,1 @@
+"""Molotov scenarios for the reservation service, their shared helpers and the recorder."""

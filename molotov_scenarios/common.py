@@ -1,0 +1,348 @@
+"""Shared scenario helpers: fixtures, pickers, tokens, timed calls, think time and pacing.
+
+Imported by a scenario module inside a Molotov process started by load_runner; it reads the
+run's environment and the fixtures once, before Molotov forks, and registers the worker
+fixtures that count workers in and out for the recorder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import aiohttp
+import molotov
+from molotov.util import stop as stop_molotov
+
+from molotov_scenarios.environment import ScenarioEnvironment
+from molotov_scenarios.fixtures import (
+    HIGH_CONTENTION,
+    HIGH_THROUGHPUT,
+    NORMAL,
+    Authorization,
+    load_fixtures,
+)
+from molotov_scenarios.recorder import Recorder
+from molotov_scenarios.records import CONNECTION_ERROR, NO_RESPONSE_STATUS, TIMEOUT, Record
+
+REQUEST_TIMEOUT_S = 10.0  # a request still unanswered after this is recorded as `timeout`
+INVALID_RESPONSE = "invalid_response"  # a 2xx without a transaction id: the client rejects it
+CONTENTION_SLICE_MIN_S = 0.5  # each contended authorization gets at least this long
+SHARED_SHARE = 0.2  # mixed operations: share of calls on the one shared authorization
+SHARED_POOL = HIGH_CONTENTION  # ... a small authorization, so that it fills up and contends
+SPREAD_POOLS = (NORMAL, HIGH_THROUGHPUT)  # ... the other calls spread over these
+
+ENVIRONMENT = ScenarioEnvironment.from_process()
+FIXTURES = load_fixtures(Path(ENVIRONMENT.fixtures_path))
+OPEN_MODEL = ENVIRONMENT.arrival_rate_rps is not None
+# Each worker's share of the arrival rate: one request every `users / rate` seconds.
+ARRIVAL_INTERVAL_S = ENVIRONMENT.users / ENVIRONMENT.arrival_rate_rps if OPEN_MODEL else 0.0
+
+
+class Outcome(NamedTuple):
+    """What came back from one call."""
+
+    status: int
+    code: str
+    transaction_id: str
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300 and not self.code
+
+
+@dataclass
+class Worker:
+    """One virtual user: its random stream, its schedule and the units it holds."""
+
+    worker_id: int
+    rng: random.Random
+    next_start: float | None = None  # open model: perf_counter time of the next intended start
+    bookings: dict[str, int] = field(default_factory=dict)  # authorization id → units held
+
+
+@dataclass
+class _Process:
+    """This process's recorder and workers (a fresh one after Molotov forks)."""
+
+    pid: int = 0
+    recorder: Recorder | None = None
+    workers: dict[int, Worker] = field(default_factory=dict)
+
+
+_PROCESS = _Process()
+_RUN_START_EPOCH: list[float] = []  # set once in Molotov's parent, inherited by its children
+
+
+def recorder() -> Recorder:
+    """Return this process's recorder, creating it on first use after a fork."""
+    pid = os.getpid()
+    if _PROCESS.pid != pid or _PROCESS.recorder is None:
+        _PROCESS.pid = pid
+        _PROCESS.workers = {}
+        start = _RUN_START_EPOCH[0] if _RUN_START_EPOCH else time.time()
+        _PROCESS.recorder = Recorder(ENVIRONMENT.records_dir, start)
+    return _PROCESS.recorder
+
+
+def worker_of(session: aiohttp.ClientSession) -> Worker:
+    return _PROCESS.workers[molotov.get_context(session).worker_id]
+
+
+# -- Molotov fixtures -----------------------------------------------------------------------
+@molotov.global_setup()
+def _mark_run_start(args: Any) -> None:
+    # Runs in Molotov's parent once, just before it forks: every process counts from here.
+    _RUN_START_EPOCH.append(time.time())
+
+
+@molotov.setup()
+async def _start_worker(worker_id: int, args: Any) -> dict[str, Any]:
+    record = recorder()
+    _PROCESS.workers[worker_id] = Worker(worker_id=worker_id, rng=random.Random())
+    record.worker_started()
+    return {"timeout": aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)}
+
+
+@molotov.teardown()
+def _stop_worker(worker_id: int) -> None:
+    recorder().worker_stopped()
+
+
+def guarded(
+    scenario: Callable[[aiohttp.ClientSession], Awaitable[None]],
+) -> Callable[[aiohttp.ClientSession], Awaitable[None]]:
+    """Stop the run on the first bug in a scenario and keep its traceback for the result."""
+
+    @functools.wraps(scenario)
+    async def run(session: aiohttp.ClientSession) -> None:
+        try:
+            await scenario(session)
+        except Exception as error:
+            recorder().record_exception(error)
+            stop_molotov()
+
+    return run
+
+
+# -- Pickers and tokens -----------------------------------------------------------------------
+def token_for(authorization: Authorization, worker: Worker) -> str:
+    """Pick a practitioner token of the authorization's own organization (others get 404)."""
+    tokens = FIXTURES.tokens[authorization.organization_id]
+    return tokens[worker.worker_id % len(tokens)]
+
+
+def any_authorization(worker: Worker) -> Authorization:
+    """Pick one of every active authorization, uniformly."""
+    return worker.rng.choice(FIXTURES.authorizations)
+
+
+def contention_slice_s() -> float:
+    """Return how long all users stay on one contended authorization before moving on."""
+    pool = FIXTURES.pools[HIGH_CONTENTION]
+    return max(ENVIRONMENT.duration_s / len(pool), CONTENTION_SLICE_MIN_S)
+
+
+def contended_authorization(now_s: float) -> Authorization:
+    """Pick the contended authorization every user is on at `now_s` seconds into the run."""
+    pool = FIXTURES.pools[HIGH_CONTENTION]
+    return pool[min(max(int(now_s // contention_slice_s()), 0), len(pool) - 1)]
+
+
+def next_contention_switch_s(now_s: float) -> float:
+    """Return when (seconds into the run) the users move on to the next contended authorization."""
+    length = contention_slice_s()
+    return (math.floor(now_s / length) + 1) * length
+
+
+def shared_authorization() -> Authorization:
+    """Return the one authorization every user of the mixed scenario shares."""
+    return FIXTURES.pools[SHARED_POOL][0]
+
+
+def mixed_authorization(worker: Worker) -> Authorization:
+    """Pick the shared authorization 20 % of the time, otherwise one of the others at random."""
+    if worker.rng.random() < SHARED_SHARE:
+        return shared_authorization()
+    shared = shared_authorization()
+    while True:
+        pool = FIXTURES.pools[worker.rng.choice(SPREAD_POOLS)]
+        authorization = worker.rng.choice(pool)
+        if authorization != shared:
+            return authorization
+
+
+# -- Time ---------------------------------------------------------------------------------------
+def now_s() -> float:
+    """Return seconds since the run started (shared by every process)."""
+    return recorder().seconds_since_start(time.perf_counter())
+
+
+def _run_over(at_s: float) -> bool:
+    if at_s < ENVIRONMENT.duration_s:
+        return False
+    stop_molotov()
+    return True
+
+
+async def think(session: aiohttp.ClientSession, *, until_s: float | None = None) -> bool:
+    """Pause as a person would between calls (never past `until_s`); False once the run is over.
+
+    Under the open model the schedule replaces think time: the next call waits for its slot.
+    """
+    if not OPEN_MODEL:
+        low, high = ENVIRONMENT.think_time_s
+        pause = worker_of(session).rng.uniform(low, high)
+        limit = min(ENVIRONMENT.duration_s, math.inf if until_s is None else until_s)
+        await asyncio.sleep(max(min(pause, limit - now_s()), 0.0))
+    return not _run_over(now_s())
+
+
+async def _intended_start(worker: Worker) -> float | None:
+    """Wait for this worker's next slot on the fixed schedule and return its intended start.
+
+    As wrk2 does: a call that starts late still counts from its intended start, so the time a
+    request spent queued behind a stalled server is not hidden (coordinated omission).
+    """
+    if worker.next_start is None:
+        worker.next_start = time.perf_counter() + worker.rng.uniform(0, ARRIVAL_INTERVAL_S)
+    intended = worker.next_start
+    worker.next_start += ARRIVAL_INTERVAL_S
+    if _run_over(recorder().seconds_since_start(intended)):
+        return None
+    delay = intended - time.perf_counter()
+    if delay > 0:
+        await asyncio.sleep(delay)
+    return intended
+
+
+# -- Calls --------------------------------------------------------------------------------------
+async def reserve(
+    session: aiohttp.ClientSession, authorization: Authorization, units: int
+) -> Outcome | None:
+    """Reserve units; remember them as this worker's booking when it succeeds."""
+    outcome = await _call(session, "reserve", authorization, units)
+    if outcome is not None and outcome.ok:
+        bookings = worker_of(session).bookings
+        bookings[authorization.id] = bookings.get(authorization.id, 0) + units
+    return outcome
+
+
+async def release(
+    session: aiohttp.ClientSession, authorization: Authorization, units: int
+) -> Outcome | None:
+    """Release units."""
+    outcome = await _call(session, "release", authorization, units)
+    _settle(session, authorization, units, outcome)
+    return outcome
+
+
+async def consume(
+    session: aiohttp.ClientSession, authorization: Authorization, units: int
+) -> Outcome | None:
+    """Consume scheduled units."""
+    outcome = await _call(session, "consume", authorization, units)
+    _settle(session, authorization, units, outcome)
+    return outcome
+
+
+def held_units(session: aiohttp.ClientSession, authorization: Authorization) -> int:
+    """Return the units this worker reserved on an authorization and still holds."""
+    return worker_of(session).bookings.get(authorization.id, 0)
+
+
+def _settle(
+    session: aiohttp.ClientSession,
+    authorization: Authorization,
+    units: int,
+    outcome: Outcome | None,
+) -> None:
+    if outcome is None or not outcome.ok:
+        return
+    bookings = worker_of(session).bookings
+    left = bookings.get(authorization.id, 0) - units
+    if left > 0:
+        bookings[authorization.id] = left
+    else:
+        bookings.pop(authorization.id, None)
+
+
+async def _call(
+    session: aiohttp.ClientSession, operation: str, authorization: Authorization, units: int
+) -> Outcome | None:
+    """Send one operation, timed end to end, and record it; None when the run is over."""
+    worker = worker_of(session)
+    record = recorder()
+    if OPEN_MODEL:
+        started = await _intended_start(worker)
+    else:
+        started = time.perf_counter()
+        if _run_over(record.seconds_since_start(started)):
+            started = None
+    if started is None:
+        return None
+    request_id = record.next_request_id()
+    headers = {
+        "Authorization": f"Bearer {token_for(authorization, worker)}",
+        "X-Request-ID": request_id,
+    }
+    url = f"{ENVIRONMENT.target_url}/api/authorizations/{authorization.id}/{operation}"
+    status, code, body = NO_RESPONSE_STATUS, "", b""
+    if not OPEN_MODEL:
+        started = time.perf_counter()
+    # The clock runs around the whole call: pool wait, connect, send, headers and body.
+    try:
+        async with session.post(url, json={"units": units}, headers=headers) as response:
+            body = await response.read()
+            status = response.status
+    except TimeoutError:
+        code = TIMEOUT
+    except (aiohttp.ClientError, OSError):
+        code = CONNECTION_ERROR
+    ended = time.perf_counter()
+    transaction_id = ""
+    if 200 <= status < 300:
+        transaction_id = _transaction_id(body)
+        code = "" if transaction_id else INVALID_RESPONSE
+    elif status != NO_RESPONSE_STATUS:
+        code = _problem_code(body, status)
+    record.record(
+        Record(
+            request_id=request_id,
+            operation=operation,
+            authorization_id=authorization.id,
+            status=status,
+            code=code,
+            latency_ms=(ended - started) * 1000,
+            started_s=record.seconds_since_start(started),
+            transaction_id=transaction_id,
+            kind=operation,
+            units=units,
+        )
+    )
+    return Outcome(status, code, transaction_id)
+
+
+def _transaction_id(body: bytes) -> str:
+    try:
+        value = json.loads(body).get("transaction_id")
+    except (ValueError, AttributeError):
+        return ""
+    return value if isinstance(value, str) and value else ""
+
+
+def _problem_code(body: bytes, status: int) -> str:
+    try:
+        value = json.loads(body).get("code")
+    except (ValueError, AttributeError):
+        value = None
+    return value if isinstance(value, str) and value else f"http_{status}"

@@ -1,0 +1,87 @@
+"""Read fixtures/test-data.json: the authorizations to hit and a token for each organization."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+FIXTURES_SCHEMA_VERSION = 1
+HIGH_CONTENTION = "high_contention"
+NORMAL = "normal"
+HIGH_THROUGHPUT = "high_throughput"
+POOL_NAMES = (HIGH_CONTENTION, NORMAL, HIGH_THROUGHPUT)
+
+
+class FixturesError(ValueError):
+    """The fixture file is missing or does not have the shape seeding writes."""
+
+
+@dataclass(frozen=True)
+class Authorization:
+    """An authorization the scenarios may load, as seeded."""
+
+    id: str
+    organization_id: str
+    total_units: int
+    pool: str
+
+
+@dataclass(frozen=True)
+class Fixtures:
+    """The seeded authorizations by pool, and the practitioners' tokens by organization."""
+
+    pools: dict[str, tuple[Authorization, ...]]
+    tokens: dict[str, tuple[str, ...]]
+
+    @property
+    def authorizations(self) -> tuple[Authorization, ...]:
+        return tuple(authorization for name in POOL_NAMES for authorization in self.pools[name])
+
+
+def load_fixtures(path: Path) -> Fixtures:
+    """Read and check a fixture file; raise FixturesError with one clear line otherwise."""
+    try:
+        document = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FixturesError(
+            f"fixtures file not found: {path} (run `invoke load-test.setup` first)"
+        ) from None
+    except (OSError, ValueError) as error:
+        raise FixturesError(f"fixtures file {path} is not readable JSON: {error}") from None
+    try:
+        return _parse(document)
+    except (KeyError, TypeError, ValueError) as error:
+        raise FixturesError(f"fixtures file {path} is malformed: {error!r}") from None
+
+
+def _parse(document: dict[str, Any]) -> Fixtures:
+    version = document.get("schema_version")
+    if version != FIXTURES_SCHEMA_VERSION:
+        raise ValueError(f"schema_version {version!r}, expected {FIXTURES_SCHEMA_VERSION}")
+    tokens: dict[str, list[str]] = {}
+    for practitioner in document["practitioners"]:
+        tokens.setdefault(str(practitioner["organization_id"]), []).append(
+            str(practitioner["token"])
+        )
+    pools: dict[str, tuple[Authorization, ...]] = {}
+    for name in POOL_NAMES:
+        entries = document["pools"][name]
+        if not entries:
+            raise ValueError(f"pool {name} is empty")
+        pools[name] = tuple(
+            Authorization(
+                id=str(entry["id"]),
+                organization_id=str(entry["organization_id"]),
+                total_units=int(entry["total_units"]),
+                pool=name,
+            )
+            for entry in entries
+        )
+    for authorization in (a for pool in pools.values() for a in pool):
+        if authorization.organization_id not in tokens:
+            raise ValueError(
+                f"no practitioner token for organization {authorization.organization_id}"
+            )
+    return Fixtures(pools=pools, tokens={org: tuple(found) for org, found in tokens.items()})

@@ -1,0 +1,144 @@
+"""Record every request in memory and write one process's results when its last worker ends.
+
+Molotov has no per-process teardown hook: each worker's setup and teardown fixtures count
+workers in, and the teardown that brings the count back to zero writes the files. Recording
+stays lean on the hot path (one tuple appended to a list); a background task measures the
+event-loop lag and rewrites a small progress file about once a second for the runner's live line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import os
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import TextIO
+
+from molotov_scenarios.environment import PROCESS_PREFIX, PROGRESS_PREFIX, RECORDS_PREFIX
+from molotov_scenarios.records import Record, add_to_live_buckets, encode_record, is_error
+
+LAG_PROBE_INTERVAL_S = 0.1  # the watch task sleeps this long and measures how late it wakes up
+PROGRESS_EVERY_PROBES = 10  # a progress file about every second
+
+
+class Recorder:
+    """Hold one Molotov process's records and self-watch figures."""
+
+    def __init__(self, record_dir: Path, run_start_epoch: float) -> None:
+        self.record_dir = record_dir
+        self.run_start_epoch = run_start_epoch
+        self.pid = os.getpid()
+        self.records: list[Record] = []
+        self.loop_lag_ms: list[float] = []
+        self.exceptions = 0
+        self.first_exception = ""
+        self.active_workers = 0
+        self.workers_seen = 0
+        self._sequence = 0
+        # perf_counter() + offset = seconds since the run started, on the shared wall clock.
+        self.offset_s = time.time() - time.perf_counter() - run_start_epoch
+        self._cpu_start = time.process_time()
+        self._wall_start = time.perf_counter()
+        self._live_buckets: Counter[int] = Counter()
+        self._live_counted = 0
+        self._live_errors = 0
+        self._watch: asyncio.Task[None] | None = None
+
+    def next_request_id(self) -> str:
+        self._sequence += 1
+        return f"{self.pid}-{self._sequence}"
+
+    def seconds_since_start(self, perf_time: float) -> float:
+        return perf_time + self.offset_s
+
+    def record(self, record: Record) -> None:
+        self.records.append(record)
+
+    def record_exception(self, error: BaseException) -> None:
+        self.exceptions += 1
+        if not self.first_exception:
+            self.first_exception = "".join(traceback.format_exception(error)).strip()
+
+    def worker_started(self) -> None:
+        """Count a worker in; start the watch task with the process's first worker."""
+        if self.workers_seen == 0:
+            self._cpu_start = time.process_time()
+            self._wall_start = time.perf_counter()
+        self.active_workers += 1
+        self.workers_seen += 1
+        if self._watch is None or self._watch.done():
+            self._watch = asyncio.get_running_loop().create_task(self._watch_loop())
+
+    def worker_stopped(self) -> None:
+        """Count a worker out; the last one writes the process's files (again, if need be)."""
+        self.active_workers -= 1
+        if self.active_workers > 0:
+            return
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
+        self.write_progress()
+        self.flush()
+
+    def flush(self) -> None:
+        """Write every record so far and the process summary, each atomically."""
+        self.record_dir.mkdir(parents=True, exist_ok=True)
+        records_path = self.record_dir / f"{RECORDS_PREFIX}{self.pid}.csv"
+        _write_atomically(records_path, self._records_csv)
+        summary = {
+            "pid": self.pid,
+            "run_start_epoch": self.run_start_epoch,
+            "requests": len(self.records),
+            "workers": self.workers_seen,
+            "cpu_seconds": time.process_time() - self._cpu_start,
+            "wall_seconds": time.perf_counter() - self._wall_start,
+            "loop_lag_ms": self.loop_lag_ms,
+            "exceptions": self.exceptions,
+            "first_exception": self.first_exception,
+        }
+        process_path = self.record_dir / f"{PROCESS_PREFIX}{self.pid}.json"
+        _write_atomically(process_path, lambda handle: json.dump(summary, handle))
+
+    def write_progress(self) -> None:
+        """Write counts and live latency buckets so far for the runner's progress line."""
+        fresh = self.records[self._live_counted :]
+        self._live_counted += len(fresh)
+        add_to_live_buckets(self._live_buckets, (record.latency_ms for record in fresh))
+        self._live_errors += sum(1 for record in fresh if is_error(record.status, record.code))
+        progress = {
+            "pid": self.pid,
+            "requests": self._live_counted,
+            "errors": self._live_errors,
+            "buckets": {str(bucket): count for bucket, count in self._live_buckets.items()},
+            "cpu_seconds": time.process_time() - self._cpu_start,
+        }
+        self.record_dir.mkdir(parents=True, exist_ok=True)
+        path = self.record_dir / f"{PROGRESS_PREFIX}{self.pid}.json"
+        _write_atomically(path, lambda handle: json.dump(progress, handle))
+
+    async def _watch_loop(self) -> None:
+        probes = 0
+        while True:
+            before = time.perf_counter()
+            await asyncio.sleep(LAG_PROBE_INTERVAL_S)
+            late_s = time.perf_counter() - before - LAG_PROBE_INTERVAL_S
+            self.loop_lag_ms.append(round(max(late_s, 0.0) * 1000, 3))
+            probes += 1
+            if probes % PROGRESS_EVERY_PROBES == 0:
+                self.write_progress()
+
+    def _records_csv(self, handle: TextIO) -> None:
+        csv.writer(handle).writerows(encode_record(record) for record in self.records)
+
+
+def _write_atomically(path: Path, write: Callable[[TextIO], object]) -> None:
+    """Write through a temporary file and rename it, so a reader never sees half a file."""
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    with temporary.open("w", newline="") as handle:
+        write(handle)
+    temporary.replace(path)
