@@ -22,8 +22,11 @@ OPERATIONS = ("reserve", "release", "consume")
 PROBLEM_TYPE = "application/problem+json"
 
 
-def create_app(total_units: int) -> web.Application:
-    """Build the stand-in app: every authorization starts with `total_units` available."""
+def create_app(total_units: int, delay_ms: float = 0.0) -> web.Application:
+    """Build the stand-in app: every authorization starts with `total_units` available.
+
+    `delay_ms` holds every answer back that long, as a slow server would.
+    """
     scheduled: dict[str, int] = {}
     used: dict[str, int] = {}
 
@@ -31,6 +34,8 @@ def create_app(total_units: int) -> web.Application:
         return web.json_response({"status": "ok", "concurrency": "in-memory"})
 
     async def change_units(request: web.Request) -> web.Response:
+        if delay_ms:
+            await asyncio.sleep(delay_ms / 1000)
         authorization_id = request.match_info["authorization_id"]
         operation = request.match_info["operation"]
         if operation not in OPERATIONS:
@@ -75,12 +80,12 @@ def _problem(status: int, code: str, detail: str) -> web.Response:
     return web.json_response(body, status=status, content_type=PROBLEM_TYPE)
 
 
-async def serve(port: int, total_units: int) -> None:
+async def serve(port: int, total_units: int, delay_ms: float = 0.0) -> None:
     """Serve on 127.0.0.1:`port` (0: any free port), print the base URL, run until killed."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", port))
-    runner = web.AppRunner(create_app(total_units), access_log=None)
+    runner = web.AppRunner(create_app(total_units, delay_ms), access_log=None)
     await runner.setup()
     await web.SockSite(runner, listener).start()
     print(f"http://127.0.0.1:{listener.getsockname()[1]}", flush=True)
@@ -95,9 +100,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="In-memory stand-in for the service.")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--total-units", type=int, default=1_000_000)
+    parser.add_argument("--delay-ms", type=float, default=0.0)
     args = parser.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args.port, args.total_units))
+        asyncio.run(serve(args.port, args.total_units, args.delay_ms))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ class Collected:
     run_start_epoch: float | None
     exceptions: int
     first_exception: str
+    scheduled_requests: int
     problems: list[str]
 
 
@@ -41,7 +42,7 @@ def collect(record_dir: Path) -> Collected:
     per_process: list[list[Record]] = []
     reports: list[ProcessReport] = []
     starts: list[float] = []
-    exceptions = 0
+    exceptions = scheduled = 0
     first_exception = ""
     for summary_path in sorted(record_dir.glob(f"{PROCESS_PREFIX}*.json")):
         summary = json.loads(summary_path.read_text())
@@ -70,6 +71,7 @@ def collect(record_dir: Path) -> Collected:
         )
         starts.append(float(summary["run_start_epoch"]))
         exceptions += int(summary["exceptions"])
+        scheduled += int(summary["scheduled_requests"])
         first_exception = first_exception or str(summary["first_exception"])
     try:
         records = merge_records(per_process)
@@ -82,6 +84,7 @@ def collect(record_dir: Path) -> Collected:
         run_start_epoch=min(starts) if starts else None,
         exceptions=exceptions,
         first_exception=first_exception,
+        scheduled_requests=scheduled,
         problems=problems,
     )
 

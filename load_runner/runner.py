@@ -187,6 +187,13 @@ def build_result(
         "ended_at": _iso(end),
         "duration_s": round(duration_s, 3),
         "config": config.to_result(),
+        "open_model": None
+        if config.arrival_rate_rps is None
+        else {
+            "arrival_rate_rps": config.arrival_rate_rps,
+            "scheduled_requests": collected.scheduled_requests,
+            "sent_requests": len(records),
+        },
         "run": {
             "exit_code": outcome.exit_code,
             "crashed": bool(reasons),
@@ -265,6 +272,8 @@ def _run_molotov(
                 _stop_group(process)
             _kill_leftovers(process)
             if display is not None:
+                elapsed = time.monotonic() - started
+                display.update(min(elapsed, config.duration_s), read_progress(raw_dir))
                 display.finish()
     wall_s = time.monotonic() - started
     return MolotovOutcome(

@@ -66,7 +66,8 @@ class Worker:
 
     worker_id: int
     rng: random.Random
-    next_start: float | None = None  # open model: perf_counter time of the next intended start
+    first_start: float | None = None  # open model: perf_counter time of the first intended start
+    next_start: float | None = None  # ... and of the next one
     bookings: dict[str, int] = field(default_factory=dict)  # authorization id → units held
 
 
@@ -115,7 +116,21 @@ async def _start_worker(worker_id: int, args: Any) -> dict[str, Any]:
 
 @molotov.teardown()
 def _stop_worker(worker_id: int) -> None:
-    recorder().worker_stopped()
+    record = recorder()
+    worker = _PROCESS.workers.get(worker_id)
+    if worker is not None:
+        record.scheduled_requests += scheduled_requests(worker)
+    record.worker_stopped()
+
+
+def scheduled_requests(worker: Worker) -> int:
+    """Count the open-model slots of a worker that fell within the run (0 under the closed one)."""
+    if worker.first_start is None:
+        return 0
+    first_s = recorder().seconds_since_start(worker.first_start)
+    if first_s >= ENVIRONMENT.duration_s:
+        return 0
+    return math.ceil((ENVIRONMENT.duration_s - first_s) / ARRIVAL_INTERVAL_S)
 
 
 def guarded(
@@ -214,10 +229,15 @@ async def _intended_start(worker: Worker) -> float | None:
     request spent queued behind a stalled server is not hidden (coordinated omission).
     """
     if worker.next_start is None:
-        worker.next_start = time.perf_counter() + worker.rng.uniform(0, ARRIVAL_INTERVAL_S)
+        # Stagger the workers over one interval so that arrivals are evenly spread.
+        worker.first_start = time.perf_counter() + worker.rng.uniform(0, ARRIVAL_INTERVAL_S)
+        worker.next_start = worker.first_start
     intended = worker.next_start
     worker.next_start += ARRIVAL_INTERVAL_S
-    if _run_over(recorder().seconds_since_start(intended)):
+    record = recorder()
+    # The run ends on the clock, not on the schedule: slots the worker never reached are
+    # counted as scheduled but unsent, which shows the shortfall.
+    if _run_over(record.seconds_since_start(max(intended, time.perf_counter()))):
         return None
     delay = intended - time.perf_counter()
     if delay > 0:

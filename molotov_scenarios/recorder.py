@@ -36,6 +36,7 @@ class Recorder:
         self.records: list[Record] = []
         self.loop_lag_ms: list[float] = []
         self.exceptions = 0
+        self.scheduled_requests = 0  # open model: slots within the run, sent or not
         self.first_exception = ""
         self.active_workers = 0
         self.workers_seen = 0
@@ -98,6 +99,7 @@ class Recorder:
             "cpu_seconds": time.process_time() - self._cpu_start,
             "wall_seconds": time.perf_counter() - self._wall_start,
             "loop_lag_ms": self.loop_lag_ms,
+            "scheduled_requests": self.scheduled_requests,
             "exceptions": self.exceptions,
             "first_exception": self.first_exception,
         }
