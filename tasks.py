@@ -111,11 +111,19 @@ def report(c: Context, run_dir: str = "") -> None:
 
 
 @task(name="all")
-def all_(c: Context, profile: str = "smoke", strategy: str = "serializable") -> None:
+def all_(
+    c: Context,
+    profile: str = "smoke",
+    strategy: str = "serializable",
+    reports_dir: str = "",
+    workers: int = 1,
+) -> None:
     """Run the whole load-test pipeline and exit non-zero unless the verdict is GO."""
     from pipeline.commands import all_command
 
-    all_command(profile=profile, strategy=strategy)
+    all_command(
+        profile=profile, strategy=strategy, reports_dir=reports_dir or None, workers=workers
+    )
 
 
 db = Collection("db", up, down, url, migrate, downgrade)

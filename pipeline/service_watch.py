@@ -43,7 +43,7 @@ class WatchedService(Protocol):
     """What the watch needs of a running service (target.serve.ServiceProcess has it)."""
 
     base_url: str
-    pid: int
+    pid: int | None  # None for a service we did not start: no process to watch
 
     def is_alive(self) -> bool: ...
 
@@ -176,6 +176,8 @@ class ServiceWatch:
             return None
 
     def _worker_pids(self) -> set[int]:
+        if self.service.pid is None:
+            return set()
         try:
             children = psutil.Process(self.service.pid).children()
             return {child.pid for child in children if _is_worker(child)}

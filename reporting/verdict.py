@@ -287,7 +287,7 @@ def _number(value: Any) -> float | None:
 def _format(name: str, value: float) -> str:
     if name.startswith("error_rate"):
         return f"{value * 100:.2f} %"
-    return f"{value:g} ms"
+    return f"{value:.1f} ms"
 
 
 def _label(finding: Finding) -> str:

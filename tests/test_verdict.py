@@ -98,7 +98,7 @@ def test_conditional_says_why() -> None:
     verdict = decide([evidence(make_result(p95=250.0))])
     assert verdict.decision == CONDITIONAL
     assert verdict.reasons == (
-        "high_throughput: p95_ms 250 ms against at most 200 ms, missed by 25.0 %",
+        "high_throughput: p95_ms 250.0 ms against at most 200.0 ms, missed by 25.0 %",
     )
 
 

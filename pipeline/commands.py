@@ -1,0 +1,248 @@
+"""Command-line entry points behind `invoke load-test.*`: one clear line, and the exit code.
+
+Exit codes: 0 success (and, for `all`, a GO verdict); 1 the checks or the verdict failed;
+2 bad input or an environment the tools cannot work in (nothing was changed).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import NoReturn, TypeVar
+
+from pipeline.run import DEFAULT_WORKERS, FIXTURES_FILE, RunLog, run_all, run_watched_scenario
+from pipeline.rundirs import (
+    RunDirError,
+    latest_result_dir,
+    latest_run_dir,
+    new_run_dir,
+    resolve_reports_root,
+)
+
+T = TypeVar("T")
+GO = "GO"
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+RESULT_FILE = "result.json"
+
+
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
+    """Print one clear error line and exit non-zero."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def all_command(
+    *,
+    profile: str = "smoke",
+    strategy: str = "serializable",
+    reports_dir: str | None = None,
+    workers: int = DEFAULT_WORKERS,
+) -> None:
+    """Run the whole pipeline; print the verdict and the report's path; exit 0 only on GO."""
+    _check_run_options(profile=profile, strategy=strategy, workers=workers)
+    outcome = run_all(
+        profile=profile,
+        strategy=strategy,
+        reports_root=resolve_reports_root(reports_dir),
+        workers=workers,
+    )
+    for reason in outcome.reasons:
+        print(f"  - {reason}", file=sys.stderr)
+    print(f"{outcome.decision}: report at {outcome.report_path} ({outcome.duration_s:.0f} s)")
+    raise SystemExit(0 if outcome.decision == GO else EXIT_FAILED)
+
+
+def scenario_command(
+    scenario: str,
+    *,
+    profile: str = "smoke",
+    target_url: str | None = None,
+    out: str | None = None,
+) -> None:
+    """Run one scenario from the seeded baseline against our own service (or ``target_url``)."""
+    from local_postgres import database_url
+    from seeding import DEFAULT_FIXTURES_PATH
+
+    _check_profile(profile, [scenario])
+    url = _cleanly(database_url)
+    fixtures_path = DEFAULT_FIXTURES_PATH
+    if not _cleanly(lambda: is_seeded(url, fixtures_path)):
+        from pipeline.setup import setup_database
+
+        print("the database is not seeded yet: setting it up first", file=sys.stderr)
+        url = _cleanly(lambda: setup_database(fixtures_path=fixtures_path))
+    out_dir = Path(out).resolve() if out else new_run_dir(resolve_reports_root())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    service = RemoteService(target_url) if target_url else _cleanly(lambda: _start(url, out_dir))
+    log = RunLog(out_dir, profile=profile, scenarios=[scenario], target_url=service.base_url)
+    try:
+        with log.step(scenario, scenario=scenario):
+            result_dir, completed = run_watched_scenario(
+                scenario,
+                database_url=url,
+                service=service,
+                profile=profile,
+                fixtures_path=fixtures_path,
+                out_dir=out_dir,
+            )
+    finally:
+        if not target_url:
+            service.stop()
+        log.finish()
+    if not log.steps[-1].ok:
+        fail(f"{scenario} failed: {log.steps[-1].error}", EXIT_FAILED)
+    print(_result_line(result_dir))
+    if not completed:
+        fail(f"{scenario} did not complete: see {result_dir / RESULT_FILE}", EXIT_FAILED)
+
+
+def verify_command(*, results: str | None = None) -> None:
+    """Check the database against the last scenario's results; exit 1 on any violation."""
+    from integrity import IntegrityInputError, format_report, run_checks, write_integrity_json
+    from local_postgres import database_url
+
+    result_dirs = _cleanly(lambda: resolve_result_dirs(results))
+    fixtures_path = fixtures_for(result_dirs[0])
+    url = _cleanly(database_url)
+    try:
+        report = _cleanly(lambda: run_checks(url, result_dirs, fixtures_path=fixtures_path))
+    except IntegrityInputError as error:
+        fail(str(error))
+    for result_dir in result_dirs:
+        write_integrity_json(report, result_dir)
+    print(format_report(report))
+    if not report.ok:
+        raise SystemExit(EXIT_FAILED)
+
+
+def report_command(*, run_dir: str | None = None) -> None:
+    """Write report.html, summary.json and PERFORMANCE_TEST_RESULTS.md for a run folder."""
+    from reporting.records import ReportInputError
+    from reporting.report import write_report
+
+    folder = Path(run_dir) if run_dir else _cleanly(lambda: latest_run_dir(resolve_reports_root()))
+    try:
+        files = write_report(folder)
+    except ReportInputError as error:
+        fail(str(error))
+    print(f"{files.decision}: report at {files.html_path}")
+
+
+class RemoteService:
+    """A service we did not start: watched over HTTP only."""
+
+    pid = None
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url.rstrip("/")
+
+    def is_alive(self) -> bool:
+        return True  # no process of ours to poll; /healthz tells whether it answers
+
+
+def resolve_result_dirs(results: str | None) -> list[Path]:
+    """Turn --results (comma-separated folders, or a run folder, or nothing) into result folders."""
+    if not results:
+        return [latest_result_dir(latest_run_dir(resolve_reports_root()))]
+    folders = []
+    for part in filter(None, (p.strip() for p in results.split(","))):
+        path = Path(part).resolve()
+        if not path.is_dir():
+            raise RunDirError(f"results folder {path} does not exist")
+        # A run folder: the database holds the ledger of its last scenario only.
+        folders.append(path if (path / RESULT_FILE).exists() else latest_result_dir(path))
+    if not folders:
+        raise RunDirError("--results names no folder")
+    return folders
+
+
+def fixtures_for(result_dir: Path) -> Path:
+    """Return the fixtures a result was produced with: its run folder's copy, else the default."""
+    from seeding import DEFAULT_FIXTURES_PATH
+
+    own = result_dir.parent / FIXTURES_FILE
+    return own if own.exists() else DEFAULT_FIXTURES_PATH
+
+
+def is_seeded(database_url: str, fixtures_path: Path) -> bool:
+    """Tell whether the database holds the seed that ``fixtures_path`` describes."""
+    import psycopg
+
+    try:
+        fixtures = json.loads(fixtures_path.read_text(encoding="utf-8"))
+        sample = fixtures["pools"]["high_contention"][0]["id"]
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return False
+    with psycopg.connect(database_url, connect_timeout=5) as conn:
+        if conn.execute("SELECT to_regclass('seed_baseline')").fetchone()[0] is None:
+            return False
+        row = conn.execute(
+            "SELECT 1 FROM seed_baseline WHERE authorization_id = %s", (sample,)
+        ).fetchone()
+    return row is not None
+
+
+def _check_run_options(*, profile: str, strategy: str, workers: int) -> None:
+    from target.settings import CONCURRENCY_STRATEGIES
+
+    if strategy not in CONCURRENCY_STRATEGIES:
+        fail(f"--strategy must be one of {', '.join(CONCURRENCY_STRATEGIES)}, not {strategy!r}")
+    if workers < 1:
+        fail(f"--workers must be at least 1, not {workers}")
+    from load_runner import SCENARIOS
+
+    _check_profile(profile, SCENARIOS)
+
+
+def _check_profile(profile: str, scenarios: list[str] | tuple[str, ...]) -> None:
+    from load_runner import SCENARIOS
+    from load_runner.profiles import ProfileError, load_scenario_config
+
+    for scenario in scenarios:
+        if scenario not in SCENARIOS:
+            fail(f"unknown scenario {scenario!r}: expected one of {', '.join(SCENARIOS)}")
+        try:
+            load_scenario_config(scenario, profile)
+        except ProfileError as error:
+            fail(str(error))
+
+
+def _start(database_url: str, out_dir: Path) -> object:
+    from target.serve import start_service
+
+    return start_service(database_url, log_path=out_dir / "service.log")
+
+
+def _result_line(result_dir: Path) -> str:
+    result = json.loads((result_dir / RESULT_FILE).read_text(encoding="utf-8"))
+    totals = result.get("totals") or {}
+    p95 = (result.get("latency_ms") or {}).get("p95")
+    p95_text = "n/a" if p95 is None else f"{p95:.1f} ms"
+    return (
+        f"{result.get('scenario')}: {totals.get('requests', 0)} requests, "
+        f"error rate {100 * (totals.get('error_rate') or 0):.2f} %, p95 {p95_text} → {result_dir}"
+    )
+
+
+def _cleanly(step: Callable[[], T]) -> T:
+    """Run ``step``; turn an error the user can fix into one `error:` line and exit 2."""
+    import psycopg
+
+    from local_postgres import ClusterError
+    from seeding import SeedingError
+
+    try:
+        return step()
+    except (RunDirError, ClusterError, SeedingError) as error:
+        fail(str(error))
+    except psycopg.OperationalError as error:
+        fail(f"database unreachable: {(str(error).strip().splitlines() or ['?'])[0]}")
+    except Exception as error:
+        from target.serve import ServiceStartError
+
+        if isinstance(error, ServiceStartError):
+            fail(str(error).splitlines()[0])
+        raise

@@ -1,0 +1,315 @@
+"""The whole pipeline as one call: database, service, scenarios, checks, report."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from pipeline.rundirs import new_run_dir, resolve_reports_root
+
+RUN_FILE = "run.json"
+FIXTURES_FILE = "test-data.json"
+SERVICE_LOG = "service.log"
+ERRORS_LOG = "errors.log"
+DEFAULT_PROFILE = "smoke"
+DEFAULT_STRATEGY = "serializable"
+# One Hypercorn worker: on the 2-core machines this runs on, the generator needs the other.
+DEFAULT_WORKERS = 1
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What a pipeline run decided and where its report is."""
+
+    run_dir: Path
+    decision: str
+    reasons: tuple[str, ...]
+    report_path: Path
+    summary_path: Path
+    duration_s: float
+
+
+@dataclass
+class Step:
+    """One step of the run as run.json records it."""
+
+    name: str
+    scenario: str | None = None
+    started_at: str = ""
+    duration_s: float = 0.0
+    ok: bool = True
+    error: str | None = None
+    _started: float = field(default=0.0, repr=False)
+
+
+class RunLog:
+    """Record each step's outcome in run.json as the run goes, so a crash still leaves a trace."""
+
+    def __init__(self, run_dir: Path, **meta: Any) -> None:
+        self.run_dir = run_dir
+        self.meta = meta
+        self.steps: list[Step] = []
+        self.facts: dict[str, Any] = {}
+        self.started_at = _now()
+        self._started = time.perf_counter()
+        self.ended_at: str | None = None
+        self.write()
+
+    def step(self, name: str, scenario: str | None = None) -> StepContext:
+        """Return a context that times a step and records, rather than raises, its error."""
+        return StepContext(self, Step(name, scenario))
+
+    def fail(self, name: str, error: str, scenario: str | None = None) -> None:
+        """Record a step that could not even start."""
+        self.steps.append(Step(name, scenario, _now(), 0.0, False, error))
+        self.write()
+
+    def finish(self) -> float:
+        """Stamp the end of the run and write run.json one last time."""
+        self.ended_at = _now()
+        duration = time.perf_counter() - self._started
+        self.meta["duration_s"] = round(duration, 3)
+        self.write()
+        return duration
+
+    def write(self) -> None:
+        document = {
+            "schema_version": SCHEMA_VERSION,
+            "run_id": self.run_dir.name,
+            **self.meta,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "steps": [
+                {key: value for key, value in vars(step).items() if not key.startswith("_")}
+                for step in self.steps
+            ],
+            "facts": self.facts,
+        }
+        (self.run_dir / RUN_FILE).write_text(json.dumps(document, indent=2) + "\n")
+
+
+class StepContext:
+    """Times one step; an Exception becomes a failed step (the run carries on to its report)."""
+
+    def __init__(self, log: RunLog, step: Step) -> None:
+        self.log = log
+        self.step = step
+
+    @property
+    def ok(self) -> bool:
+        return self.step.ok
+
+    def __enter__(self) -> StepContext:
+        self.step.started_at = _now()
+        self.step._started = time.perf_counter()
+        _say(f"[{self.step.name}] started")
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        self.step.duration_s = round(time.perf_counter() - self.step._started, 3)
+        if exc is not None:
+            self.step.ok = False
+            self.step.error = _one_line(exc)
+            with (self.log.run_dir / ERRORS_LOG).open("a") as errors:
+                errors.write(f"--- {self.step.name} at {_now()}\n")
+                errors.write("".join(traceback.format_exception(exc_type, exc, tb)))
+        self.log.steps.append(self.step)
+        self.log.write()
+        state = "ok" if self.step.ok else f"FAILED: {self.step.error}"
+        _say(f"[{self.step.name}] {state} ({self.step.duration_s:.1f} s)")
+        # Swallow ordinary errors so the report is still written; let Ctrl-C through.
+        return exc is None or isinstance(exc, Exception)
+
+
+def run_all(
+    *,
+    profile: str = DEFAULT_PROFILE,
+    strategy: str = DEFAULT_STRATEGY,
+    reports_root: Path | None = None,
+    workers: int = DEFAULT_WORKERS,
+    scenarios: Sequence[str] | None = None,
+    progress: bool = True,
+) -> RunOutcome:
+    """Set up, serve, run each scenario with its checks, stop, report; the report always."""
+    from load_runner import SCENARIOS
+    from local_postgres import LocalCluster
+    from reporting.report import write_report
+
+    chosen = tuple(scenarios or SCENARIOS)
+    run_dir = new_run_dir(resolve_reports_root(reports_root))
+    log = RunLog(
+        run_dir,
+        profile=profile,
+        strategy=strategy,
+        workers=workers,
+        scenarios=list(chosen),
+        unsafe_delay_ms=os.environ.get("TARGET_UNSAFE_DELAY_MS"),
+        database="DATABASE_URL" if os.environ.get("DATABASE_URL") else "local cluster",
+    )
+    _say(f"run folder: {run_dir}")
+    cluster_was_running = os.environ.get("DATABASE_URL") or LocalCluster().is_running()
+    database_url: str | None = None
+    service = None
+    try:
+        with log.step("setup") as step:
+            database_url = _setup(run_dir / FIXTURES_FILE)
+        if step.ok and database_url:
+            with log.step("start_service") as step:
+                service = _start(database_url, run_dir, strategy=strategy, workers=workers)
+        if service is not None and database_url:
+            for scenario in chosen:
+                if not service.is_alive():
+                    log.fail(scenario, "the service was not running", scenario=scenario)
+                    continue
+                with log.step(scenario, scenario=scenario):
+                    run_scenario_with_checks(
+                        scenario,
+                        database_url=database_url,
+                        service=service,
+                        profile=profile,
+                        fixtures_path=run_dir / FIXTURES_FILE,
+                        out_dir=run_dir,
+                        progress=progress,
+                    )
+        else:
+            for scenario in chosen:
+                log.fail(scenario, "not run: an earlier step failed", scenario=scenario)
+        with log.step("collect_facts"):
+            from pipeline.facts import collect_facts
+
+            log.facts = collect_facts(database_url)
+    finally:
+        if service is not None:
+            with log.step("stop_service"):
+                exit_code = service.stop()
+                log.meta["service_exit_code"] = exit_code
+        if not cluster_was_running:
+            with log.step("stop_database"):
+                LocalCluster().down()
+        duration = log.finish()
+        files = write_report(run_dir)
+    _say(f"[report] {files.html_path}")
+    return RunOutcome(
+        run_dir=run_dir,
+        decision=files.decision,
+        reasons=tuple(files.summary["verdict"]["reasons"]),
+        report_path=files.html_path,
+        summary_path=files.summary_path,
+        duration_s=duration,
+    )
+
+
+def run_scenario_with_checks(
+    scenario: str,
+    *,
+    database_url: str,
+    service: Any,
+    profile: str,
+    fixtures_path: Path,
+    out_dir: Path,
+    progress: bool = True,
+) -> Path:
+    """Run one scenario from the baseline under watch, then check integrity; return its folder."""
+    from integrity import format_report, run_checks, write_integrity_json
+
+    result_dir, completed = run_watched_scenario(
+        scenario,
+        database_url=database_url,
+        service=service,
+        profile=profile,
+        fixtures_path=fixtures_path,
+        out_dir=out_dir,
+        progress=progress,
+    )
+    report = run_checks(database_url, [result_dir], fixtures_path=fixtures_path)
+    write_integrity_json(report, result_dir)
+    _say(format_report(report))
+    if not completed:
+        raise ScenarioIncomplete(f"{scenario} did not complete (see {result_dir / 'result.json'})")
+    return result_dir
+
+
+def run_watched_scenario(
+    scenario: str,
+    *,
+    database_url: str,
+    service: Any,
+    profile: str,
+    fixtures_path: Path,
+    out_dir: Path,
+    progress: bool = True,
+) -> tuple[Path, bool]:
+    """Reset to the baseline and run one scenario while watching the service.
+
+    Returns the result folder and whether the run completed; service.json is written even
+    when the runner raises.
+    """
+    from load_runner import run_scenario
+    from pipeline.service_watch import ServiceWatch
+    from seeding import reset_to_baseline
+
+    reset_to_baseline(database_url)
+    result_dir = out_dir / scenario
+    watch = ServiceWatch(service)
+    try:
+        with watch:
+            run = run_scenario(
+                scenario,
+                profile=profile,
+                target_url=service.base_url,
+                fixtures_path=fixtures_path,
+                out_dir=out_dir,
+                progress=progress,
+            )
+        result_dir = Path(run.result_dir)
+    finally:
+        result_dir.mkdir(parents=True, exist_ok=True)
+        watch.write(result_dir)
+    return result_dir, bool(run.completed)
+
+
+class ScenarioIncomplete(RuntimeError):
+    """The load generator crashed or timed out; its partial results were still checked."""
+
+
+def _setup(fixtures_path: Path) -> str:
+    from pipeline.setup import setup_database
+
+    return setup_database(fixtures_path=fixtures_path)
+
+
+def _start(database_url: str, run_dir: Path, *, strategy: str, workers: int) -> Any:
+    from target.serve import start_service
+
+    # The service inherits our environment, so TARGET_UNSAFE_DELAY_MS reaches it as set.
+    return start_service(
+        database_url, strategy=strategy, workers=workers, log_path=run_dir / SERVICE_LOG
+    )
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def _one_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
