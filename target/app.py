@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import sqlalchemy.exc
-from quart import Quart, Response, g
-from werkzeug.exceptions import HTTPException
+from quart import Quart, Response, g, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, RequestTimeout
 
 from target import metrics
 from target.blueprints import authorizations, health, openapi, tokens
@@ -64,12 +65,23 @@ def create_app(settings: Settings | None = None) -> Quart:
     return app
 
 
+async def drain_request_body() -> None:
+    """Read what is left of the request body, so the connection can carry the next request.
+
+    Refusing a request before reading its body (a bad token, a malformed id) would leave the
+    body unread, and Hypercorn then closes the keep-alive connection under the client.
+    """
+    with contextlib.suppress(RequestEntityTooLarge, RequestTimeout):
+        await request.get_data(cache=False)
+
+
 def install_error_handlers(app: Quart) -> None:
     """Render every error as a problem document; never leak a traceback."""
 
     @app.errorhandler(ProblemError)
     async def handle_problem(problem: ProblemError) -> Response:
         g.problem_code = problem.code
+        await drain_request_body()
         return problem_response(problem)
 
     @app.errorhandler(HTTPException)

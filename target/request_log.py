@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 
@@ -61,6 +62,7 @@ async def finish_request(response: Response) -> Response:
                 "duration_ms": round(duration_s * 1000, 3),
                 "retries": retries,
                 "request_id": request_id,
+                "pid": os.getpid(),
             }
         )
     )

@@ -62,7 +62,9 @@ def unauthorized_headers(clinic: Clinic) -> dict[str, dict[str, str]]:
         "empty-bearer": {"Authorization": "Bearer"},
         "basic-scheme": {"Authorization": "Basic dXNlcjpwYXNz"},
         "malformed": bearer("not.a.jwt"),
-        "bad-signature": bearer(mint_token(home, secret="someone-elses-secret-of-32-bytes-or-more")),
+        "bad-signature": bearer(
+            mint_token(home, secret="someone-elses-secret-of-32-bytes-or-more")
+        ),
         "expired": bearer(mint_token(home, ttl_s=-60)),
         "alg-none": bearer(unsigned_token(home)),
         "no-org": bearer(mint_token(home, drop=("org",))),
