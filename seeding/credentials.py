@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 from collections.abc import Iterable
+from functools import cache
 
 import bcrypt
 import jwt
@@ -22,6 +23,8 @@ _BCRYPT_BASE64 = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234567
 _TO_BCRYPT_ALPHABET = str.maketrans(_STANDARD_BASE64, _BCRYPT_BASE64)
 
 
+# Deterministic per (seed, password): repeated seedings in one process hash only once.
+@cache
 def password_hash(seed: int, password: str = KNOWN_PASSWORD) -> str:
     """Hash ``password`` once with a salt drawn from ``seed``: real bcrypt, deterministic rows.
 
