@@ -29,8 +29,8 @@ CLIENT_RECONCILIATION = "client_reconciliation"
 CONTENTION_EXPECTATION = "contention_expectation"
 CHECK_NAMES = (NO_OVERBOOKING, LEDGER_CONSISTENCY, CLIENT_RECONCILIATION, CONTENTION_EXPECTATION)
 DESCRIPTIONS = {
-    NO_OVERBOOKING: "No authorization has used + scheduled units above its total, "
-    "and no counter is negative.",
+    NO_OVERBOOKING: "No authorization has more units booked (used + scheduled) than its "
+    "total, whether counted by its counters or by its ledger, and no counter is negative.",
     LEDGER_CONSISTENCY: "Every authorization's counters equal its seeded counters plus the "
     "ledger's sums by kind (reserve +scheduled, release -scheduled, consume -scheduled +used).",
     CLIENT_RECONCILIATION: "Every successful operation the load generator recorded is in the "

@@ -3,23 +3,49 @@
 -- checked service, so a bug in the service cannot hide itself from the check.
 
 -- name: overbooked_authorizations
--- Expected: 0 rows. Booked (used + scheduled) beyond the budget, or any negative counter.
-SELECT a.id::text AS authorization_id,
-       a.total_units,
-       a.used_units,
-       a.scheduled_units,
-       a.used_units + a.scheduled_units - a.total_units AS units_over,
+-- Expected: 0 rows. Booked (used + scheduled) beyond the budget by the counters, or by the
+-- ledger (seeded bookings plus every granted reservation, less releases), or a negative
+-- counter. The counters alone are not enough: a lost update leaves them at exactly the total
+-- while the ledger holds many times the budget in granted reservations.
+WITH ledger AS (
+    SELECT t.authorization_id,
+           sum(CASE t.kind WHEN 'reserve' THEN t.units
+                           WHEN 'release' THEN -t.units
+                           ELSE 0 END) AS booked_delta
+    FROM unit_transactions AS t
+    GROUP BY t.authorization_id
+),
+booked AS (
+    SELECT a.id,
+           a.total_units,
+           a.used_units,
+           a.scheduled_units,
+           a.used_units + a.scheduled_units AS booked_by_counters,
+           b.used_units + b.scheduled_units + coalesce(l.booked_delta, 0) AS booked_by_ledger
+    FROM authorizations AS a
+    LEFT JOIN seed_baseline AS b ON b.authorization_id = a.id
+    LEFT JOIN ledger AS l ON l.authorization_id = a.id
+)
+SELECT id::text AS authorization_id,
+       total_units,
+       used_units,
+       scheduled_units,
+       booked_by_counters,
+       booked_by_ledger,
+       greatest(booked_by_counters, coalesce(booked_by_ledger, 0)) - total_units AS units_over,
        CASE
-           WHEN a.used_units < 0 OR a.scheduled_units < 0 OR a.total_units < 0
+           WHEN used_units < 0 OR scheduled_units < 0 OR total_units < 0
                THEN 'negative_counter'
-           ELSE 'overbooked'
+           WHEN booked_by_counters > total_units THEN 'overbooked'
+           ELSE 'overbooked_in_ledger'
        END AS problem
-FROM authorizations AS a
-WHERE a.used_units + a.scheduled_units > a.total_units
-   OR a.used_units < 0
-   OR a.scheduled_units < 0
-   OR a.total_units < 0
-ORDER BY units_over DESC, a.id
+FROM booked
+WHERE booked_by_counters > total_units
+   OR booked_by_ledger > total_units
+   OR used_units < 0
+   OR scheduled_units < 0
+   OR total_units < 0
+ORDER BY units_over DESC, id
 
 -- name: ledger_drift
 -- Expected: 0 rows. Counters must equal the seeded counters plus the ledger's sums by kind:

@@ -302,7 +302,10 @@ def test_over_reserved_high_contention_authorization_is_caught(world: World) -> 
     # The unsafe race: a sixth reservation granted while the counter stayed at 50.
     world.apply(world.high_contention[0], "reserve", UNITS_PER_REQUEST, in_counters=False)
     report = world.check()
-    assert failed_checks(report) == {CONTENTION_EXPECTATION, LEDGER_CONSISTENCY}
+    assert failed_checks(report) == {CONTENTION_EXPECTATION, LEDGER_CONSISTENCY, NO_OVERBOOKING}
+    overbooked = report.check(NO_OVERBOOKING).rows[0]
+    assert (overbooked["problem"], overbooked["booked_by_counters"]) == ("overbooked_in_ledger", 50)
+    assert (overbooked["booked_by_ledger"], overbooked["units_over"]) == (60, 10)
     row = report.check(CONTENTION_EXPECTATION).rows[0]
     assert row["authorization_id"] == world.high_contention[0]
     assert (row["problem"], row["reservations"], row["expected_reservations"]) == (
