@@ -17,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 
 from target.metrics import MULTIPROC_DIR_ENV
-from target.settings import CONCURRENCY_STRATEGIES
+from target.settings import CONCURRENCY_STRATEGIES, Settings
 
 HOST = "127.0.0.1"
 APP_PATH = "target.app:create_app()"
@@ -95,19 +95,14 @@ def start_service(
     ready_timeout_s: float = 30.0,
 ) -> ServiceProcess:
     """Start Hypercorn on 127.0.0.1 (a free port when 0) and wait until /healthz answers 200."""
-    if strategy is not None and strategy not in CONCURRENCY_STRATEGIES:
-        raise ValueError(
-            f"strategy must be one of {', '.join(CONCURRENCY_STRATEGIES)}, not {strategy!r}"
-        )
-    if workers < 1:
-        raise ValueError(f"workers must be at least 1, not {workers}")
+    check_launch(database_url, strategy, workers, env)
     listener = bind_listener(port)
     bound_port = listener.getsockname()[1]
     metrics_dir = Path(tempfile.mkdtemp(prefix="target-metrics-"))
+    child_env = service_environment(database_url, strategy, metrics_dir, env)
     if log_path is None:
         log_path = Path(tempfile.mkdtemp(prefix="target-log-")) / "service.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    child_env = service_environment(database_url, strategy, metrics_dir, env)
     with listener, log_path.open("ab") as log_file:
         process = subprocess.Popen(
             hypercorn_command(f"fd://{listener.fileno()}", workers),
@@ -127,6 +122,19 @@ def start_service(
         service.stop(timeout_s=GRACEFUL_TIMEOUT_S)
         raise
     return service
+
+
+def check_launch(
+    database_url: str, strategy: str | None, workers: int, env: dict[str, str] | None
+) -> None:
+    """Raise one clear ValueError for settings the workers would die on."""
+    if strategy is not None and strategy not in CONCURRENCY_STRATEGIES:
+        raise ValueError(
+            f"strategy must be one of {', '.join(CONCURRENCY_STRATEGIES)}, not {strategy!r}"
+        )
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, not {workers}")
+    Settings.from_env(service_environment(database_url, strategy, Path(os.devnull), env))
 
 
 def bind_listener(port: int) -> socket.socket:
@@ -229,23 +237,16 @@ def serve_forever(port: int, workers: int, strategy: str | None) -> None:
     """Serve in the foreground until interrupted; one clear line and exit 2 on a setup error."""
     from local_postgres import ClusterError, database_url
 
-    def fail(message: str) -> None:
-        print(f"error: {message}", file=sys.stderr)
-        raise SystemExit(2)
-
-    if strategy is not None and strategy not in CONCURRENCY_STRATEGIES:
-        fail(f"--strategy must be one of {', '.join(CONCURRENCY_STRATEGIES)}, not {strategy!r}")
     try:
         url = database_url()
-    except ClusterError as error:
-        fail(str(error))
-    problem = check_database_ready(url)
-    if problem is not None:
-        fail(problem)
-    try:
+        check_launch(url, strategy, workers, None)
+        problem = check_database_ready(url)
+        if problem is not None:
+            raise ServiceStartError(problem)
         listener = bind_listener(port)
-    except ServiceStartError as error:
-        fail(str(error))
+    except (ClusterError, ValueError, ServiceStartError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     metrics_dir = Path(tempfile.mkdtemp(prefix="target-metrics-"))
     bound_port = listener.getsockname()[1]
     with listener:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 CONCURRENCY_STRATEGIES = ("serializable", "for_update", "atomic", "unsafe")
 DEFAULT_JWT_SECRET = "dev-only-insecure-secret-change-me"
+N = TypeVar("N", int, float)
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -41,9 +44,22 @@ class Settings:
                 f"TARGET_CONCURRENCY must be one of {', '.join(CONCURRENCY_STRATEGIES)}, "
                 f"not {self.concurrency!r}"
             )
+        for name, value, minimum in (
+            ("TARGET_JWT_TTL_S", self.jwt_ttl_s, 1),
+            ("TARGET_MAX_RETRIES", self.max_retries, 0),
+            ("TARGET_UNSAFE_DELAY_MS", self.unsafe_delay_ms, 0),
+            ("TARGET_POOL_SIZE", self.pool_size, 1),
+        ):
+            if value < minimum:
+                raise ValueError(f"{name} must be at least {minimum}, not {value}")
+        if not self.pool_timeout_s > 0:
+            raise ValueError(f"TARGET_POOL_TIMEOUT_S must be positive, not {self.pool_timeout_s}")
+        if not self.jwt_secret:
+            raise ValueError("JWT_SECRET must not be empty")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        """Read the settings from the environment; a bad value raises one clear ValueError."""
         env = dict(os.environ if environ is None else environ)
         database_url = env.get("DATABASE_URL")
         if not database_url:
@@ -51,10 +67,21 @@ class Settings:
         return cls(
             database_url=database_url,
             jwt_secret=env.get("JWT_SECRET", DEFAULT_JWT_SECRET),
-            jwt_ttl_s=int(env.get("TARGET_JWT_TTL_S", "3600")),
+            jwt_ttl_s=_env_number(env, "TARGET_JWT_TTL_S", 3600, int),
             concurrency=env.get("TARGET_CONCURRENCY", "serializable"),
-            max_retries=int(env.get("TARGET_MAX_RETRIES", "5")),
-            unsafe_delay_ms=int(env.get("TARGET_UNSAFE_DELAY_MS", "0")),
-            pool_size=int(env.get("TARGET_POOL_SIZE", "8")),
-            pool_timeout_s=float(env.get("TARGET_POOL_TIMEOUT_S", "2.0")),
+            max_retries=_env_number(env, "TARGET_MAX_RETRIES", 5, int),
+            unsafe_delay_ms=_env_number(env, "TARGET_UNSAFE_DELAY_MS", 0, int),
+            pool_size=_env_number(env, "TARGET_POOL_SIZE", 8, int),
+            pool_timeout_s=_env_number(env, "TARGET_POOL_TIMEOUT_S", 2.0, float),
         )
+
+
+def _env_number(env: dict[str, str], name: str, default: N, kind: Callable[[str], N]) -> N:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return kind(raw)
+    except ValueError as error:
+        expected = "an integer" if kind is int else "a number"
+        raise ValueError(f"{name} must be {expected}, not {raw!r}") from error
