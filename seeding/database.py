@@ -149,10 +149,10 @@ def check_seedable(database_url: str, *, force: bool = False, require_schema: bo
         others = sorted(name for name, ours in tables.items() if not ours)
         with_data = tables_holding_data(conn, [t for t in SEEDED_TABLES if t in tables])
     if with_data or others:
-        held = ", ".join(with_data) if with_data else "tables " + ", ".join(others[:5])
+        held = f"data in {', '.join(with_data)}" if with_data else f"tables {', '.join(others[:5])}"
         raise SeedingError(
             f"refusing to wipe {describe(database_url)}: it is not marked as a load-test "
-            f"database and holds data ({held}); point DATABASE_URL at a throwaway database "
+            f"database and holds {held}; point DATABASE_URL at a throwaway database "
             "or pass --force"
         )
 

@@ -2,7 +2,8 @@
 
 Every random choice comes from a stream of its own (``random.Random("<seed>/<purpose>")``),
 so the active data set does not change when only the background size changes, and two
-seedings with the same seed on the same day produce the same rows and the same ids.
+seedings with the same seed on the same day produce the same rows and the same ids (with the
+same Faker version, whose name lists feed the name pools).
 Authorization date ranges are relative to ``today`` on purpose: the service refuses a
 reserve outside an authorization's range, so a fixed calendar anchor would expire.
 """
