@@ -7,6 +7,7 @@ Exit codes: 0 success (and, for `all`, a GO verdict); 1 the checks or the verdic
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +27,7 @@ GO = "GO"
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 RESULT_FILE = "result.json"
+FIXTURES_PATH_ENV = "LOADTEST_FIXTURES_PATH"
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
@@ -64,11 +66,10 @@ def scenario_command(
 ) -> None:
     """Run one scenario from the seeded baseline against our own service (or ``target_url``)."""
     from local_postgres import database_url
-    from seeding import DEFAULT_FIXTURES_PATH
 
     _check_profile(profile, [scenario])
     url = _cleanly(database_url)
-    fixtures_path = DEFAULT_FIXTURES_PATH
+    fixtures_path = default_fixtures_path()
     if not _cleanly(lambda: is_seeded(url, fixtures_path)):
         from pipeline.setup import setup_database
 
@@ -161,10 +162,15 @@ def resolve_result_dirs(results: str | None) -> list[Path]:
 
 def fixtures_for(result_dir: Path) -> Path:
     """Return the fixtures a result was produced with: its run folder's copy, else the default."""
+    own = result_dir.parent / FIXTURES_FILE
+    return own if own.exists() else default_fixtures_path()
+
+
+def default_fixtures_path() -> Path:
+    """Return $LOADTEST_FIXTURES_PATH, else the fixtures file seeding writes by default."""
     from seeding import DEFAULT_FIXTURES_PATH
 
-    own = result_dir.parent / FIXTURES_FILE
-    return own if own.exists() else DEFAULT_FIXTURES_PATH
+    return Path(os.environ.get(FIXTURES_PATH_ENV) or DEFAULT_FIXTURES_PATH)
 
 
 def is_seeded(database_url: str, fixtures_path: Path) -> bool:
