@@ -41,10 +41,13 @@ class ProgressDisplay:
         self._last_line = ""
         self._last_line_printed = False
 
-    def update(self, elapsed_s: float, progress: LiveProgress) -> None:
+    def update(self, elapsed_s: float, progress: LiveProgress, *, final: bool = False) -> None:
+        """Show the latest counts; the final update shows the average rate of the whole run."""
         now = time.monotonic()
         rate = 0.0
-        if self._last_time is not None and now > self._last_time:
+        if final:
+            rate = progress.requests / elapsed_s if elapsed_s > 0 else 0.0
+        elif self._last_time is not None and now > self._last_time:
             rate = (progress.requests - self._last_requests) / (now - self._last_time)
         self._last_requests, self._last_time = progress.requests, now
         line = progress_line(

@@ -273,7 +273,7 @@ def _run_molotov(
             _kill_leftovers(process)
             if display is not None:
                 elapsed = time.monotonic() - started
-                display.update(min(elapsed, config.duration_s), read_progress(raw_dir))
+                display.update(min(elapsed, config.duration_s), read_progress(raw_dir), final=True)
                 display.finish()
     wall_s = time.monotonic() - started
     return MolotovOutcome(

@@ -27,7 +27,6 @@ from molotov_scenarios.environment import ScenarioEnvironment
 from molotov_scenarios.fixtures import (
     HIGH_CONTENTION,
     HIGH_THROUGHPUT,
-    NORMAL,
     Authorization,
     load_fixtures,
 )
@@ -38,8 +37,8 @@ REQUEST_TIMEOUT_S = 10.0  # a request still unanswered after this is recorded as
 INVALID_RESPONSE = "invalid_response"  # a 2xx without a transaction id: the client rejects it
 CONTENTION_SLICE_MIN_S = 0.5  # each contended authorization gets at least this long
 SHARED_SHARE = 0.2  # mixed operations: share of calls on the one shared authorization
-SHARED_POOL = HIGH_CONTENTION  # ... a small authorization, so that it fills up and contends
-SPREAD_POOLS = (NORMAL, HIGH_THROUGHPUT)  # ... the other calls spread over these
+SHARED_POOL = HIGH_CONTENTION  # ... a small one (50 units), so that it fills up and contends
+SPREAD_POOL = HIGH_THROUGHPUT  # ... the other calls spread over these (1000 units each)
 
 ENVIRONMENT = ScenarioEnvironment.from_process()
 FIXTURES = load_fixtures(Path(ENVIRONMENT.fixtures_path))
@@ -186,14 +185,28 @@ def shared_authorization() -> Authorization:
 
 def mixed_authorization(worker: Worker) -> Authorization:
     """Pick the shared authorization 20 % of the time, otherwise one of the others at random."""
-    if worker.rng.random() < SHARED_SHARE:
-        return shared_authorization()
     shared = shared_authorization()
+    if worker.rng.random() < SHARED_SHARE:
+        return shared
     while True:
-        pool = FIXTURES.pools[worker.rng.choice(SPREAD_POOLS)]
-        authorization = worker.rng.choice(pool)
+        authorization = worker.rng.choice(FIXTURES.pools[SPREAD_POOL])
         if authorization != shared:
             return authorization
+
+
+def own_booking(worker: Worker, chosen: Authorization, units: int) -> Authorization:
+    """Pick where to release or consume: the chosen authorization if this user booked units
+    there, else the authorization where it holds the most, else the chosen one all the same.
+
+    A practitioner cancels or delivers sessions they booked; only a user holding nothing
+    at all sends the call blind (and may get 409 insufficient_units).
+    """
+    if worker.bookings.get(chosen.id, 0) >= units:
+        return chosen
+    held = [(units_held, id_) for id_, units_held in worker.bookings.items() if units_held >= units]
+    if not held:
+        return chosen
+    return FIXTURES.by_id[max(held)[1]]
 
 
 # -- Time ---------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,9 +36,13 @@ class Fixtures:
     pools: dict[str, tuple[Authorization, ...]]
     tokens: dict[str, tuple[str, ...]]
 
-    @property
+    @functools.cached_property
     def authorizations(self) -> tuple[Authorization, ...]:
         return tuple(authorization for name in POOL_NAMES for authorization in self.pools[name])
+
+    @functools.cached_property
+    def by_id(self) -> dict[str, Authorization]:
+        return {authorization.id: authorization for authorization in self.authorizations}
 
 
 def load_fixtures(path: Path) -> Fixtures:

@@ -1,10 +1,13 @@
 """Scenario 3 (mixed operations): 70 % reserve, 20 % release, 10 % consume.
 
-20 % of the calls go to one shared authorization, the rest to authorizations picked at random
-among the others. A user releases or consumes the units it booked on the chosen authorization;
-when it holds none there it still sends the call (a session cancelled or delivered by a
-colleague), which the service may refuse with 409 insufficient_units. Those refusals, and the
-reservations refused once the shared authorization is full, are the expected 10-20 % errors.
+Each call picks an authorization first: 20 % of the time the one shared authorization (a
+50-unit one), otherwise one of the high-throughput pool at random. A reservation books units
+there. A release or a consumption settles units the user booked: on the chosen authorization
+if it holds some there, else on its largest booking elsewhere (a practitioner cancels or
+delivers their own sessions). The shared authorization fills up within the first seconds and
+its units are then used up by deliveries, so from then on the reservations aimed at it (about
+14 % of all calls) are refused with 409 insufficient_units: the expected 10-20 % error rate.
+Over-subscription is the point: the service must refuse them all, and never overbook.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from molotov_scenarios.common import (
     consume,
     guarded,
     mixed_authorization,
+    own_booking,
     release,
     reserve,
     think,
@@ -41,8 +45,10 @@ async def reserve_units(session: aiohttp.ClientSession) -> None:
 @guarded
 async def release_units(session: aiohttp.ClientSession) -> None:
     """Cancel booked sessions and give their units back."""
-    authorization = mixed_authorization(worker_of(session))
-    if await release(session, authorization, ENVIRONMENT.units_per_request) is not None:
+    worker = worker_of(session)
+    units = ENVIRONMENT.units_per_request
+    authorization = own_booking(worker, mixed_authorization(worker), units)
+    if await release(session, authorization, units) is not None:
         await think(session)
 
 
@@ -50,6 +56,8 @@ async def release_units(session: aiohttp.ClientSession) -> None:
 @guarded
 async def consume_units(session: aiohttp.ClientSession) -> None:
     """Record delivered sessions: their scheduled units become used."""
-    authorization = mixed_authorization(worker_of(session))
-    if await consume(session, authorization, ENVIRONMENT.units_per_request) is not None:
+    worker = worker_of(session)
+    units = ENVIRONMENT.units_per_request
+    authorization = own_booking(worker, mixed_authorization(worker), units)
+    if await consume(session, authorization, units) is not None:
         await think(session)
