@@ -1,0 +1,62 @@
+"""The CI workflow runs the README's pipeline command on a fresh runner and keeps the report."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+WORKFLOW = PROJECT_ROOT / ".github" / "workflows" / "load-test.yml"
+README = PROJECT_ROOT / "README.md"
+PIPELINE_INTRO = "Run the whole pipeline"
+APT_POSTGRES = re.compile(r"apt-get install[^\n]*\bpostgresql\b")
+
+
+def readme_pipeline_command() -> str:
+    """Return the first indented code line after the README's "Run the whole pipeline" line."""
+    lines = README.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(PIPELINE_INTRO))
+    return next(line.strip() for line in lines[start + 1 :] if line.startswith("    "))
+
+
+def steps() -> list[dict[str, Any]]:
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    (job,) = workflow["jobs"].values()
+    return job["steps"]
+
+
+def test_workflow_parses_and_runs_on_a_fresh_ubuntu_runner() -> None:
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    # YAML 1.1 reads the bare key `on` as True.
+    triggers = workflow.get("on", workflow.get(True))
+    assert {"push", "pull_request"} <= set(triggers)
+    (job,) = workflow["jobs"].values()
+    assert job["runs-on"].startswith("ubuntu-")
+
+
+def test_workflow_runs_the_readme_command() -> None:
+    command = readme_pipeline_command()
+    assert "nox -s load" in command
+    runs = [step.get("run", "").strip() for step in steps()]
+    assert command in runs
+
+
+def test_workflow_installs_postgresql_and_python_before_running() -> None:
+    texts = [step.get("uses", "") + step.get("run", "").strip() for step in steps()]
+    postgres = next(i for i, text in enumerate(texts) if APT_POSTGRES.search(text))
+    python = next(i for i, text in enumerate(texts) if text.startswith("actions/setup-python"))
+    pipeline = texts.index(readme_pipeline_command())
+    assert postgres < pipeline
+    assert python < pipeline
+    assert str(steps()[python]["with"]["python-version"]) == "3.11"
+
+
+def test_workflow_uploads_the_reports_even_when_the_verdict_fails() -> None:
+    (upload,) = [s for s in steps() if s.get("uses", "").startswith("actions/upload-artifact")]
+    assert upload["if"] == "always()"
+    assert upload["with"]["path"].rstrip("/") == "reports"
+    pipeline = [s.get("run", "").strip() for s in steps()].index(readme_pipeline_command())
+    assert steps().index(upload) > pipeline
