@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -82,6 +83,7 @@ def measure(repeats: int, background: int) -> list[ScaleResult]:
         ]
     finally:
         cluster.destroy()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def summarise(
