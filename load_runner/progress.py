@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import deque
 from typing import TextIO
 
 from load_runner.collect import LiveProgress
 from results.latency import live_percentile
 
 NON_TTY_EVERY_S = 5.0  # without a terminal, print a plain line this often instead of redrawing
+# Processes rewrite their progress about once a second: measure the rate over a few of those.
+RATE_WINDOW_S = 3.0
 
 
 def progress_line(
@@ -34,8 +37,7 @@ class ProgressDisplay:
         self.total_s = total_s
         self.stream = stream or sys.stderr
         self.interactive = self.stream.isatty()
-        self._last_requests = 0
-        self._last_time: float | None = None
+        self._samples: deque[tuple[float, int]] = deque()
         self._last_printed = -NON_TTY_EVERY_S
         self._width = 0
         self._last_line = ""
@@ -44,12 +46,15 @@ class ProgressDisplay:
     def update(self, elapsed_s: float, progress: LiveProgress, *, final: bool = False) -> None:
         """Show the latest counts; the final update shows the average rate of the whole run."""
         now = time.monotonic()
+        self._samples.append((now, progress.requests))
+        while len(self._samples) > 2 and now - self._samples[1][0] >= RATE_WINDOW_S:
+            self._samples.popleft()
+        first_time, first_requests = self._samples[0]
         rate = 0.0
         if final:
             rate = progress.requests / elapsed_s if elapsed_s > 0 else 0.0
-        elif self._last_time is not None and now > self._last_time:
-            rate = (progress.requests - self._last_requests) / (now - self._last_time)
-        self._last_requests, self._last_time = progress.requests, now
+        elif now > first_time:
+            rate = (progress.requests - first_requests) / (now - first_time)
         line = progress_line(
             self.scenario,
             elapsed_s=elapsed_s,
