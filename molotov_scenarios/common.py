@@ -326,6 +326,7 @@ async def _call(
     request_id = record.next_request_id()
     headers = {
         "Authorization": f"Bearer {token_for(authorization, worker)}",
+        "Content-Type": "application/json",
         "X-Request-ID": request_id,
     }
     url = f"{ENVIRONMENT.target_url}/api/authorizations/{authorization.id}/{operation}"
@@ -334,7 +335,7 @@ async def _call(
         started = time.perf_counter()
     # The clock runs around the whole call: pool wait, connect, send, headers and body.
     try:
-        async with session.post(url, json={"units": units}, headers=headers) as response:
+        async with session.post(url, data=_units_body(units), headers=headers) as response:
             body = await response.read()
             status = response.status
     except TimeoutError:
@@ -363,6 +364,12 @@ async def _call(
         )
     )
     return Outcome(status, code, transaction_id)
+
+
+@functools.cache
+def _units_body(units: int) -> bytes:
+    # Encoded once per size: a JSON payload object per request costs the generator CPU.
+    return json.dumps({"units": units}).encode()
 
 
 def _transaction_id(body: bytes) -> str:
