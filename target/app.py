@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 
+import psycopg
 import sqlalchemy.exc
 from quart import Quart, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, RequestTimeout
@@ -96,8 +97,9 @@ def install_error_handlers(app: Quart) -> None:
             )
         return await handle_problem(problem)
 
+    @app.errorhandler(psycopg.Error)
     @app.errorhandler(sqlalchemy.exc.SQLAlchemyError)
-    async def handle_database_error(error: sqlalchemy.exc.SQLAlchemyError) -> Response:
+    async def handle_database_error(error: Exception) -> Response:
         if is_database_unreachable(error):
             return await handle_problem(unavailable("database unreachable"))
         return await handle_unexpected(error)

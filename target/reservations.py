@@ -1,7 +1,7 @@
 """Reserve, release and consume units: the SQL, one function per concurrency strategy.
 
-Every function takes the connection explicitly and runs inside the transaction its caller
-opened (``run_transaction``). A change writes the counter and its ledger row in one statement
+Every function takes the (psycopg) connection explicitly and runs inside the transaction its
+caller opened (``run_transaction``). A change writes the counter and its ledger row in one statement
 (a data-modifying CTE), so the two can never part; a refusal is returned, not raised, so the
 caller commits first: under SERIALIZABLE a read is only trustworthy once its transaction has
 committed, and the commit is where PostgreSQL may still report 40001.
@@ -10,16 +10,16 @@ committed, and the commit is where PostgreSQL may still report 40001.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import random
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, LiteralString, TypeVar
 
-import sqlalchemy.exc
-from sqlalchemy import Row, TextClause, text
-from sqlalchemy.ext.asyncio import AsyncConnection
+import psycopg
+from psycopg.rows import class_row
 
 from target import metrics
 from target.database import Database
@@ -73,55 +73,71 @@ class RetryCount:
     retries: int = 0
 
 
-ChangeResult = Row[Any] | ProblemError
+@dataclass(frozen=True, slots=True)
+class AuthorizationRecord:
+    """An authorization row; ``today`` is the database's date when the row was read."""
+
+    id: uuid.UUID
+    organization_id: uuid.UUID
+    patient_id: uuid.UUID
+    service_code: str
+    total_units: int
+    used_units: int
+    scheduled_units: int
+    status: str
+    start_date: dt.date
+    end_date: dt.date
+    today: dt.date | None = None
+
+
+ChangeResult = AuthorizationRecord | ProblemError
+AUTHORIZATION_ROW = class_row(AuthorizationRecord)
 
 
 # -- SQL -----------------------------------------------------------------------------------
-SELECT_AUTHORIZATION = text(
+SELECT_AUTHORIZATION: LiteralString = (
     f"SELECT {AUTHORIZATION_COLUMNS}, CURRENT_DATE AS today FROM authorizations "
-    "WHERE id = :authorization_id AND organization_id = :organization_id"
+    "WHERE id = %(authorization_id)s AND organization_id = %(organization_id)s"
 )
-SELECT_AUTHORIZATION_FOR_UPDATE = text(
-    f"SELECT {AUTHORIZATION_COLUMNS}, CURRENT_DATE AS today FROM authorizations "
-    "WHERE id = :authorization_id AND organization_id = :organization_id FOR UPDATE"
-)
+SELECT_AUTHORIZATION_FOR_UPDATE: LiteralString = SELECT_AUTHORIZATION + " FOR UPDATE"
 
 # How each operation moves the counters, relative to the row's current value.
 RELATIVE_CHANGES = {
-    Operation.RESERVE: "scheduled_units = scheduled_units + :units",
-    Operation.RELEASE: "scheduled_units = scheduled_units - :units",
+    Operation.RESERVE: "scheduled_units = scheduled_units + %(units)s",
+    Operation.RELEASE: "scheduled_units = scheduled_units - %(units)s",
     Operation.CONSUME: (
-        "scheduled_units = scheduled_units - :units, used_units = used_units + :units"
+        "scheduled_units = scheduled_units - %(units)s, used_units = used_units + %(units)s"
     ),
 }
 # When an operation is allowed, as SQL: the same rules `refusal` applies in Python.
 ALLOWED_CONDITIONS = {
     Operation.RESERVE: (
-        "used_units + scheduled_units + :units <= total_units "
+        "used_units + scheduled_units + %(units)s <= total_units "
         "AND CURRENT_DATE BETWEEN start_date AND end_date"
     ),
-    Operation.RELEASE: "scheduled_units >= :units",
-    Operation.CONSUME: "scheduled_units >= :units",
+    Operation.RELEASE: "scheduled_units >= %(units)s",
+    Operation.CONSUME: "scheduled_units >= %(units)s",
 }
 # The unsafe control writes values computed in Python: a lost update waiting to happen.
-ABSOLUTE_CHANGE = "scheduled_units = :scheduled_units, used_units = :used_units"
+ABSOLUTE_CHANGE = "scheduled_units = %(scheduled_units)s, used_units = %(used_units)s"
 
 
-def _update_with_ledger(assignments: str, condition: str = "") -> TextClause:
+def _update_with_ledger(assignments: str, condition: str = "") -> LiteralString:
     """Build one statement that updates the counters and writes the ledger row."""
-    return text(
+    statement = (
         "WITH changed AS ("
         f" UPDATE authorizations SET {assignments}, updated_at = now()"
-        " WHERE id = :authorization_id AND organization_id = :organization_id"
+        " WHERE id = %(authorization_id)s AND organization_id = %(organization_id)s"
         f"{' AND ' + condition if condition else ''}"
         f" RETURNING {AUTHORIZATION_COLUMNS}"
         "), ledger AS ("
         " INSERT INTO unit_transactions"
         " (id, authorization_id, organization_id, practitioner_id, kind, units, request_id)"
-        " SELECT :transaction_id, id, organization_id, :practitioner_id, :kind, :units,"
-        " :request_id FROM changed"
+        " SELECT %(transaction_id)s, id, organization_id, %(practitioner_id)s, %(kind)s,"
+        " %(units)s, %(request_id)s FROM changed"
         f") SELECT {AUTHORIZATION_COLUMNS} FROM changed"
     )
+    return statement  # type: ignore[return-value]  # built only from this module's constants
 
 
 UPDATE_RELATIVE = {op: _update_with_ledger(RELATIVE_CHANGES[op]) for op in Operation}
@@ -135,29 +151,40 @@ UPDATE_ABSOLUTE = _update_with_ledger(ABSOLUTE_CHANGE)
 
 
 # -- queries -------------------------------------------------------------------------------
+async def fetch_authorization(
+    connection: psycopg.AsyncConnection, query: LiteralString, parameters: dict[str, Any]
+) -> AuthorizationRecord | None:
+    """Run a query that returns at most one authorization row."""
+    async with connection.cursor(row_factory=AUTHORIZATION_ROW) as cursor:
+        await cursor.execute(query, parameters)
+        return await cursor.fetchone()
+
+
 async def select_authorization(
-    connection: AsyncConnection,
+    connection: psycopg.AsyncConnection,
     authorization_id: uuid.UUID,
     organization_id: uuid.UUID,
     *,
     for_update: bool = False,
-) -> Row[Any] | None:
+) -> AuthorizationRecord | None:
     """Return the organization's authorization (with the database's today), or None."""
-    statement = SELECT_AUTHORIZATION_FOR_UPDATE if for_update else SELECT_AUTHORIZATION
-    result = await connection.execute(
-        statement, {"authorization_id": authorization_id, "organization_id": organization_id}
+    return await fetch_authorization(
+        connection,
+        SELECT_AUTHORIZATION_FOR_UPDATE if for_update else SELECT_AUTHORIZATION,
+        {"authorization_id": authorization_id, "organization_id": organization_id},
     )
-    return result.first()
 
 
-def refusal(row: Row[Any] | None, operation: Operation, units: int) -> ProblemError | None:
+def refusal(
+    row: AuthorizationRecord | None, operation: Operation, units: int
+) -> ProblemError | None:
     """Return why ``operation`` may not change ``row`` by ``units``, or None if it may."""
     if row is None:
         return not_found()
     if row.status != ACTIVE:
         return ProblemError(409, AUTHORIZATION_INACTIVE, f"authorization is {row.status}")
     if operation is Operation.RESERVE:
-        if not row.start_date <= row.today <= row.end_date:
+        if row.today is None or not row.start_date <= row.today <= row.end_date:
             return ProblemError(
                 409,
                 AUTHORIZATION_INACTIVE,
@@ -188,22 +215,24 @@ def _parameters(change: UnitChange) -> dict[str, Any]:
 
 
 async def update_with_ledger(
-    connection: AsyncConnection, statement: TextClause, parameters: dict[str, Any]
-) -> Row[Any] | None:
+    connection: psycopg.AsyncConnection, statement: LiteralString, parameters: dict[str, Any]
+) -> AuthorizationRecord | None:
     """Run one counter-and-ledger statement; return the changed row, or None if none matched."""
-    return (await connection.execute(statement, parameters)).first()
+    return await fetch_authorization(connection, statement, parameters)
 
 
 # -- strategies ----------------------------------------------------------------------------
 async def change_units_serializable(
-    connection: AsyncConnection, change: UnitChange
+    connection: psycopg.AsyncConnection, change: UnitChange
 ) -> ChangeResult:
     """Read, check and write in a SERIALIZABLE transaction (the caller retries 40001)."""
     row = await select_authorization(connection, change.authorization_id, change.organization_id)
     return await _write_unless_refused(connection, change, row)
 
 
-async def change_units_for_update(connection: AsyncConnection, change: UnitChange) -> ChangeResult:
+async def change_units_for_update(
+    connection: psycopg.AsyncConnection, change: UnitChange
+) -> ChangeResult:
     """Lock the row with SELECT ... FOR UPDATE, check, then write (READ COMMITTED)."""
     row = await select_authorization(
         connection, change.authorization_id, change.organization_id, for_update=True
@@ -211,7 +240,9 @@ async def change_units_for_update(connection: AsyncConnection, change: UnitChang
     return await _write_unless_refused(connection, change, row)
 
 
-async def change_units_atomic(connection: AsyncConnection, change: UnitChange) -> ChangeResult:
+async def change_units_atomic(
+    connection: psycopg.AsyncConnection, change: UnitChange
+) -> ChangeResult:
     """Write with one conditional UPDATE; when it matches nothing, read once to say why."""
     changed = await update_with_ledger(
         connection, UPDATE_IF_ALLOWED[change.operation], _parameters(change)
@@ -226,7 +257,7 @@ async def change_units_atomic(connection: AsyncConnection, change: UnitChange) -
 
 
 async def change_units_unsafe(
-    connection: AsyncConnection, change: UnitChange, delay_s: float
+    connection: psycopg.AsyncConnection, change: UnitChange, delay_s: float
 ) -> ChangeResult:
     """Read without a lock, wait, then write values computed in Python: CAN OVERBOOK."""
     row = await select_authorization(connection, change.authorization_id, change.organization_id)
@@ -249,7 +280,7 @@ async def change_units_unsafe(
 
 
 async def _write_unless_refused(
-    connection: AsyncConnection, change: UnitChange, row: Row[Any] | None
+    connection: psycopg.AsyncConnection, change: UnitChange, row: AuthorizationRecord | None
 ) -> ChangeResult:
     refused = refusal(row, change.operation, change.units)
     if refused is not None:
@@ -262,7 +293,7 @@ async def _write_unless_refused(
 
 # -- running them --------------------------------------------------------------------------
 def sqlstate(error: BaseException) -> str | None:
-    """Return the SQLSTATE behind a SQLAlchemy or psycopg error, if any."""
+    """Return the SQLSTATE behind a psycopg (or SQLAlchemy-wrapped) error, if any."""
     original = getattr(error, "orig", error)
     return getattr(original, "sqlstate", None)
 
@@ -274,7 +305,7 @@ def backoff_s(attempt: int) -> float:
 
 async def run_transaction(
     database: Database,
-    work: Callable[[AsyncConnection], Awaitable[T | ProblemError]],
+    work: Callable[[psycopg.AsyncConnection], Awaitable[T | ProblemError]],
     *,
     max_retries: int,
     count: RetryCount,
@@ -282,9 +313,9 @@ async def run_transaction(
     """Run ``work`` in a transaction, retrying 40001/40P01; raise a refusal after COMMIT."""
     while True:
         try:
-            async with database.connect() as connection, connection.begin():
+            async with database.transaction() as connection:
                 result = await work(connection)
-        except sqlalchemy.exc.DBAPIError as error:
+        except psycopg.Error as error:
             state = sqlstate(error)
             if state == FOREIGN_KEY_VIOLATION:
                 # Only the ledger's practitioner can be missing: the token names a stranger.
@@ -309,7 +340,7 @@ async def run_transaction(
 
 def strategy_for(
     concurrency: str, unsafe_delay_s: float
-) -> Callable[[AsyncConnection, UnitChange], Awaitable[ChangeResult]]:
+) -> Callable[[psycopg.AsyncConnection, UnitChange], Awaitable[ChangeResult]]:
     """Return the change function of a concurrency strategy."""
     if concurrency == "serializable":
         return change_units_serializable
@@ -322,7 +353,9 @@ def strategy_for(
     raise ValueError(f"unknown concurrency strategy {concurrency!r}")
 
 
-async def change_units(database: Database, change: UnitChange, count: RetryCount) -> Row[Any]:
+async def change_units(
+    database: Database, change: UnitChange, count: RetryCount
+) -> AuthorizationRecord:
     """Apply ``change`` with the configured strategy; return the authorization as changed."""
     settings = database.settings
     strategy = strategy_for(settings.concurrency, settings.unsafe_delay_ms / 1000)
@@ -336,10 +369,10 @@ async def change_units(database: Database, change: UnitChange, count: RetryCount
 
 async def read_authorization(
     database: Database, authorization_id: uuid.UUID, organization_id: uuid.UUID, count: RetryCount
-) -> Row[Any]:
+) -> AuthorizationRecord:
     """Return the organization's authorization or raise the 404."""
 
-    async def work(connection: AsyncConnection) -> Row[Any] | ProblemError:
+    async def work(connection: psycopg.AsyncConnection) -> AuthorizationRecord | ProblemError:
         row = await select_authorization(connection, authorization_id, organization_id)
         return row if row is not None else not_found()
 
@@ -348,7 +381,7 @@ async def read_authorization(
     )
 
 
-def authorization_json(row: Row[Any]) -> dict[str, Any]:
+def authorization_json(row: AuthorizationRecord) -> dict[str, Any]:
     """Render an authorization row in the API's shape."""
     return {
         "id": str(row.id),

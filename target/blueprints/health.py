@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import sqlalchemy.exc
+import psycopg
 from quart import Blueprint
 from quart.typing import ResponseReturnValue
-from sqlalchemy import text
 
 from target.problems import unavailable
 from target.state import current_database, current_settings
@@ -22,9 +21,9 @@ blueprint = Blueprint("health", __name__)
 async def get_health() -> ResponseReturnValue:
     """Answer 200 with the strategy in use when the database answers, else 503."""
     try:
-        async with current_database().connect() as connection:
-            await connection.execute(text("SELECT 1"))
-    except (sqlalchemy.exc.DBAPIError, OSError) as error:
+        async with current_database().transaction() as connection:
+            await connection.execute("SELECT 1")
+    except (psycopg.Error, OSError) as error:
         raise unavailable("database unreachable") from error
     concurrency = current_settings().concurrency
     body = {"status": "ok", "concurrency": concurrency}

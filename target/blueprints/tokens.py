@@ -3,27 +3,40 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
+from dataclasses import dataclass
 
+import psycopg
+from psycopg.rows import class_row
 from quart import Blueprint
 from quart.typing import ResponseReturnValue
-from sqlalchemy import text
-from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from target.auth import invalid_credentials, issue_token, password_matches
 from target.payloads import parse_credentials, read_json_object
 from target.state import current_database, current_settings
 
-SELECT_PRACTITIONER_BY_EMAIL = text(
-    "SELECT id, organization_id, role, password_hash FROM practitioners WHERE email = :email"
+SELECT_PRACTITIONER_BY_EMAIL = (
+    "SELECT id, organization_id, role, password_hash FROM practitioners WHERE email = %(email)s"
 )
 
 blueprint = Blueprint("tokens", __name__, url_prefix="/api/auth")
 
 
-async def select_practitioner_by_email(connection: AsyncConnection, email: str) -> Row | None:
+@dataclass(frozen=True)
+class PractitionerLogin:
+    id: uuid.UUID
+    organization_id: uuid.UUID
+    role: str
+    password_hash: str
+
+
+async def select_practitioner_by_email(
+    connection: psycopg.AsyncConnection, email: str
+) -> PractitionerLogin | None:
     """Return the practitioner with this e-mail, or None."""
-    return (await connection.execute(SELECT_PRACTITIONER_BY_EMAIL, {"email": email})).first()
+    async with connection.cursor(row_factory=class_row(PractitionerLogin)) as cursor:
+        await cursor.execute(SELECT_PRACTITIONER_BY_EMAIL, {"email": email})
+        return await cursor.fetchone()
 
 
 @blueprint.post("/token")
@@ -31,7 +44,7 @@ async def create_token() -> ResponseReturnValue:
     """Check the password (bcrypt, in a thread) and issue a signed token."""
     settings = current_settings()
     credentials = parse_credentials(await read_json_object(settings.max_body_bytes))
-    async with current_database().connect() as connection, connection.begin():
+    async with current_database().transaction() as connection:
         practitioner = await select_practitioner_by_email(connection, credentials.email)
     stored_hash = practitioner.password_hash if practitioner is not None else None
     if not await asyncio.to_thread(password_matches, credentials.password, stored_hash):
