@@ -225,13 +225,25 @@ def _integrity_findings(evidence: ScenarioEvidence) -> list[Finding]:
         Finding(
             NO_GO,
             evidence.scenario,
-            f"integrity check {check.get('name')} failed with {check.get('violations')} violations",
+            f"integrity check {check.get('name')} failed with {check.get('violations')} "
+            f"violations{_first_row(check.get('rows') or [])}",
         )
         for check in failed
     ]
     if not integrity.get("ok") and not failed:
         findings.append(Finding(NO_GO, evidence.scenario, "integrity did not hold"))
     return findings
+
+
+def _first_row(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Name the first offending row, so the banner says what went wrong and where."""
+    if not rows:
+        return ""
+    row = rows[0]
+    where = row.get("authorization_id") or row.get("transaction_id")
+    if not row.get("problem") or not where:
+        return ""
+    return f" (first: {row['problem']} on {where})"
 
 
 def _service_findings(evidence: ScenarioEvidence) -> list[Finding]:

@@ -230,7 +230,8 @@ def test_integrity_violation_is_no_go_with_the_offending_rows(tmp_path: Path) ->
     files = write_report(make_run(tmp_path, integrity_ok=False))
     assert files.decision == "NO-GO"
     assert files.summary["verdict"]["reasons"] == [
-        "high_contention: integrity check ledger_consistency failed with 2 violations"
+        "high_contention: integrity check ledger_consistency failed with 2 violations "
+        "(first: counter_drift on a-1)"
     ]
     text = " ".join(parse(files.html_path.read_text()).text)
     assert "a-1" in text

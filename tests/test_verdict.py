@@ -148,12 +148,18 @@ def test_any_integrity_violation_is_no_go_even_when_fast() -> None:
     integrity = copy.deepcopy(CLEAN_INTEGRITY)
     integrity["ok"] = False
     integrity["checks"].append(
-        {"name": "ledger_consistency", "ok": False, "violations": 3, "rows": []}
+        {
+            "name": "ledger_consistency",
+            "ok": False,
+            "violations": 3,
+            "rows": [{"authorization_id": "a-1", "problem": "counter_drift"}],
+        }
     )
     verdict = decide([evidence(integrity=integrity)])
     assert verdict.decision == NO_GO
     assert verdict.reasons == (
-        "high_throughput: integrity check ledger_consistency failed with 3 violations",
+        "high_throughput: integrity check ledger_consistency failed with 3 violations "
+        "(first: counter_drift on a-1)",
     )
 
 
