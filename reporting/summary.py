@@ -21,6 +21,11 @@ from reporting.verdict import (
 SUMMARY_SCHEMA_VERSION = 1
 SUMMARY_KIND = "clinic-loadtest-summary"
 SERIALIZABLE = "serializable"
+UNSAFE = "unsafe"
+UNSAFE_NOTE = (
+    "This is a control run: the unsafe strategy updates counters without any lock on purpose. "
+    "NO-GO with overbooking is the expected outcome; anything else means the checks are blind."
+)
 RECOMMENDATIONS = {
     GO: "Go ahead with the next phase: every scenario met its thresholds, no overbooking, "
     "lost or phantom operation was found, and the service stayed up under load.",
@@ -83,9 +88,9 @@ def summarise(record: RunRecord) -> dict[str, Any]:
 
 
 def warnings(facts: Mapping[str, Any], strategy: str | None) -> list[str]:
-    """Return the warnings the run facts call for (a sequential scan under SERIALIZABLE)."""
+    """Return the warnings a run calls for: a control run, a sequential scan of the lookup."""
     plan = facts.get("lookup_plan") or {}
-    found: list[str] = []
+    found: list[str] = [UNSAFE_NOTE] if strategy == UNSAFE else []
     if plan.get("seq_scan"):
         isolation = str((facts.get("postgres_settings") or {}).get("default_transaction_isolation"))
         under_serializable = strategy == SERIALIZABLE or isolation == SERIALIZABLE

@@ -18,7 +18,7 @@ from reporting.charts import (
 )
 from reporting.records import ReportInputError, load_run
 from reporting.report import write_report
-from reporting.summary import SEQ_SCAN_WARNING
+from reporting.summary import SEQ_SCAN_WARNING, UNSAFE_NOTE
 
 CLEAN_CHECKS = [
     {"name": n, "description": f"{n} holds", "ok": True, "violations": 0, "rows": [], "detail": ""}
@@ -343,3 +343,13 @@ def test_idle_second_breaks_the_latency_line() -> None:
 def test_empty_charts_say_so() -> None:
     assert "no data recorded" in histogram_svg([], label="h")
     assert "no data recorded" in throughput_over_time_svg([], label="t")
+
+
+def test_unsafe_control_run_says_so(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path)
+    run = json.loads((run_dir / "run.json").read_text())
+    run["strategy"] = "unsafe"
+    (run_dir / "run.json").write_text(json.dumps(run))
+    files = write_report(run_dir)
+    assert files.summary["warnings"] == [UNSAFE_NOTE]
+    assert "This is a control run" in files.html_path.read_text()
