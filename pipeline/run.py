@@ -162,7 +162,7 @@ def run_all(
         database="DATABASE_URL" if os.environ.get("DATABASE_URL") else "local cluster",
     )
     _say(f"run folder: {run_dir}")
-    cluster_was_running = os.environ.get("DATABASE_URL") or LocalCluster().is_running()
+    cluster_was_running = bool(os.environ.get("DATABASE_URL")) or _cluster_running()
     database_url: str | None = None
     service = None
     try:
@@ -285,6 +285,16 @@ def run_watched_scenario(
 
 class ScenarioIncomplete(RuntimeError):
     """The load generator crashed or timed out; its partial results were still checked."""
+
+
+def _cluster_running() -> bool:
+    """Tell whether the project's own PostgreSQL already runs (then it is not ours to stop)."""
+    from local_postgres import ClusterError, LocalCluster
+
+    try:
+        return LocalCluster().is_running()
+    except ClusterError:
+        return False  # no PostgreSQL binaries: setup will fail and say so
 
 
 def _setup(fixtures_path: Path) -> str:
