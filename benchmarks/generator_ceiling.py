@@ -5,6 +5,8 @@ time, repeated and interleaved (the machine is shared and noisy), medians report
 
 - molotov: Molotov through this project's scenario plumbing (load_runner + the
   high_throughput scenario with no think time: timing, recording, files, self-watch), 1 process;
+- molotov-bare: Molotov with a one-line scenario (POST, read the body, nothing recorded), to
+  show what the plumbing adds;
 - aiohttp: a bare aiohttp closed loop (50 tasks, one session, timing each call into a list);
 - wrk: wrk 4 with a Lua script sending the same POST (if `wrk` is installed).
 
@@ -42,7 +44,7 @@ from pathlib import Path
 import psutil
 
 from load_runner.profiles import ScenarioConfig, Thresholds
-from load_runner.runner import SCENARIO_DIR, execute
+from load_runner.runner import MOLOTOV_MAIN, SCENARIO_DIR, execute
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JSON = PROJECT_ROOT / ".loadtest" / "generator_ceiling.json"
@@ -196,6 +198,57 @@ def measure_molotov(url: str, seconds: float, server: subprocess.Popen[bytes]) -
     )
 
 
+BARE_SCENARIO = textwrap.dedent(
+    """
+    import json, os, time
+    import molotov
+
+    URL = os.environ["CEILING_URL"]
+    STATE = {"requests": 0}
+
+    @molotov.global_setup()
+    def started(args):
+        STATE["cpu"], STATE["wall"] = time.process_time(), time.perf_counter()
+
+    @molotov.scenario(weight=100)
+    async def post(session):
+        async with session.post(URL, json={"units": 1}) as response:
+            await response.read()
+        STATE["requests"] += 1
+
+    @molotov.global_teardown()
+    def finished():
+        with open(os.environ["CEILING_OUT"], "w") as out:
+            json.dump({"requests": STATE["requests"],
+                       "cpu": time.process_time() - STATE["cpu"],
+                       "wall": time.perf_counter() - STATE["wall"]}, out)
+    """
+)
+
+
+def measure_molotov_bare(url: str, seconds: float, server: subprocess.Popen[bytes]) -> Measurement:
+    with tempfile.TemporaryDirectory(prefix="generator-ceiling-") as folder:
+        scenario, out = Path(folder) / "bare.py", Path(folder) / "bare.json"
+        scenario.write_text(BARE_SCENARIO)
+        env = {
+            **os.environ,
+            "CEILING_URL": f"{url}/api/authorizations/{uuid.uuid4()}/reserve",
+            "CEILING_OUT": str(out),
+        }
+        server_before = server_cpu_seconds(server)
+        command = [sys.executable, "-c", MOLOTOV_MAIN, str(scenario), "-w", str(CONNECTIONS),
+                   "-d", str(round(seconds)), "-q"]  # fmt: skip
+        subprocess.run(command, env=env, check=True, stdin=subprocess.DEVNULL)
+        figures = json.loads(out.read_text())
+    return Measurement(
+        client="molotov-bare",
+        requests=figures["requests"],
+        seconds=figures["wall"],
+        cpu_seconds=figures["cpu"],
+        server_cpu_seconds=server_cpu_seconds(server) - server_before,
+    )
+
+
 AIOHTTP_CLIENT = textwrap.dedent(
     """
     import asyncio, sys, time
@@ -288,7 +341,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
     args = parser.parse_args()
-    clients = {"molotov": measure_molotov, "aiohttp": measure_aiohttp}
+    clients = {
+        "molotov": measure_molotov,
+        "molotov-bare": measure_molotov_bare,
+        "aiohttp": measure_aiohttp,
+    }
     if shutil.which("wrk"):
         clients["wrk"] = measure_wrk
     else:
@@ -302,7 +359,7 @@ def main() -> None:
                 measurement = measure(url, args.seconds, server)
                 measurements[name].append(measurement)
                 print(
-                    f"[{repeat + 1}/{args.repeats}] {name:8s} {measurement.requests_per_s:9.0f} "
+                    f"[{repeat + 1}/{args.repeats}] {name:12s} {measurement.requests_per_s:9.0f} "
                     f"req/s  {measurement.requests_per_cpu_s:9.0f} req/CPU-s",
                     file=sys.stderr,
                 )
@@ -312,12 +369,12 @@ def main() -> None:
     rows = [median_row(runs) for runs in measurements.values()]
     print(f"\n{CONNECTIONS} connections, {args.seconds:.0f} s runs, medians of {args.repeats}:")
     print(
-        f"{'client':10s}{'req/s':>10s}{'req/CPU-s':>12s}{'CPU ms/1k req':>15s}"
+        f"{'client':14s}{'req/s':>10s}{'req/CPU-s':>12s}{'CPU ms/1k req':>15s}"
         f"{'client CPU':>12s}{'server CPU':>12s}"
     )
     for row in rows:
         print(
-            f"{row['client']:10s}{row['requests_per_s']:10.0f}{row['requests_per_cpu_s']:12.0f}"
+            f"{row['client']:14s}{row['requests_per_s']:10.0f}{row['requests_per_cpu_s']:12.0f}"
             f"{row['cpu_ms_per_1000_requests']:15.1f}{row['client_cpu_share_of_one_core']:12.0%}"
             f"{row['server_cpu_share_of_one_core']:12.0%}"
         )
