@@ -50,7 +50,7 @@ units_per_request = 10
 
 [high_throughput.test]
 users = 10
-duration_s = 3
+duration_s = 5
 think_time_s = [0.02, 0.05]
 processes = 2
 units_per_request = 2
@@ -308,7 +308,10 @@ def test_a_killed_generator_process_is_reported_as_crashed(
     thread = threading.Thread(target=run)
     thread.start()
     victim = _wait_for_forked_generator(str(out_dir.resolve()))
-    victim.send_signal(signal.SIGKILL)
+    try:
+        victim.send_signal(signal.SIGKILL)
+    except psutil.NoSuchProcess:
+        pytest.fail("the generator process ended before the test could kill it")
     thread.join(timeout=60)
     result = outcome["run"].result
     assert not outcome["run"].completed
@@ -388,7 +391,7 @@ def test_open_model_counts_latency_from_the_intended_start(
     process, url = start_target("--delay-ms", "200")
     try:
         profiles_path.write_text(
-            "[high_throughput.slow]\nusers = 5\nduration_s = 3\nunits_per_request = 1\n"
+            "[high_throughput.slow]\nusers = 5\nduration_s = 4\nunits_per_request = 1\n"
         )
         run = run_scenario(
             "high_throughput",
