@@ -163,7 +163,8 @@ def test_real_service_stays_up_then_a_killed_worker_is_a_crash(
         evidence = watch.evidence()
         assert evidence["alive"] is False
         assert [e["kind"] for e in evidence["events"]][-1] == "crash"
-        assert {e["kind"] for e in evidence["events"]} <= {"worker_exit", "crash"}
+        # Between the worker's death and the main process's exit a probe may fail too.
+        assert {e["kind"] for e in evidence["events"]} <= {"worker_exit", "healthz_failed", "crash"}
 
 
 def test_replaced_worker_is_a_restart(fake_service) -> None:
