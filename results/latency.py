@@ -8,16 +8,14 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from fractions import Fraction
 
+from molotov_scenarios.records import live_bucket_upper_ms
+
 SUMMARY_PERCENTILES = (50, 90, 95, 99)
 # Upper bounds (ms) of the histogram in result.json; dense around the thresholds (150-500 ms).
 HISTOGRAM_BOUNDS_MS = (
     0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 125, 150, 175, 200, 250, 300, 400, 500,
     750, 1000, 1500, 2000, 3000, 5000, 10000, 30000, 60000,
 )  # fmt: skip
-# Live progress keeps log-spaced buckets 2 % wide: its p95 is within 2 % of the exact value.
-LIVE_BUCKET_GROWTH = 1.02
-LIVE_BUCKET_FLOOR_MS = 0.01
-_LOG_GROWTH = math.log(LIVE_BUCKET_GROWTH)
 
 
 def percentile(sorted_values: Sequence[float], percent: float) -> float | None:
@@ -56,23 +54,6 @@ def histogram(
     uppers: list[float | None] = [*bounds_ms, None]
     pairs = zip(uppers, counts, strict=True)
     return [{"upper_ms": upper, "count": count} for upper, count in pairs]
-
-
-def live_bucket(latency_ms: float) -> int:
-    """Return the live-progress bucket of a latency: bucket i holds (floor·g^(i-1), floor·g^i]."""
-    if latency_ms <= LIVE_BUCKET_FLOOR_MS:
-        return 0
-    return math.ceil(math.log(latency_ms / LIVE_BUCKET_FLOOR_MS) / _LOG_GROWTH - 1e-9)
-
-
-def live_bucket_upper_ms(bucket: int) -> float:
-    """Return the upper bound (ms) of a live-progress bucket."""
-    return LIVE_BUCKET_FLOOR_MS * LIVE_BUCKET_GROWTH**bucket
-
-
-def add_to_live_buckets(buckets: Counter[int], latencies_ms: Iterable[float]) -> None:
-    """Add latencies to live-progress bucket counts."""
-    buckets.update(live_bucket(latency) for latency in latencies_ms)
 
 
 def merge_live_buckets(per_process: Iterable[Mapping[int, int]]) -> Counter[int]:

@@ -6,8 +6,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from molotov_scenarios.records import Record, is_error
 from results.latency import histogram, latency_summary, percentile
-from results.records import Record, is_error
 from results.timeseries import per_second
 
 LOOP_LAG_LIMIT_MS = 50.0  # p99 event-loop lag above this: timings include the generator's delay

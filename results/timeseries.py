@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+from molotov_scenarios.records import Record, is_error
 from results.latency import percentile
-from results.records import Record, is_error
 
 TIMESERIES_PERCENTILES = (50, 95, 99)
 

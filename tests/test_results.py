@@ -7,27 +7,25 @@ from collections import Counter
 
 import pytest
 
-from results.latency import (
-    HISTOGRAM_BOUNDS_MS,
+from molotov_scenarios.records import (
     LIVE_BUCKET_GROWTH,
+    Record,
     add_to_live_buckets,
-    histogram,
-    latency_summary,
+    decode_record,
+    encode_record,
+    is_error,
     live_bucket,
     live_bucket_upper_ms,
+)
+from results.latency import (
+    HISTOGRAM_BOUNDS_MS,
+    histogram,
+    latency_summary,
     live_percentile,
     merge_live_buckets,
     percentile,
 )
-from results.records import (
-    DuplicateRecordError,
-    Record,
-    decode_record,
-    encode_record,
-    is_error,
-    merge_records,
-    successful_operations,
-)
+from results.records import DuplicateRecordError, merge_records, successful_operations
 from results.summary import ProcessReport, summarise_generator, summarise_requests
 from results.timeseries import per_second
 
