@@ -11,10 +11,12 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import TypeVar
 
+from local_postgres.commands import fail, run_cleanly
 from pipeline.run import DEFAULT_WORKERS, FIXTURES_FILE, RunLog, run_all, run_watched_scenario
 from pipeline.rundirs import (
+    RESULT_FILE,
     RunDirError,
     latest_result_dir,
     latest_run_dir,
@@ -25,15 +27,7 @@ from pipeline.rundirs import (
 T = TypeVar("T")
 GO = "GO"
 EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
-RESULT_FILE = "result.json"
 FIXTURES_PATH_ENV = "LOADTEST_FIXTURES_PATH"
-
-
-def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
-    """Print one clear error line and exit non-zero."""
-    print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(code)
 
 
 def all_command(
@@ -235,20 +229,13 @@ def _result_line(result_dir: Path) -> str:
 
 def _cleanly(step: Callable[[], T]) -> T:
     """Run ``step``; turn an error the user can fix into one `error:` line and exit 2."""
-    import psycopg
-
-    from local_postgres import ClusterError
     from seeding import SeedingError
+    from target.serve import ServiceStartError
 
     try:
-        return step()
-    except (RunDirError, ClusterError, SeedingError) as error:
+        # run_cleanly already handles a cluster that will not start or an unreachable database.
+        return run_cleanly(step)
+    except (RunDirError, SeedingError) as error:
         fail(str(error))
-    except psycopg.OperationalError as error:
-        fail(f"database unreachable: {(str(error).strip().splitlines() or ['?'])[0]}")
-    except Exception as error:
-        from target.serve import ServiceStartError
-
-        if isinstance(error, ServiceStartError):
-            fail(str(error).splitlines()[0])
-        raise
+    except ServiceStartError as error:
+        fail(str(error).splitlines()[0])
