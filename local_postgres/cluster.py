@@ -13,7 +13,6 @@ import pwd
 import shutil
 import socket
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -233,16 +232,3 @@ def is_marked_database(url: str) -> bool:
             "WHERE datname = current_database()"
         ).fetchone()
     return bool(row and row[0] == MARKER_COMMENT)
-
-
-def wait_until_accepting(url: str, timeout_s: float = START_TIMEOUT_S) -> None:
-    """Block until a connection to ``url`` succeeds."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            with psycopg.connect(url, connect_timeout=2):
-                return
-        except psycopg.OperationalError as error:
-            if time.monotonic() > deadline:
-                raise ClusterError(f"PostgreSQL at {url} did not accept connections: {error}")
-            time.sleep(0.2)

@@ -42,5 +42,8 @@ def _database_url(pg_cluster: ClusterInfo, migrated_template: str) -> Iterator[s
     create_marked_database(admin_url, name, template=migrated_template)
     yield url_for(pg_cluster.port, name)
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            psycopg.sql.Identifier(name)))
+        conn.execute(
+            psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                psycopg.sql.Identifier(name)
+            )
+        )

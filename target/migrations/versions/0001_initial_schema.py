@@ -32,8 +32,9 @@ def upgrade() -> None:
     op.create_table(
         "patients",
         sa.Column("id", UUID(as_uuid=True), primary_key=True),
-        sa.Column("organization_id", UUID(as_uuid=True), sa.ForeignKey("organizations.id"),
-                  nullable=False),
+        sa.Column(
+            "organization_id", UUID(as_uuid=True), sa.ForeignKey("organizations.id"), nullable=False
+        ),
         sa.Column("first_name", sa.String(100), nullable=False),
         sa.Column("last_name", sa.String(100), nullable=False),
         sa.Column("date_of_birth", sa.Date, nullable=False),
@@ -43,8 +44,9 @@ def upgrade() -> None:
     op.create_table(
         "practitioners",
         sa.Column("id", UUID(as_uuid=True), primary_key=True),
-        sa.Column("organization_id", UUID(as_uuid=True), sa.ForeignKey("organizations.id"),
-                  nullable=False),
+        sa.Column(
+            "organization_id", UUID(as_uuid=True), sa.ForeignKey("organizations.id"), nullable=False
+        ),
         sa.Column("email", sa.String(254), nullable=False, unique=True),
         sa.Column("full_name", sa.String(200), nullable=False),
         sa.Column("role", sa.String(40), nullable=False),
@@ -54,12 +56,13 @@ def upgrade() -> None:
     op.create_table(
         "authorizations",
         sa.Column("id", UUID(as_uuid=True), primary_key=True),
-        sa.Column("organization_id", UUID(as_uuid=True), sa.ForeignKey("organizations.id"),
-                  nullable=False),
-        sa.Column("patient_id", UUID(as_uuid=True), sa.ForeignKey("patients.id"),
-                  nullable=False),
-        sa.Column("service_code", sa.String(16), sa.ForeignKey("service_codes.code"),
-                  nullable=False),
+        sa.Column(
+            "organization_id", UUID(as_uuid=True), sa.ForeignKey("organizations.id"), nullable=False
+        ),
+        sa.Column("patient_id", UUID(as_uuid=True), sa.ForeignKey("patients.id"), nullable=False),
+        sa.Column(
+            "service_code", sa.String(16), sa.ForeignKey("service_codes.code"), nullable=False
+        ),
         sa.Column("total_units", sa.Integer, nullable=False),
         sa.Column("used_units", sa.Integer, nullable=False, server_default="0"),
         sa.Column("scheduled_units", sa.Integer, nullable=False, server_default="0"),
@@ -71,10 +74,12 @@ def upgrade() -> None:
         # application's job, and the integrity checks must be able to see it fail.
         sa.CheckConstraint("total_units >= 0", name="ck_authorizations_total_units_nonnegative"),
         sa.CheckConstraint("used_units >= 0", name="ck_authorizations_used_units_nonnegative"),
-        sa.CheckConstraint("scheduled_units >= 0",
-                           name="ck_authorizations_scheduled_units_nonnegative"),
-        sa.CheckConstraint("status IN ('active', 'suspended', 'closed')",
-                           name="ck_authorizations_status"),
+        sa.CheckConstraint(
+            "scheduled_units >= 0", name="ck_authorizations_scheduled_units_nonnegative"
+        ),
+        sa.CheckConstraint(
+            "status IN ('active', 'suspended', 'closed')", name="ck_authorizations_status"
+        ),
         sa.CheckConstraint("start_date <= end_date", name="ck_authorizations_date_range"),
     )
     op.create_index("ix_authorizations_organization_id", "authorizations", ["organization_id"])
@@ -82,23 +87,32 @@ def upgrade() -> None:
     op.create_table(
         "unit_transactions",
         sa.Column("id", UUID(as_uuid=True), primary_key=True),
-        sa.Column("authorization_id", UUID(as_uuid=True), sa.ForeignKey("authorizations.id"),
-                  nullable=False),
-        sa.Column("organization_id", UUID(as_uuid=True), sa.ForeignKey("organizations.id"),
-                  nullable=False),
-        sa.Column("practitioner_id", UUID(as_uuid=True), sa.ForeignKey("practitioners.id"),
-                  nullable=False),
+        sa.Column(
+            "authorization_id",
+            UUID(as_uuid=True),
+            sa.ForeignKey("authorizations.id"),
+            nullable=False,
+        ),
+        sa.Column(
+            "organization_id", UUID(as_uuid=True), sa.ForeignKey("organizations.id"), nullable=False
+        ),
+        sa.Column(
+            "practitioner_id", UUID(as_uuid=True), sa.ForeignKey("practitioners.id"), nullable=False
+        ),
         sa.Column("kind", sa.String(16), nullable=False),
         sa.Column("units", sa.Integer, nullable=False),
         sa.Column("request_id", sa.String(100)),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.func.now()),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
         sa.CheckConstraint("units > 0", name="ck_unit_transactions_units_positive"),
-        sa.CheckConstraint("kind IN ('reserve', 'release', 'consume')",
-                           name="ck_unit_transactions_kind"),
+        sa.CheckConstraint(
+            "kind IN ('reserve', 'release', 'consume')", name="ck_unit_transactions_kind"
+        ),
     )
-    op.create_index("ix_unit_transactions_authorization_id", "unit_transactions",
-                    ["authorization_id"])
+    op.create_index(
+        "ix_unit_transactions_authorization_id", "unit_transactions", ["authorization_id"]
+    )
 
 
 def downgrade() -> None:
