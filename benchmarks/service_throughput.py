@@ -3,7 +3,7 @@
     python benchmarks/service_throughput.py [--seconds 10] [--repeats 3] [--json PATH]
 
 On one fresh throwaway cluster, for each strategy (serializable, for_update, atomic):
-(a) the pgbench anchors of /work/shared/anchors/pgbench (50 clients, 2 threads, 55 hot
+(a) the pgbench anchors of ../shared/anchors/pgbench (50 clients, 2 threads, 55 hot
 authorizations among 100,000 inert rows, 5 units per reservation), and (b) the service under
 Hypercorn with 2 workers, driven by a lean closed-loop aiohttp client with 50 concurrent
 users reserving 5 units on random authorizations of the same shape. Every measurement is
@@ -43,7 +43,12 @@ from local_postgres.cluster import find_bin_dir, url_for
 from target.migrate import upgrade
 from target.serve import ServiceProcess, start_service
 
-ANCHORS_DIR = Path(os.environ.get("PGBENCH_ANCHORS", "/work/shared/anchors/pgbench"))
+# The anchors ship beside the project root, in shared/ (as on the CI machine).
+ANCHORS_DIR = Path(
+    os.environ.get(
+        "PGBENCH_ANCHORS", Path(__file__).resolve().parents[2] / "shared" / "anchors" / "pgbench"
+    )
+)
 ANCHOR_SCRIPTS = {
     "serializable": "s1_serializable.sql",
     "for_update": "s2_for_update.sql",
