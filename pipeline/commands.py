@@ -9,11 +9,15 @@ from __future__ import annotations
 import json
 import os
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TypeVar
 
 from local_postgres.commands import fail, run_cleanly
+from pipeline.exclusive import DatabaseBusyError, exclusive_database
 from pipeline.run import DEFAULT_WORKERS, FIXTURES_FILE, RunLog, run_all, run_watched_scenario
 from pipeline.rundirs import (
     RESULT_FILE,
@@ -28,6 +32,7 @@ T = TypeVar("T")
 GO = "GO"
 EXIT_FAILED = 1
 FIXTURES_PATH_ENV = "LOADTEST_FIXTURES_PATH"
+REACHABILITY_TIMEOUT_S = 3.0
 
 
 def all_command(
@@ -62,31 +67,38 @@ def scenario_command(
     from local_postgres import database_url
 
     _check_profile(profile, [scenario])
+    if target_url:
+        # Before touching the database: bad input changes nothing.
+        _cleanly(lambda: check_reachable(target_url))
     url = _cleanly(database_url)
-    fixtures_path = default_fixtures_path()
-    if not _cleanly(lambda: is_seeded(url, fixtures_path)):
-        from pipeline.setup import setup_database
+    with ExitStack() as held:
+        _cleanly(lambda: held.enter_context(exclusive_database(url)))
+        fixtures_path = default_fixtures_path()
+        if not _cleanly(lambda: is_seeded(url, fixtures_path)):
+            from pipeline.setup import setup_database
 
-        print("the database is not seeded yet: setting it up first", file=sys.stderr)
-        url = _cleanly(lambda: setup_database(fixtures_path=fixtures_path))
-    out_dir = Path(out).resolve() if out else new_run_dir(resolve_reports_root())
-    out_dir.mkdir(parents=True, exist_ok=True)
-    service = RemoteService(target_url) if target_url else _cleanly(lambda: _start(url, out_dir))
-    log = RunLog(out_dir, profile=profile, scenarios=[scenario], target_url=service.base_url)
-    try:
-        with log.step(scenario, scenario=scenario):
-            result_dir, completed = run_watched_scenario(
-                scenario,
-                database_url=url,
-                service=service,
-                profile=profile,
-                fixtures_path=fixtures_path,
-                out_dir=out_dir,
-            )
-    finally:
-        if not target_url:
-            service.stop()
-        log.finish()
+            print("the database is not seeded yet: setting it up first", file=sys.stderr)
+            url = _cleanly(lambda: setup_database(fixtures_path=fixtures_path))
+        out_dir = Path(out).resolve() if out else new_run_dir(resolve_reports_root())
+        out_dir.mkdir(parents=True, exist_ok=True)
+        service = (
+            RemoteService(target_url) if target_url else _cleanly(lambda: _start(url, out_dir))
+        )
+        log = RunLog(out_dir, profile=profile, scenarios=[scenario], target_url=service.base_url)
+        try:
+            with log.step(scenario, scenario=scenario):
+                result_dir, completed = run_watched_scenario(
+                    scenario,
+                    database_url=url,
+                    service=service,
+                    profile=profile,
+                    fixtures_path=fixtures_path,
+                    out_dir=out_dir,
+                )
+        finally:
+            if not target_url:
+                service.stop()
+            log.finish()
     if not log.steps[-1].ok:
         fail(f"{scenario} failed: {log.steps[-1].error}", EXIT_FAILED)
     print(_result_line(result_dir))
@@ -124,6 +136,22 @@ def report_command(*, run_dir: str | None = None) -> None:
     except ReportInputError as error:
         fail(str(error))
     print(f"{files.decision}: report at {files.html_path}")
+
+
+class TargetUnreachableError(ValueError):
+    """The --target-url given answers nothing."""
+
+
+def check_reachable(base_url: str, timeout_s: float = REACHABILITY_TIMEOUT_S) -> None:
+    """Raise TargetUnreachableError unless ``base_url`` answers HTTP at all (any status)."""
+    try:
+        with urllib.request.urlopen(f"{base_url.rstrip('/')}/healthz", timeout=timeout_s):
+            return
+    except urllib.error.HTTPError:
+        return  # it answered: the scenario's own checks judge what it said
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        reason = getattr(error, "reason", error)
+        raise TargetUnreachableError(f"target {base_url} is unreachable: {reason}") from error
 
 
 class RemoteService:
@@ -235,7 +263,7 @@ def _cleanly(step: Callable[[], T]) -> T:
     try:
         # run_cleanly already handles a cluster that will not start or an unreachable database.
         return run_cleanly(step)
-    except (RunDirError, SeedingError) as error:
+    except (RunDirError, SeedingError, DatabaseBusyError, TargetUnreachableError) as error:
         fail(str(error))
     except ServiceStartError as error:
         fail(str(error).splitlines()[0])

@@ -9,6 +9,7 @@ import sys
 import time
 import traceback
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -165,9 +166,10 @@ def run_all(
     cluster_was_running = bool(os.environ.get("DATABASE_URL")) or _cluster_running()
     database_url: str | None = None
     service = None
+    held = ExitStack()
     try:
         with log.step("setup") as step:
-            database_url = _setup(run_dir / FIXTURES_FILE)
+            database_url = _setup(run_dir / FIXTURES_FILE, held)
         if step.ok and database_url:
             with log.step("start_service") as step:
                 service = _start(database_url, run_dir, strategy=strategy, workers=workers)
@@ -198,6 +200,7 @@ def run_all(
             with log.step("stop_service"):
                 exit_code = service.stop()
                 log.meta["service_exit_code"] = exit_code
+        held.close()
         if not cluster_was_running:
             with log.step("stop_database"):
                 LocalCluster().down()
@@ -297,9 +300,13 @@ def _cluster_running() -> bool:
         return False  # no PostgreSQL binaries: setup will fail and say so
 
 
-def _setup(fixtures_path: Path) -> str:
+def _setup(fixtures_path: Path, held: ExitStack) -> str:
+    """Take the database for this run (one load test at a time), then migrate and seed it."""
+    from local_postgres import database_url
+    from pipeline.exclusive import exclusive_database
     from pipeline.setup import setup_database
 
+    held.enter_context(exclusive_database(database_url()))
     return setup_database(fixtures_path=fixtures_path)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TypeVar
 
@@ -13,6 +14,7 @@ import sqlalchemy.exc
 
 from local_postgres import ClusterError, LocalCluster, database_url
 from local_postgres.commands import fail
+from pipeline.exclusive import DatabaseBusyError, exclusive_database
 from seeding import (
     DEFAULT_FIXTURES_PATH,
     SeedingError,
@@ -75,16 +77,8 @@ def seed_existing(
 ) -> SeedSummary:
     """Seed the database the tools use, without starting or migrating anything."""
     check_options(scale=scale, background=background)
-    url = os.environ.get("DATABASE_URL")
-    if not url:
-        cluster = LocalCluster()
-        if not cluster.is_running():
-            raise SeedingError(
-                "the project's PostgreSQL is not running: run `invoke load-test.setup`"
-            )
-        url = cluster.url()
     return seed_database(
-        url,
+        existing_database_url(),
         seed=seed,
         scale=scale,
         background=background,
@@ -92,6 +86,17 @@ def seed_existing(
         fixtures_path=fixtures_path,
         jwt_secret=jwt_secret(),
     )
+
+
+def existing_database_url() -> str:
+    """Return DATABASE_URL or the running local cluster's URL, starting nothing."""
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        return url
+    cluster = LocalCluster()
+    if not cluster.is_running():
+        raise SeedingError("the project's PostgreSQL is not running: run `invoke load-test.setup`")
+    return cluster.url()
 
 
 def summary_line(summary: SeedSummary) -> str:
@@ -113,15 +118,19 @@ def seed_command(
     fixtures_path: Path = DEFAULT_FIXTURES_PATH,
 ) -> None:
     """Reset and seed the database; print one summary line, or one error line and exit 2."""
-    summary = _cleanly(
-        lambda: seed_existing(
-            seed=seed,
-            scale=scale,
-            background=background,
-            force=force,
-            fixtures_path=fixtures_path,
+    _cleanly(lambda: check_options(scale=scale, background=background))
+    url = _cleanly(existing_database_url)
+    with ExitStack() as held:
+        _cleanly(lambda: held.enter_context(exclusive_database(url)))
+        summary = _cleanly(
+            lambda: seed_existing(
+                seed=seed,
+                scale=scale,
+                background=background,
+                force=force,
+                fixtures_path=fixtures_path,
+            )
         )
-    )
     print(summary_line(summary))
 
 
@@ -134,15 +143,18 @@ def setup_command(
     fixtures_path: Path = DEFAULT_FIXTURES_PATH,
 ) -> None:
     """Database up, migrations, seed; print the URL and a summary line, or one error line."""
-    url, summary = _cleanly(
-        lambda: setup_and_seed(
-            seed=seed,
-            scale=scale,
-            background=background,
-            force=force,
-            fixtures_path=fixtures_path,
+    _cleanly(lambda: check_options(scale=scale, background=background))
+    with ExitStack() as held:
+        _cleanly(lambda: held.enter_context(exclusive_database(database_url())))
+        url, summary = _cleanly(
+            lambda: setup_and_seed(
+                seed=seed,
+                scale=scale,
+                background=background,
+                force=force,
+                fixtures_path=fixtures_path,
+            )
         )
-    )
     print(summary_line(summary))
     print(f"database ready: {url}")
 
@@ -151,7 +163,7 @@ def _cleanly(step: Callable[[], T]) -> T:
     """Run ``step``; turn an error the user can fix into one `error:` line and exit 2."""
     try:
         return step()
-    except (SeedingError, ClusterError, alembic.util.CommandError) as error:
+    except (SeedingError, ClusterError, DatabaseBusyError, alembic.util.CommandError) as error:
         fail(str(error))
     except (psycopg.Error, sqlalchemy.exc.DBAPIError) as error:
         fail(f"database error: {first_line(error)}")

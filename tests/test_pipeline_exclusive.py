@@ -1,0 +1,92 @@
+"""One load test at a time per database, and a bad --target-url changes nothing.
+
+A second run on the same database would reset the first one's counters and empty its ledger
+mid-scenario (the reconciliation check then reports every operation as lost): the commands
+that write test data hold an advisory lock and refuse, in one line, when it is taken.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_seeding_support import dump, fixtures_path, scalar
+
+from local_postgres.cluster import free_port
+from pipeline.commands import scenario_command
+from pipeline.exclusive import DatabaseBusyError, exclusive_database
+from pipeline.run import run_all
+from pipeline.setup import seed_command, setup_command
+
+SMALL_BACKGROUND = 10
+
+
+def only_error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+@pytest.fixture(name="seeded_url")
+def _seeded_url(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("LOADTEST_REPORTS_DIR", str(tmp_path / "reports"))
+    seed_command(background=SMALL_BACKGROUND, fixtures_path=fixtures_path(tmp_path))
+    return database_url
+
+
+def test_the_lock_is_exclusive_and_released_on_exit(database_url: str) -> None:
+    with (
+        exclusive_database(database_url),
+        pytest.raises(DatabaseBusyError, match="another load test is running"),
+        exclusive_database(database_url),
+    ):
+        pass
+    with exclusive_database(database_url):
+        pass  # free again once the holder is gone
+
+
+@pytest.mark.parametrize("command", [seed_command, setup_command])
+def test_seeding_refuses_while_another_run_holds_the_database(
+    command: object,
+    seeded_url: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    capsys.readouterr()
+    before = dump(seeded_url)
+    with exclusive_database(seeded_url), pytest.raises(SystemExit) as exit_info:
+        command(background=SMALL_BACKGROUND, fixtures_path=fixtures_path(tmp_path, "other.json"))  # type: ignore[operator]
+    assert exit_info.value.code == 2
+    assert only_error_line(capsys).startswith("error: another load test is running")
+    assert dump(seeded_url) == before
+    assert not fixtures_path(tmp_path, "other.json").exists()
+
+
+def test_the_pipeline_reports_a_busy_database_as_a_failed_setup(
+    seeded_url: str, tmp_path: Path
+) -> None:
+    before = dump(seeded_url)
+    with exclusive_database(seeded_url):
+        outcome = run_all(reports_root=tmp_path / "reports", progress=False)
+    assert outcome.decision == "NO-GO"
+    assert any("another load test is running" in reason for reason in outcome.reasons)
+    assert dump(seeded_url) == before
+
+
+def test_an_unreachable_target_url_is_refused_before_the_database_is_touched(
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A fresh, unseeded database stays unseeded: the target is checked first."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("LOADTEST_FIXTURES_PATH", str(fixtures_path(tmp_path)))
+    target = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(SystemExit) as exit_info:
+        scenario_command("high_contention", target_url=target, out=str(tmp_path / "out"))
+    assert exit_info.value.code == 2
+    assert only_error_line(capsys).startswith(f"error: target {target} is unreachable")
+    assert scalar(database_url, "SELECT count(*) FROM authorizations") == 0
+    assert not (tmp_path / "out").exists()
