@@ -23,7 +23,7 @@ from seeding import (
     check_seedable,
     seed_database,
 )
-from seeding.database import first_line
+from seeding.database import connect, first_line
 from target.migrate import upgrade
 from target.settings import DEFAULT_JWT_SECRET
 
@@ -121,7 +121,7 @@ def seed_command(
     _cleanly(lambda: check_options(scale=scale, background=background))
     url = _cleanly(existing_database_url)
     with ExitStack() as held:
-        _cleanly(lambda: held.enter_context(exclusive_database(url)))
+        _cleanly(lambda: hold_database(held, url))
         summary = _cleanly(
             lambda: seed_existing(
                 seed=seed,
@@ -145,7 +145,7 @@ def setup_command(
     """Database up, migrations, seed; print the URL and a summary line, or one error line."""
     _cleanly(lambda: check_options(scale=scale, background=background))
     with ExitStack() as held:
-        _cleanly(lambda: held.enter_context(exclusive_database(database_url())))
+        _cleanly(lambda: hold_database(held, database_url()))
         url, summary = _cleanly(
             lambda: setup_and_seed(
                 seed=seed,
@@ -157,6 +157,13 @@ def setup_command(
         )
     print(summary_line(summary))
     print(f"database ready: {url}")
+
+
+def hold_database(held: ExitStack, url: str) -> None:
+    """Take the load-test lock on ``url`` for as long as ``held`` lasts."""
+    # Seeding's own connect first: an unreachable database gets its one-line wording.
+    connect(url).close()
+    held.enter_context(exclusive_database(url))
 
 
 def _cleanly(step: Callable[[], T]) -> T:
