@@ -204,6 +204,16 @@ def check_contention_expectation(
         if row["reservations"] != expected:
             row["problem"] = "over_reserved" if row["reservations"] > expected else "under_reserved"
             offending.append(row)
+    if outcomes and not exhausted and not offending and mixed < len(outcomes):
+        # The scenario exists to exhaust these: none exhausted means the contention never
+        # happened (every request refused as unauthorized, say), not that all is well.
+        offending.append(
+            {
+                "problem": "none_exhausted",
+                "authorizations": len(outcomes),
+                "units_per_request": units_per_request,
+            }
+        )
     detail = (
         f"{exhausted} of {len(outcomes)} high-contention authorizations exhausted "
         f"at {units_per_request} units per request"

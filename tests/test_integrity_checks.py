@@ -328,10 +328,23 @@ def test_under_reserved_exhausted_authorization_is_caught(world: World) -> None:
 
 def test_authorization_not_yet_exhausted_is_not_judged(database_url: str, tmp_path: Path) -> None:
     world = seed_by_hand(database_url, tmp_path)
-    world.apply(world.high_contention[0], "reserve", UNITS_PER_REQUEST)
+    for _ in range(HC_TOTAL // UNITS_PER_REQUEST):
+        world.apply(world.high_contention[0], "reserve", UNITS_PER_REQUEST)
+    world.apply(world.high_contention[1], "reserve", UNITS_PER_REQUEST)
     report = world.check()
     assert report.ok, format_report(report)
-    assert "0 of 2" in report.check(CONTENTION_EXPECTATION).detail
+    assert "1 of 2" in report.check(CONTENTION_EXPECTATION).detail
+
+
+def test_a_run_that_exhausted_nothing_fails_the_expectation(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Every request refused (expired tokens, say) must not pass as 'nothing overbooked'."""
+    world = seed_by_hand(database_url, tmp_path)
+    world.apply(world.high_contention[0], "reserve", UNITS_PER_REQUEST)
+    report = world.check()
+    assert failed_checks(report) == {CONTENTION_EXPECTATION}
+    assert report.check(CONTENTION_EXPECTATION).rows[0]["problem"] == "none_exhausted"
 
 
 def test_contention_check_does_not_apply_to_other_scenarios(world: World) -> None:
