@@ -17,7 +17,15 @@ PROFILE_KEYS = frozenset(
     {"users", "duration_s", "ramp_up_s", "think_time_s", "processes", "units_per_request",
      "arrival_rate_rps", THRESHOLDS_TABLE}
 )  # fmt: skip
-THRESHOLD_KEYS = ("p95_ms", "p99_ms", "error_rate_max", "error_rate_min")
+THRESHOLD_KEYS = (
+    "p95_ms",
+    "p99_ms",
+    "error_rate_max",
+    "error_rate_min",
+    "unexpected_error_rate_max",
+)
+# Scenario-level key: the error codes a scenario provokes on purpose (business refusals).
+EXPECTED_ERROR_CODES = "expected_error_codes"
 
 
 class ProfileError(ValueError):
@@ -32,6 +40,7 @@ class Thresholds:
     p99_ms: float | None = None
     error_rate_max: float | None = None
     error_rate_min: float | None = None
+    unexpected_error_rate_max: float | None = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,7 @@ class ScenarioConfig:
     units_per_request: int
     arrival_rate_rps: float | None
     thresholds: Thresholds
+    expected_error_codes: tuple[str, ...] = ()
 
     @property
     def users_per_process(self) -> int:
@@ -70,6 +80,7 @@ class ScenarioConfig:
             "processes": self.processes,
             "units_per_request": self.units_per_request,
             "thresholds": asdict(self.thresholds),
+            "expected_error_codes": list(self.expected_error_codes),
         }
 
 
@@ -123,7 +134,15 @@ def load_scenario_config(
         if arrival_rate is None
         else _number(table, "arrival_rate_rps", where, minimum=0.001),
         thresholds=thresholds,
+        expected_error_codes=_expected_error_codes(document[scenario], f"{path}: [{scenario}]"),
     )
+
+
+def _expected_error_codes(table: dict[str, Any], where: str) -> tuple[str, ...]:
+    codes = table.get(EXPECTED_ERROR_CODES, [])
+    if not isinstance(codes, list) or not all(isinstance(c, str) and c for c in codes):
+        raise ProfileError(f"{where}: {EXPECTED_ERROR_CODES} must be a list of error codes")
+    return tuple(codes)
 
 
 def _read(path: Path) -> dict[str, Any]:

@@ -23,6 +23,14 @@ TOLERANCE = 1e-9
 LATENCY_THRESHOLD = re.compile(r"^p(\d+(?:\.\d+)?)_ms$")
 ERROR_RATE_MAX = "error_rate_max"
 ERROR_RATE_MIN = "error_rate_min"
+# Errors whose code the scenario does not provoke on purpose (its `expected_error_codes`):
+# auth failures, validation errors, 5xx, timeouts. Far above its limit, the run did not test
+# what it claims to, so like latency it can make NO-GO on its own.
+UNEXPECTED_ERROR_RATE_MAX = "unexpected_error_rate_max"
+GRADED_THRESHOLDS = (UNEXPECTED_ERROR_RATE_MAX,)
+# Under the open model, a share of scheduled requests never sent above this is reported:
+# those would have been the slowest ones.
+UNSENT_SHARE_TOLERATED = 0.01
 POOL_EXHAUSTION_CODE = "unavailable"
 POOL_TIMEOUTS_METRIC = "db_pool_timeouts_total"
 
@@ -162,12 +170,17 @@ def judge_scenario(evidence: ScenarioEvidence) -> tuple[list[ThresholdCheck], li
 
 
 def _measurement(name: str, result: Mapping[str, Any]) -> float | None:
+    totals = result.get("totals") or {}
     if name in (ERROR_RATE_MAX, ERROR_RATE_MIN):
-        totals = result.get("totals") or {}
         return _number(totals.get("error_rate")) if totals.get("requests") else None
+    if name == UNEXPECTED_ERROR_RATE_MAX:
+        return unexpected_error_rate(result) if totals.get("requests") else None
     match = LATENCY_THRESHOLD.match(name)
     if match is None:
-        raise ValueError(f"unknown threshold {name!r}: expected pNN_ms or error_rate_max/min")
+        raise ValueError(
+            f"unknown threshold {name!r}: expected pNN_ms, error_rate_max/min "
+            "or unexpected_error_rate_max"
+        )
     percent = match.group(1).removesuffix(".0")
     return _number((result.get("latency_ms") or {}).get(f"p{percent}"))
 
@@ -184,7 +197,8 @@ def _judge(scenario: str, name: str, limit: float, measured: float | None) -> Th
     # an error rate outside its band is CONDITIONAL (crashes and pool exhaustion are NO-GO
     # through their own findings).
     far_off = missed_by_pct > NO_GO_MISS_PCT + TOLERANCE
-    decision = NO_GO if far_off and LATENCY_THRESHOLD.match(name) else CONDITIONAL
+    graded = LATENCY_THRESHOLD.match(name) or name in GRADED_THRESHOLDS
+    decision = NO_GO if far_off and graded else CONDITIONAL
     return ThresholdCheck(scenario, name, limit, measured, False, missed_by_pct, decision)
 
 
@@ -205,19 +219,49 @@ def _threshold_reason(check: ThresholdCheck) -> str:
 def _run_findings(name: str, result: Mapping[str, Any]) -> list[Finding]:
     run = result.get("run") or {}
     findings = []
-    if run.get("crashed"):
+    # A timeout also marks the run crashed: one finding, the more precise one.
+    if run.get("timed_out"):
+        findings.append(Finding(NO_GO, name, "the load generator timed out"))
+    elif run.get("crashed"):
         tail = (run.get("stderr_tail") or "").strip().splitlines()
         findings.append(
             Finding(NO_GO, name, "the load generator crashed" + (f": {tail[-1]}" if tail else ""))
         )
-    if run.get("timed_out"):
-        findings.append(Finding(NO_GO, name, "the load generator timed out"))
-    exit_code = run.get("exit_code")
-    if exit_code not in (0, None) and not run.get("crashed"):
-        findings.append(Finding(NO_GO, name, f"the load generator exited with code {exit_code}"))
+    elif run.get("exit_code") not in (0, None):
+        findings.append(
+            Finding(NO_GO, name, f"the load generator exited with code {run['exit_code']}")
+        )
     if not (result.get("totals") or {}).get("requests"):
         findings.append(Finding(NO_GO, name, "no request was measured"))
+    findings += _open_model_findings(name, result)
     return findings
+
+
+def _open_model_findings(name: str, result: Mapping[str, Any]) -> list[Finding]:
+    """Flag an open-model run that fell behind its schedule: the unsent were the slowest."""
+    open_model = result.get("open_model") or {}
+    scheduled = open_model.get("scheduled_requests") or 0
+    sent = open_model.get("sent_requests") or 0
+    unsent = scheduled - sent
+    if scheduled <= 0 or unsent <= UNSENT_SHARE_TOLERATED * scheduled:
+        return []
+    return [
+        Finding(
+            CONDITIONAL,
+            name,
+            f"the open model sent {sent:,} of {scheduled:,} scheduled requests: the generator "
+            f"fell behind, and the {unsent:,} never sent (the slowest tail) are not measured",
+        )
+    ]
+
+
+def unexpected_error_rate(result: Mapping[str, Any]) -> float:
+    """Return the share of requests that failed with a code the scenario does not expect."""
+    expected = set((result.get("config") or {}).get("expected_error_codes") or ())
+    by_code = result.get("by_code") or {}
+    unexpected = sum(count for code, count in by_code.items() if code and code not in expected)
+    requests = (result.get("totals") or {}).get("requests") or 0
+    return unexpected / requests if requests else 0.0
 
 
 def _integrity_findings(evidence: ScenarioEvidence) -> list[Finding]:
@@ -301,7 +345,7 @@ def _number(value: Any) -> float | None:
 
 
 def _format(name: str, value: float) -> str:
-    if name.startswith("error_rate"):
+    if "error_rate" in name:
         return f"{value * 100:.2f} %"
     return f"{value:.1f} ms"
 

@@ -276,3 +276,62 @@ def test_generator_bottleneck_is_reported_beside_the_verdict() -> None:
     assert verdict.bottleneck_notes == (
         "high_throughput: the load generator was the bottleneck (event-loop lag p99 80 ms > 50 ms)",
     )
+
+
+def test_a_timed_out_run_is_one_finding_not_two() -> None:
+    run = {"exit_code": -9, "crashed": True, "timed_out": True, "stderr_tail": "killed"}
+    verdict = decide([evidence(make_result(run=run))])
+    assert verdict.decision == NO_GO
+    assert [f.reason for f in verdict.findings] == ["the load generator timed out"]
+
+
+def expecting(codes: list[str], by_code: dict[str, int], *, requests: int = 1000) -> dict[str, Any]:
+    errors = sum(by_code.values())
+    result = make_result(
+        error_rate=errors / requests,
+        thresholds={"p95_ms": 200, "unexpected_error_rate_max": 0.01},
+        by_code=by_code,
+    )
+    result["config"]["expected_error_codes"] = codes
+    return result
+
+
+@pytest.mark.parametrize(
+    ("by_code", "decision"),
+    [
+        ({"insufficient_units": 950}, GO),  # the refusals the scenario provokes on purpose
+        ({"insufficient_units": 900, "serialization_conflict": 10}, GO),  # 1.0 %: at the limit
+        ({"insufficient_units": 900, "serialization_conflict": 15}, CONDITIONAL),  # 1.5 %
+        ({"insufficient_units": 900, "serialization_conflict": 16}, NO_GO),  # 1.6 %
+        ({"unauthorized": 1000}, NO_GO),  # every token refused: nothing was tested
+        ({"insufficient_units": 800, "timeout": 150}, NO_GO),
+    ],
+)
+def test_unexpected_error_codes_are_judged_apart_from_expected_refusals(
+    by_code: dict[str, int], decision: str
+) -> None:
+    result = expecting(["insufficient_units"], by_code)
+    assert decide([evidence(result)]).decision == decision
+
+
+def test_without_expected_codes_every_error_is_unexpected() -> None:
+    (check, unexpected) = evaluate_thresholds("s", expecting([], {"insufficient_units": 5}))
+    assert (check.name, check.ok) == ("p95_ms", True)
+    assert (unexpected.name, unexpected.measured) == ("unexpected_error_rate_max", 0.005)
+
+
+@pytest.mark.parametrize(
+    ("scheduled", "sent", "decision"),
+    [(1000, 1000, GO), (1000, 990, GO), (1000, 989, CONDITIONAL), (1000, 400, CONDITIONAL)],
+)
+def test_an_open_model_run_that_fell_behind_its_schedule_is_reported(
+    scheduled: int, sent: int, decision: str
+) -> None:
+    result = make_result(
+        open_model={"arrival_rate_rps": 100.0, "scheduled_requests": scheduled,
+                    "sent_requests": sent}
+    )  # fmt: skip
+    verdict = decide([evidence(result)])
+    assert verdict.decision == decision
+    if decision != GO:
+        assert f"sent {sent:,} of {scheduled:,} scheduled requests" in verdict.reasons[0]
