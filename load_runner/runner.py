@@ -91,7 +91,8 @@ def run_scenario(
     """
     config = _checked_config(scenario, profile, config_path, arrival_rate)
     try:
-        load_fixtures(fixtures_path)
+        # Expired tokens (or tokens expiring mid-run) would make every request a 401.
+        load_fixtures(fixtures_path, valid_for_s=config.duration_s)
     except FixturesError as error:
         raise LoadRunError(str(error)) from None
     target_url = _checked_target(target_url)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import json
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ class Fixtures:
 
     pools: dict[str, tuple[Authorization, ...]]
     tokens: dict[str, tuple[str, ...]]
+    tokens_expire_at: dt.datetime | None = None
 
     @functools.cached_property
     def authorizations(self) -> tuple[Authorization, ...]:
@@ -45,8 +47,14 @@ class Fixtures:
         return {authorization.id: authorization for authorization in self.authorizations}
 
 
-def load_fixtures(path: Path) -> Fixtures:
-    """Read and check a fixture file; raise FixturesError with one clear line otherwise."""
+def load_fixtures(
+    path: Path, *, valid_for_s: float = 0.0, now: dt.datetime | None = None
+) -> Fixtures:
+    """Read and check a fixture file; raise FixturesError with one clear line otherwise.
+
+    Its tokens must still be valid ``valid_for_s`` seconds from ``now`` (a run's length): an
+    expired token would turn every request into a 401 and the run into noise.
+    """
     try:
         document = json.loads(path.read_text())
     except FileNotFoundError:
@@ -56,9 +64,28 @@ def load_fixtures(path: Path) -> Fixtures:
     except (OSError, ValueError) as error:
         raise FixturesError(f"fixtures file {path} is not readable JSON: {error}") from None
     try:
-        return _parse(document)
+        fixtures = _parse(document)
     except (KeyError, TypeError, ValueError) as error:
         raise FixturesError(f"fixtures file {path} is malformed: {error!r}") from None
+    _check_expiry(path, fixtures.tokens_expire_at, valid_for_s, now or dt.datetime.now(dt.UTC))
+    return fixtures
+
+
+def _check_expiry(
+    path: Path, expires_at: dt.datetime | None, valid_for_s: float, now: dt.datetime
+) -> None:
+    if expires_at is None:
+        return  # a hand-made file without the field: nothing to check
+    if expires_at <= now:
+        raise FixturesError(
+            f"fixtures at {path} hold tokens that expired at {expires_at.isoformat()}: "
+            "run `invoke load-test.seed`"
+        )
+    if expires_at <= now + dt.timedelta(seconds=valid_for_s):
+        raise FixturesError(
+            f"fixtures at {path} hold tokens that expire at {expires_at.isoformat()}, before "
+            f"a {valid_for_s:g} s run would end: run `invoke load-test.seed`"
+        )
 
 
 def _parse(document: dict[str, Any]) -> Fixtures:
@@ -89,4 +116,18 @@ def _parse(document: dict[str, Any]) -> Fixtures:
             raise ValueError(
                 f"no practitioner token for organization {authorization.organization_id}"
             )
-    return Fixtures(pools=pools, tokens={org: tuple(found) for org, found in tokens.items()})
+    return Fixtures(
+        pools=pools,
+        tokens={org: tuple(found) for org, found in tokens.items()},
+        tokens_expire_at=_expiry(document.get("tokens_expire_at")),
+    )
+
+
+def _expiry(value: Any) -> dt.datetime | None:
+    """Parse ``tokens_expire_at``; a time without a zone is UTC, as seeding writes it."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"tokens_expire_at {value!r} is not an ISO-8601 time")
+    moment = dt.datetime.fromisoformat(value)
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)

@@ -7,7 +7,6 @@ Exit codes: 0 success (and, for `all`, a GO verdict); 1 the checks or the verdic
 from __future__ import annotations
 
 import json
-import os
 import sys
 import urllib.error
 import urllib.request
@@ -31,7 +30,6 @@ from pipeline.rundirs import (
 T = TypeVar("T")
 GO = "GO"
 EXIT_FAILED = 1
-FIXTURES_PATH_ENV = "LOADTEST_FIXTURES_PATH"
 REACHABILITY_TIMEOUT_S = 3.0
 
 
@@ -79,6 +77,8 @@ def scenario_command(
 
             print("the database is not seeded yet: setting it up first", file=sys.stderr)
             url = _cleanly(lambda: setup_database(fixtures_path=fixtures_path))
+        # Before the reset and the service: stale tokens would make the whole run 401s.
+        _check_fixtures_fresh(fixtures_path, scenario, profile)
         out_dir = Path(out).resolve() if out else new_run_dir(resolve_reports_root())
         out_dir.mkdir(parents=True, exist_ok=True)
         service = (
@@ -190,9 +190,10 @@ def fixtures_for(result_dir: Path) -> Path:
 
 def default_fixtures_path() -> Path:
     """Return $LOADTEST_FIXTURES_PATH, else the fixtures file seeding writes by default."""
-    from seeding import DEFAULT_FIXTURES_PATH
+    # The seed and setup commands resolve it the same way, so they write what we read here.
+    from pipeline.setup import resolve_fixtures_path
 
-    return Path(os.environ.get(FIXTURES_PATH_ENV) or DEFAULT_FIXTURES_PATH)
+    return resolve_fixtures_path()
 
 
 def is_seeded(database_url: str, fixtures_path: Path) -> bool:
@@ -236,6 +237,18 @@ def _check_profile(profile: str, scenarios: list[str] | tuple[str, ...]) -> None
             load_scenario_config(scenario, profile)
         except ProfileError as error:
             fail(str(error))
+
+
+def _check_fixtures_fresh(fixtures_path: Path, scenario: str, profile: str) -> None:
+    """Exit 2 with one line unless the fixtures' tokens outlast the scenario's run."""
+    from load_runner.profiles import load_scenario_config
+    from molotov_scenarios.fixtures import FixturesError, load_fixtures
+
+    duration_s = load_scenario_config(scenario, profile).duration_s
+    try:
+        load_fixtures(fixtures_path, valid_for_s=duration_s)
+    except FixturesError as error:
+        fail(str(error))
 
 
 def _start(database_url: str, out_dir: Path) -> object:

@@ -28,6 +28,7 @@ from target.migrate import upgrade
 from target.settings import DEFAULT_JWT_SECRET
 
 JWT_SECRET_ENV = "JWT_SECRET"
+FIXTURES_PATH_ENV = "LOADTEST_FIXTURES_PATH"
 T = TypeVar("T")
 
 
@@ -36,17 +37,31 @@ def jwt_secret() -> str:
     return os.environ.get(JWT_SECRET_ENV) or DEFAULT_JWT_SECRET
 
 
+def resolve_fixtures_path(explicit: Path | str | None = None) -> Path:
+    """Return the fixtures file: ``explicit``, else $LOADTEST_FIXTURES_PATH, else seeding's default.
+
+    Every command resolves it here, so seeding writes the file the scenarios then read.
+    """
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get(FIXTURES_PATH_ENV) or DEFAULT_FIXTURES_PATH)
+
+
 def setup_database(
     *,
     seed: int = 2024,
     scale: int = 1,
     background: int = 100_000,
     force: bool = False,
-    fixtures_path: Path = DEFAULT_FIXTURES_PATH,
+    fixtures_path: Path | None = None,
 ) -> str:
     """Bring the database up, migrate it and seed it; return its URL. Safe to run again."""
     url, _ = setup_and_seed(
-        seed=seed, scale=scale, background=background, force=force, fixtures_path=fixtures_path
+        seed=seed,
+        scale=scale,
+        background=background,
+        force=force,
+        fixtures_path=resolve_fixtures_path(fixtures_path),
     )
     return url
 
@@ -115,9 +130,10 @@ def seed_command(
     scale: int = 1,
     background: int = 100_000,
     force: bool = False,
-    fixtures_path: Path = DEFAULT_FIXTURES_PATH,
+    fixtures_path: Path | None = None,
 ) -> None:
     """Reset and seed the database; print one summary line, or one error line and exit 2."""
+    resolved = resolve_fixtures_path(fixtures_path)
     _cleanly(lambda: check_options(scale=scale, background=background))
     url = _cleanly(existing_database_url)
     with ExitStack() as held:
@@ -128,7 +144,7 @@ def seed_command(
                 scale=scale,
                 background=background,
                 force=force,
-                fixtures_path=fixtures_path,
+                fixtures_path=resolved,
             )
         )
     print(summary_line(summary))
@@ -140,9 +156,10 @@ def setup_command(
     scale: int = 1,
     background: int = 100_000,
     force: bool = False,
-    fixtures_path: Path = DEFAULT_FIXTURES_PATH,
+    fixtures_path: Path | None = None,
 ) -> None:
     """Database up, migrations, seed; print the URL and a summary line, or one error line."""
+    resolved = resolve_fixtures_path(fixtures_path)
     _cleanly(lambda: check_options(scale=scale, background=background))
     with ExitStack() as held:
         _cleanly(lambda: hold_database(held, database_url()))
@@ -152,7 +169,7 @@ def setup_command(
                 scale=scale,
                 background=background,
                 force=force,
-                fixtures_path=fixtures_path,
+                fixtures_path=resolved,
             )
         )
     print(summary_line(summary))

@@ -8,6 +8,7 @@ the real service on PostgreSQL.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 import signal
@@ -35,6 +36,7 @@ from load_runner.profiles import (
 from load_runner.progress import ProgressDisplay, progress_line
 from load_runner.runner import execute
 from molotov_scenarios.environment import ENVIRONMENT_VARIABLE, PROCESS_PREFIX, RECORDS_PREFIX
+from molotov_scenarios.fixtures import FixturesError, load_fixtures
 
 TEST_PROFILES = """
 [high_contention.thresholds]
@@ -69,8 +71,10 @@ POOL_SIZES = {"high_contention": (10, 50), "normal": (20, 200), "high_throughput
 def write_fixtures(path: Path) -> dict:
     """Write a fixture file shaped as seeding writes it, with fresh ids."""
     organizations = [str(uuid.uuid4()) for _ in range(ORGANIZATIONS)]
+    expires_at = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
     document = {
         "schema_version": 1,
+        "tokens_expire_at": expires_at.isoformat(),
         "practitioners": [
             {"id": str(uuid.uuid4()), "organization_id": org, "token": f"token-{index}"}
             for index, org in enumerate(organizations)
@@ -185,6 +189,8 @@ def test_a_malformed_profile_gets_one_clear_error(tmp_path: Path, table: str, me
         ({"profile": "huge"}, "no profile 'huge'"),
         ({"fixtures": "missing"}, "fixtures file not found"),
         ({"fixtures": "malformed"}, "malformed"),
+        ({"fixtures": "expired"}, "hold tokens that expired at .*run `invoke load-test.seed`"),
+        ({"fixtures": "expiring"}, "before a 2 s run would end"),
         ({"target_url": "http://127.0.0.1:9"}, "unreachable"),
         ({"target_url": "127.0.0.1:8000"}, "must look like"),
         ({"arrival_rate": -5.0}, "positive number"),
@@ -202,6 +208,9 @@ def test_bad_input_raises_one_clear_error_and_writes_nothing(
         fixtures_path = tmp_path / "nowhere.json"
     elif change.get("fixtures") == "malformed":
         fixtures_path.write_text(json.dumps({"schema_version": 1, "pools": {}}))
+    elif change.get("fixtures") in ("expired", "expiring"):
+        ahead = {"expired": -60, "expiring": 1}[change["fixtures"]]
+        expire_fixtures(fixtures_path, dt.timedelta(seconds=ahead))
     out_dir = tmp_path / "out"
     with pytest.raises(LoadRunError, match=message):
         run_scenario(
@@ -215,6 +224,55 @@ def test_bad_input_raises_one_clear_error_and_writes_nothing(
             arrival_rate=change.get("arrival_rate"),
         )
     assert not out_dir.exists()
+
+
+def expire_fixtures(path: Path, from_now: dt.timedelta) -> None:
+    """Make a fixture file's tokens expire ``from_now``."""
+    document = json.loads(path.read_text())
+    document["tokens_expire_at"] = (dt.datetime.now(dt.UTC) + from_now).isoformat()
+    path.write_text(json.dumps(document))
+
+
+NOON = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize(
+    ("expires_at", "valid_for_s", "problem"),
+    [
+        ("2026-11-27T11:59:59+00:00", 0, "expired at 2026-11-27T11:59:59+00:00"),
+        ("2026-11-27T12:00:00+00:00", 0, "expired at"),
+        ("2026-11-27T11:00:00", 0, "expired at 2026-11-27T11:00:00+00:00"),  # no zone: UTC
+        ("2026-11-27T13:00:00+01:00", 0, "expired at"),  # 12:00 UTC
+        ("2026-11-27T12:00:59+00:00", 60, "expire at 2026-11-27T12:00:59+00:00, before a 60 s"),
+        ("2026-11-27T12:01:01+00:00", 60, None),
+        (None, 0, None),  # a hand-made file without the field is not checked
+    ],
+)
+def test_fixtures_whose_tokens_expire_before_the_run_ends_are_refused(
+    fixtures_path: Path, expires_at: str | None, valid_for_s: float, problem: str | None
+) -> None:
+    document = json.loads(fixtures_path.read_text())
+    document.pop("tokens_expire_at")
+    if expires_at is not None:
+        document["tokens_expire_at"] = expires_at
+    fixtures_path.write_text(json.dumps(document))
+    if problem is None:
+        load_fixtures(fixtures_path, valid_for_s=valid_for_s, now=NOON)
+        return
+    with pytest.raises(FixturesError) as raised:
+        load_fixtures(fixtures_path, valid_for_s=valid_for_s, now=NOON)
+    message = str(raised.value)
+    assert message.startswith(f"fixtures at {fixtures_path} hold tokens that ")
+    assert problem in message
+    assert message.endswith(": run `invoke load-test.seed`")
+
+
+def test_an_expiry_that_is_not_a_time_is_malformed(fixtures_path: Path) -> None:
+    document = json.loads(fixtures_path.read_text())
+    document["tokens_expire_at"] = "tomorrow"
+    fixtures_path.write_text(json.dumps(document))
+    with pytest.raises(FixturesError, match="malformed"):
+        load_fixtures(fixtures_path)
 
 
 # -- Merging ----------------------------------------------------------------------------------

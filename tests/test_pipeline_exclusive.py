@@ -7,8 +7,10 @@ that write test data hold an advisory lock and refuse, in one line, when it is t
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import psycopg
 import pytest
 from test_seeding_support import dump, fixtures_path, scalar
 
@@ -89,4 +91,30 @@ def test_an_unreachable_target_url_is_refused_before_the_database_is_touched(
     assert exit_info.value.code == 2
     assert only_error_line(capsys).startswith(f"error: target {target} is unreachable")
     assert scalar(database_url, "SELECT count(*) FROM authorizations") == 0
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_scenario_on_expired_fixtures_is_refused_before_anything_is_touched(
+    seeded_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = fixtures_path(tmp_path)
+    monkeypatch.setenv("LOADTEST_FIXTURES_PATH", str(path))
+    document = json.loads(path.read_text())
+    document["tokens_expire_at"] = "2020-01-01T00:00:00+00:00"
+    path.write_text(json.dumps(document))
+    with psycopg.connect(seeded_url) as conn:  # a scenario's leftovers the reset would undo
+        conn.execute("UPDATE authorizations SET scheduled_units = scheduled_units + 1")
+    before = dump(seeded_url)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        scenario_command("high_contention", out=str(tmp_path / "out"))
+    assert exit_info.value.code == 2
+    assert only_error_line(capsys) == (
+        f"error: fixtures at {path} hold tokens that expired at 2020-01-01T00:00:00+00:00: "
+        "run `invoke load-test.seed`"
+    )
+    assert dump(seeded_url) == before
     assert not (tmp_path / "out").exists()

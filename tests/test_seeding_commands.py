@@ -18,7 +18,7 @@ from test_seeding_support import (
 
 from local_postgres import ClusterInfo, LocalCluster
 from local_postgres.cluster import free_port, url_for
-from pipeline.setup import seed_command, setup_command, setup_database
+from pipeline.setup import resolve_fixtures_path, seed_command, setup_command, setup_database
 
 SMALL = 25
 
@@ -47,6 +47,38 @@ def test_seed_command_prints_one_summary_line(
     assert "110 active + 10 closed authorizations (seed 11, scale 2)" in out[0]
     assert json.loads(path.read_text())["seed"] == 11
     assert scalar(database_url, "SELECT count(*) FROM authorizations") == 120
+
+
+def test_the_fixtures_path_resolves_argument_then_environment_then_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("pipeline.setup.DEFAULT_FIXTURES_PATH", tmp_path / "default.json")
+    monkeypatch.delenv("LOADTEST_FIXTURES_PATH", raising=False)
+    assert resolve_fixtures_path() == tmp_path / "default.json"
+    monkeypatch.setenv("LOADTEST_FIXTURES_PATH", str(tmp_path / "env.json"))
+    assert resolve_fixtures_path() == tmp_path / "env.json"
+    assert resolve_fixtures_path(tmp_path / "given.json") == tmp_path / "given.json"
+
+
+@pytest.mark.parametrize("command", [seed_command, setup_command])
+def test_seed_and_setup_write_the_fixtures_the_scenarios_read(
+    command: object,
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Without --fixtures-path both honour LOADTEST_FIXTURES_PATH, as scenario and verify do."""
+    from pipeline.commands import default_fixtures_path
+
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setattr("pipeline.setup.DEFAULT_FIXTURES_PATH", tmp_path / "default.json")
+    monkeypatch.setenv("LOADTEST_FIXTURES_PATH", str(tmp_path / "env.json"))
+    command(background=0)  # type: ignore[operator]
+    assert default_fixtures_path() == tmp_path / "env.json"
+    assert json.loads((tmp_path / "env.json").read_text())["seed"] == 2024
+    assert not (tmp_path / "default.json").exists()
+    assert f"fixtures: {tmp_path / 'env.json'}" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
