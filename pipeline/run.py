@@ -163,13 +163,16 @@ def run_all(
         database="DATABASE_URL" if os.environ.get("DATABASE_URL") else "local cluster",
     )
     _say(f"run folder: {run_dir}")
-    cluster_was_running = bool(os.environ.get("DATABASE_URL")) or _cluster_running()
     database_url: str | None = None
+    # Ours to stop only if this run started it: decided by what up() did, not by a look
+    # beforehand, since a run that starts alongside (and loses the lock) must leave it running.
+    started_cluster = False
     service = None
     held = ExitStack()
     try:
         with log.step("setup") as step:
-            database_url = _setup(run_dir / FIXTURES_FILE, held)
+            url, started_cluster = _bring_up_database()
+            database_url = _setup(url, run_dir / FIXTURES_FILE, held)
         if step.ok and database_url:
             with log.step("start_service") as step:
                 service = _start(database_url, run_dir, strategy=strategy, workers=workers)
@@ -201,7 +204,7 @@ def run_all(
                 exit_code = service.stop()
                 log.meta["service_exit_code"] = exit_code
         held.close()
-        if not cluster_was_running:
+        if started_cluster:
             with log.step("stop_database"):
                 LocalCluster().down()
         duration = log.finish()
@@ -290,23 +293,26 @@ class ScenarioIncomplete(RuntimeError):
     """The load generator crashed or timed out; its partial results were still checked."""
 
 
-def _cluster_running() -> bool:
-    """Tell whether the project's own PostgreSQL already runs (then it is not ours to stop)."""
-    from local_postgres import ClusterError, LocalCluster
+def _bring_up_database() -> tuple[str, bool]:
+    """Return the database's URL and whether this call started the local cluster for it.
 
-    try:
-        return LocalCluster().is_running()
-    except ClusterError:
-        return False  # no PostgreSQL binaries: setup will fail and say so
+    Never True under DATABASE_URL: a server we were pointed at is never ours to stop.
+    """
+    from local_postgres import LocalCluster
+
+    explicit = os.environ.get("DATABASE_URL")
+    if explicit:
+        return explicit, False
+    cluster = LocalCluster().up()
+    return cluster.url, cluster.started_here
 
 
-def _setup(fixtures_path: Path, held: ExitStack) -> str:
+def _setup(database_url: str, fixtures_path: Path, held: ExitStack) -> str:
     """Take the database for this run (one load test at a time), then migrate and seed it."""
-    from local_postgres import database_url
     from pipeline.exclusive import exclusive_database
     from pipeline.setup import setup_database
 
-    held.enter_context(exclusive_database(database_url()))
+    held.enter_context(exclusive_database(database_url))
     return setup_database(fixtures_path=fixtures_path)
 
 

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 from test_seeding_support import dump, fixtures_path, scalar
 
+from local_postgres import ClusterInfo
 from local_postgres.cluster import free_port
 from pipeline.commands import scenario_command
 from pipeline.exclusive import DatabaseBusyError, exclusive_database
@@ -118,3 +119,55 @@ def test_a_scenario_on_expired_fixtures_is_refused_before_anything_is_touched(
     )
     assert dump(seeded_url) == before
     assert not (tmp_path / "out").exists()
+
+
+class FakeCluster:
+    """Stands in for LocalCluster: up() reports whether it started the server, down() is noted."""
+
+    def __init__(self, url: str, *, starts_it: bool, calls: list[str]) -> None:
+        self.url_, self.starts_it, self.calls = url, starts_it, calls
+
+    def is_running(self) -> bool:
+        return False  # stopped when looked at: another run may start it before our up()
+
+    def up(self) -> ClusterInfo:
+        self.calls.append("up")
+        return ClusterInfo(self.url_, 0, Path("."), started_here=self.starts_it)
+
+    def down(self) -> bool:
+        self.calls.append("down")
+        return True
+
+
+@pytest.mark.parametrize(("starts_it", "expected"), [(False, ["up"]), (True, ["up", "down"])])
+def test_the_pipeline_stops_the_local_cluster_only_if_it_started_it(
+    starts_it: bool,
+    expected: list[str],
+    seeded_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two runs on a stopped cluster: the one that did not start it must not stop it."""
+    calls: list[str] = []
+    monkeypatch.delenv("DATABASE_URL")
+    monkeypatch.setattr(
+        "local_postgres.LocalCluster",
+        lambda: FakeCluster(seeded_url, starts_it=starts_it, calls=calls),
+    )
+    with exclusive_database(seeded_url):  # the other run holds the database
+        outcome = run_all(reports_root=tmp_path / "reports", progress=False)
+    assert any("another load test is running" in reason for reason in outcome.reasons)
+    assert calls == expected
+
+
+def test_the_pipeline_never_stops_the_local_cluster_under_database_url(
+    seeded_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    monkeypatch.setattr(
+        "local_postgres.LocalCluster",
+        lambda: FakeCluster(seeded_url, starts_it=True, calls=calls),
+    )
+    with exclusive_database(seeded_url):
+        run_all(reports_root=tmp_path / "reports", progress=False)
+    assert calls == []
