@@ -1,4 +1,4 @@
-"""Read what the load generator saw: operations.csv and result.json of each scenario run."""
+"""Read what the load generator saw: result.json, operations.csv and unanswered.csv of a run."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from pathlib import Path
 OPERATIONS_FILE = "operations.csv"
 RESULT_FILE = "result.json"
 OPERATIONS_HEADER = ("transaction_id", "authorization_id", "kind", "units")
+UNANSWERED_FILE = "unanswered.csv"
+UNANSWERED_HEADER = ("request_id", "authorization_id", "kind", "units")
 HIGH_CONTENTION_SCENARIO = "high_contention"
 HIGH_CONTENTION_POOL = "high_contention"
 # A request that got no response (status 0) may or may not have taken effect on the server.
@@ -26,6 +28,17 @@ class ClientOperation:
     """One successful operation the generator recorded."""
 
     transaction_id: str
+    authorization_id: str
+    kind: str
+    units: int
+    source: str
+
+
+@dataclass(frozen=True)
+class UnansweredRequest:
+    """One request that got no response: it may or may not have committed on the server."""
+
+    request_id: str
     authorization_id: str
     kind: str
     units: int
@@ -81,6 +94,41 @@ def read_operations(result_dir: Path, source: str) -> Iterator[ClientOperation]:
             if len(row) != len(OPERATIONS_HEADER) or not row[3].strip().isdigit():
                 raise IntegrityInputError(f"{path}:{line_number}: malformed row {row!r}")
             yield ClientOperation(row[0], row[1], row[2], int(row[3]), source)
+
+
+def read_unanswered(result_dir: Path, source: str, expected: int) -> Iterator[UnansweredRequest]:
+    """Yield the requests without a response listed in ``result_dir``/unanswered.csv.
+
+    A folder without the file (written by an older runner) is accepted only when result.json
+    counts no such request; either way the file must list exactly ``expected`` requests.
+    """
+    path = Path(result_dir) / UNANSWERED_FILE
+    try:
+        handle = path.open(newline="", encoding="utf-8")
+    except FileNotFoundError:
+        if expected:
+            raise IntegrityInputError(
+                f"{result_dir}: {RESULT_FILE} counts {expected} requests without a response "
+                f"but there is no {UNANSWERED_FILE} naming them"
+            ) from None
+        return
+    listed = 0
+    with handle:
+        reader = csv.reader(handle)
+        header = tuple(next(reader, ()))
+        if header != UNANSWERED_HEADER:
+            raise IntegrityInputError(
+                f"{path}: header must be {','.join(UNANSWERED_HEADER)}, not {','.join(header)}"
+            )
+        for line_number, row in enumerate(reader, start=2):
+            if len(row) != len(UNANSWERED_HEADER) or not row[0] or not row[3].strip().isdigit():
+                raise IntegrityInputError(f"{path}:{line_number}: malformed row {row!r}")
+            listed += 1
+            yield UnansweredRequest(row[0], row[1], row[2], int(row[3]), source)
+    if listed != expected:
+        raise IntegrityInputError(
+            f"{path} lists {listed} requests without a response but {RESULT_FILE} counts {expected}"
+        )
 
 
 def read_high_contention_ids(fixtures_path: Path) -> list[str]:

@@ -104,9 +104,23 @@ CREATE TEMPORARY TABLE client_operations (
     source text NOT NULL
 ) ON COMMIT DROP
 
+-- name: create_client_unanswered
+-- The requests that got no response (unanswered.csv): each may have committed after the
+-- client gave up on it, so a ledger row carrying its request id is indeterminate, not wrong.
+CREATE TEMPORARY TABLE client_unanswered (
+    request_id text NOT NULL,
+    authorization_id text NOT NULL,
+    kind text NOT NULL,
+    units integer NOT NULL,
+    source text NOT NULL
+) ON COMMIT DROP
+
 -- name: reconciliation_problems
--- Expected: 0 rows. The generator's successful operations and the ledger must be the same
--- set: nothing lost, nothing altered, nothing the generator never saw, nothing twice.
+-- Expected: 0 rows but 'indeterminate' ones. The generator's successful operations and the
+-- ledger must be the same set: nothing lost, nothing altered, nothing the generator never
+-- saw, nothing twice. A ledger row the generator never saw is excused ('indeterminate') only
+-- when its request id is one of the requests that got no response, with the same
+-- authorization, kind and units; any other (a 409 or 500 that wrote a row, say) is a phantom.
 WITH client AS (
     SELECT lower(transaction_id) AS transaction_id, lower(authorization_id) AS authorization_id,
            kind, units, source
@@ -123,38 +137,52 @@ problems AS (
            min(c.units) AS client_units, NULL::text AS ledger_authorization_id,
            NULL::text AS ledger_kind, NULL::integer AS ledger_units,
            string_agg(DISTINCT c.source, ' ') AS source,
-           count(*) AS times_seen
+           count(*) AS times_seen, NULL::text AS request_id
     FROM client AS c
     GROUP BY c.transaction_id
     HAVING count(*) > 1
     UNION ALL
     SELECT 'lost', c.transaction_id, c.authorization_id, c.kind, c.units, NULL, NULL, NULL,
-           c.source, 1
+           c.source, 1, NULL
     FROM client AS c
     WHERE NOT EXISTS (SELECT 1 FROM ledger AS l WHERE l.transaction_id = c.transaction_id)
     UNION ALL
     SELECT 'mismatch', c.transaction_id, c.authorization_id, c.kind, c.units,
-           l.authorization_id, l.kind, l.units, c.source, 1
+           l.authorization_id, l.kind, l.units, c.source, 1, l.request_id
     FROM client AS c
     JOIN ledger AS l ON l.transaction_id = c.transaction_id
     WHERE (c.authorization_id, c.kind, c.units) IS DISTINCT FROM
           (l.authorization_id, l.kind, l.units)
     UNION ALL
-    SELECT 'phantom', l.transaction_id, NULL, NULL, NULL, l.authorization_id, l.kind, l.units,
-           NULL, 0
-    FROM ledger AS l
-    WHERE NOT EXISTS (SELECT 1 FROM client AS c WHERE c.transaction_id = l.transaction_id)
+    -- The client columns show the unanswered request of the same id, if any, so that one
+    -- whose authorization, kind or units differ from the ledger row shows why it is a phantom.
+    SELECT CASE WHEN u.matches THEN 'indeterminate' ELSE 'phantom' END, l.transaction_id,
+           u.authorization_id, u.kind, u.units, l.authorization_id, l.kind, l.units,
+           u.source, 0, l.request_id
+    FROM (
+        SELECT * FROM ledger AS l
+        WHERE NOT EXISTS (SELECT 1 FROM client AS c WHERE c.transaction_id = l.transaction_id)
+    ) AS l
+    LEFT JOIN LATERAL (
+        SELECT lower(u.authorization_id) AS authorization_id, u.kind, u.units, u.source,
+               (lower(u.authorization_id), u.kind, u.units)
+                   = (l.authorization_id, l.kind, l.units) AS matches
+        FROM client_unanswered AS u
+        WHERE u.request_id = l.request_id
+        ORDER BY matches DESC
+        LIMIT 1
+    ) AS u ON true
     UNION ALL
     -- One request applied twice writes two ledger rows under one request id.
     SELECT 'doubled', min(l.transaction_id), NULL, NULL, NULL, min(l.authorization_id),
-           min(l.kind), min(l.units), l.request_id, count(*)
+           min(l.kind), min(l.units), l.request_id, count(*), l.request_id
     FROM ledger AS l
     WHERE l.request_id IS NOT NULL
     GROUP BY l.request_id
     HAVING count(*) > 1
 )
 SELECT problem, transaction_id, client_authorization_id, client_kind, client_units,
-       ledger_authorization_id, ledger_kind, ledger_units, source, times_seen
+       ledger_authorization_id, ledger_kind, ledger_units, source, times_seen, request_id
 FROM problems
 ORDER BY problem, transaction_id
 

@@ -27,6 +27,7 @@ from load_runner.profiles import SCENARIOS, ProfileError, ScenarioConfig, load_s
 from load_runner.progress import ProgressDisplay
 from molotov_scenarios.environment import ENVIRONMENT_VARIABLE, ScenarioEnvironment
 from molotov_scenarios.fixtures import FixturesError, load_fixtures
+from molotov_scenarios.records import unanswered_requests
 from results.records import successful_operations
 from results.summary import summarise_generator, summarise_requests
 
@@ -34,6 +35,8 @@ RESULT_SCHEMA_VERSION = 1
 RESULT_FILE = "result.json"
 OPERATIONS_FILE = "operations.csv"
 OPERATIONS_HEADER = ("transaction_id", "authorization_id", "kind", "units")
+UNANSWERED_FILE = "unanswered.csv"  # requests that got no response: they may have committed
+UNANSWERED_HEADER = ("request_id", "authorization_id", "kind", "units")
 RAW_DIR = "raw"  # per-process records, self-watch and Molotov's own output
 SCENARIO_DIR = Path(molotov_scenarios.__file__).parent
 MOLOTOV_MAIN = "import sys; from molotov.run import main; sys.exit(main())"
@@ -314,6 +317,10 @@ def _write_results(result_dir: Path, result: dict[str, Any], collected: Collecte
         writer = csv.writer(handle)
         writer.writerow(OPERATIONS_HEADER)
         writer.writerows(successful_operations(collected.records))
+    with (result_dir / UNANSWERED_FILE).open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(UNANSWERED_HEADER)
+        writer.writerows(unanswered_requests(collected.records))
     (result_dir / RESULT_FILE).write_text(json.dumps(result, indent=2) + "\n")
 
 

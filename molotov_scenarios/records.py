@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple
 
 RECORD_FIELDS = (
@@ -53,6 +53,17 @@ def is_error(status: int, code: str = "") -> bool:
     `transaction_id`), which it marks with a code of its own: that is an error too.
     """
     return not 200 <= status < 300 or bool(code)
+
+
+def unanswered_requests(records: Iterable[Record]) -> Iterator[tuple[str, str, str, int]]:
+    """Yield (request_id, authorization_id, kind, units) for every request that got no response.
+
+    Such a request may still have committed on the server: the integrity check excuses a
+    ledger row the client never saw only when it carries one of these request ids.
+    """
+    for record in records:
+        if record.status == NO_RESPONSE_STATUS:
+            yield record.request_id, record.authorization_id, record.kind, record.units
 
 
 def encode_record(record: Record) -> list[str]:

@@ -24,10 +24,16 @@ from integrity.checks import (
     LEDGER_CONSISTENCY,
     NO_OVERBOOKING,
 )
+from integrity.history import read_unanswered
+from load_runner.collect import collect
+from load_runner.runner import _write_results as write_results
+from molotov_scenarios.recorder import Recorder
+from molotov_scenarios.records import CONNECTION_ERROR, TIMEOUT, Record
 
 UNITS_PER_REQUEST = 10
 HC_TOTAL = 50
 SCHEDULE = {"reserve": (1, 0), "release": (-1, 0), "consume": (-1, 1)}
+NO_RESPONSE = "0"
 
 
 @dataclass
@@ -43,6 +49,8 @@ class World:
     normal: list[str]
     operations: list[tuple[str, str, str, int]] = field(default_factory=list)
     by_status: dict[str, int] = field(default_factory=dict)
+    # Requests that got no response (unanswered.csv); None: the file is not written at all.
+    unanswered: list[tuple[str, str, str, int]] | None = None
 
     def apply(
         self,
@@ -83,6 +91,18 @@ class World:
             self.operations.append((transaction_id, authorization_id, kind, units))
         return transaction_id
 
+    def no_response(
+        self, request_id: str, authorization_id: str, kind: str, units: int, *, committed: bool
+    ) -> str | None:
+        """Record a request that got no response; ``committed``: the server applied it anyway."""
+        self.unanswered = [*(self.unanswered or []), (request_id, authorization_id, kind, units)]
+        self.by_status[NO_RESPONSE] = self.by_status.get(NO_RESPONSE, 0) + 1
+        if not committed:
+            return None
+        return self.apply(
+            authorization_id, kind, units, seen_by_client=False, request_id=request_id
+        )
+
     def execute(self, sql: str, params: tuple[object, ...] = ()) -> None:
         with psycopg.connect(self.url) as conn:
             conn.execute(sql, params)
@@ -100,6 +120,11 @@ class World:
             writer = csv.writer(handle)
             writer.writerow(["transaction_id", "authorization_id", "kind", "units"])
             writer.writerows(self.operations)
+        if self.unanswered is not None:
+            with (self.result_dir / "unanswered.csv").open("w", newline="") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(["request_id", "authorization_id", "kind", "units"])
+                writer.writerows(self.unanswered)
 
     def check(self, scenario: str = "high_contention", **kwargs: object):
         self.write_results(scenario)
@@ -255,22 +280,126 @@ def test_phantom_operation_is_caught(world: World) -> None:
     assert (row["problem"], row["transaction_id"], row["ledger_units"]) == ("phantom", phantom, 2)
 
 
-def test_phantom_is_excused_when_a_request_got_no_response(world: World) -> None:
-    world.apply(world.normal[0], "reserve", 2, seen_by_client=False)
-    world.by_status = {"200": 13, "0": 1}
+def test_ledger_row_of_a_request_that_got_no_response_is_excused(world: World) -> None:
+    # The client gave up on the request (timeout), the server committed it all the same.
+    committed = world.no_response("41-7", world.normal[0], "reserve", 2, committed=True)
+    world.no_response("41-8", world.normal[1], "release", 1, committed=False)
     report = world.check()
     assert report.ok, format_report(report)
     check = report.check(CLIENT_RECONCILIATION)
-    assert check.rows[0]["problem"] == "indeterminate"
-    assert "excused" in check.detail
+    assert [(row["problem"], row["transaction_id"]) for row in check.rows] == [
+        ("indeterminate", committed)
+    ]
+    assert (check.rows[0]["request_id"], check.rows[0]["source"]) == ("41-7", "high_contention")
+    assert "1 ledger rows without a client record are excused" in check.detail
+    assert "of the 2 requests that got no response" in check.detail
 
 
-def test_more_phantoms_than_unanswered_requests_are_not_excused(world: World) -> None:
-    for _ in range(2):
-        world.apply(world.normal[0], "reserve", 1, seen_by_client=False)
-    world.by_status = {"0": 1}
+def test_phantom_is_caught_even_when_requests_went_unanswered(world: World) -> None:
+    # Three timeouts, none of which committed: they excuse no other request's ledger row.
+    for sequence in range(3):
+        world.no_response(f"41-{sequence}", world.normal[0], "reserve", 2, committed=False)
+    phantom = world.apply(world.normal[0], "reserve", 2, seen_by_client=False, request_id="41-9")
+    anonymous = world.apply(world.normal[1], "reserve", 1, seen_by_client=False)
     report = world.check()
-    assert report.check(CLIENT_RECONCILIATION).violations == 2
+    assert failed_checks(report) == {CLIENT_RECONCILIATION}
+    check = report.check(CLIENT_RECONCILIATION)
+    assert check.violations == 2
+    assert {(row["problem"], row["transaction_id"]) for row in check.rows} == {
+        ("phantom", phantom),
+        ("phantom", anonymous),
+    }
+
+
+def test_a_refused_request_that_wrote_a_row_is_no_longer_excused_by_count(world: World) -> None:
+    # One timeout that did not commit, and a request answered 409 that wrote a ledger row
+    # anyway: one unanswered request and one unseen row, which counting used to excuse.
+    world.no_response("41-1", world.normal[0], "reserve", 2, committed=False)
+    refused = world.apply(world.normal[0], "reserve", 2, seen_by_client=False, request_id="41-2")
+    world.by_status["409"] = 1
+    report = world.check()
+    assert failed_checks(report) == {CLIENT_RECONCILIATION}
+    row = report.check(CLIENT_RECONCILIATION).rows[0]
+    assert (row["problem"], row["transaction_id"], row["request_id"]) == (
+        "phantom",
+        refused,
+        "41-2",
+    )
+    assert "excused" not in report.check(CLIENT_RECONCILIATION).detail
+
+
+@pytest.mark.parametrize(
+    ("field_", "value"), [("authorization", 1), ("kind", "release"), ("units", 3)]
+)
+def test_unanswered_request_id_on_a_different_operation_is_a_phantom(
+    world: World, field_: str, value: object
+) -> None:
+    authorization = world.normal[value] if field_ == "authorization" else world.normal[0]
+    kind = value if field_ == "kind" else "reserve"
+    units = value if field_ == "units" else 2
+    world.no_response("41-1", world.normal[0], "reserve", 2, committed=False)
+    world.apply(authorization, kind, units, seen_by_client=False, request_id="41-1")  # type: ignore[arg-type]
+    report = world.check()
+    row = report.check(CLIENT_RECONCILIATION).rows[0]
+    assert (row["problem"], row["client_units"], row["ledger_units"]) == ("phantom", 2, units)
+
+
+def test_a_result_without_unanswered_file_had_no_unanswered_requests(world: World) -> None:
+    assert world.unanswered is None  # as written by a runner before unanswered.csv existed
+    world.apply(world.normal[0], "reserve", 2, seen_by_client=False, request_id="41-1")
+    report = world.check()
+    assert report.check(CLIENT_RECONCILIATION).rows[0]["problem"] == "phantom"
+
+
+def test_unanswered_requests_counted_but_not_listed_is_one_clear_error(world: World) -> None:
+    world.by_status = {"200": 13, NO_RESPONSE: 2}
+    with pytest.raises(IntegrityInputError, match=r"counts 2 requests .* no unanswered\.csv"):
+        world.check()
+
+
+def test_unanswered_file_that_disagrees_with_the_result_is_one_clear_error(world: World) -> None:
+    world.no_response("41-1", world.normal[0], "reserve", 2, committed=False)
+    world.by_status[NO_RESPONSE] = 3
+    with pytest.raises(IntegrityInputError, match="lists 1 requests without a response"):
+        world.check()
+
+
+def test_the_runner_writes_every_unanswered_request_and_integrity_reads_them(
+    tmp_path: Path,
+) -> None:
+    """Two processes' raw records merged: unanswered.csv names exactly the status-0 requests."""
+    raw = tmp_path / "raw"
+    per_process = {
+        101: [
+            Record("101-1", "reserve", "a", 200, "", 3.0, 0.1, "t-1", "reserve", 10),
+            Record("101-2", "reserve", "a", 0, TIMEOUT, 10000.0, 0.2, "", "reserve", 10),
+            Record("101-3", "release", "b", 409, "insufficient_units", 2.0, 0.3, "", "release", 5),
+        ],
+        102: [
+            Record("102-1", "consume", "c", 0, CONNECTION_ERROR, 1.0, 0.15, "", "consume", 1),
+            Record("102-2", "reserve", "c", 200, "", 2.0, 0.25, "t-2", "reserve", 1),
+        ],
+    }
+    for pid, records in per_process.items():
+        recorder = Recorder(raw, run_start_epoch=0.0)
+        recorder.pid = pid
+        for record in records:
+            recorder.record(record)
+        recorder.flush()
+    collected = collect(raw)
+    assert collected.problems == []
+    result_dir = tmp_path / "high_throughput"
+    write_results(result_dir, {"by_status": {"0": 2}}, collected)
+    with (result_dir / "unanswered.csv").open(newline="") as handle:
+        assert list(csv.reader(handle)) == [
+            ["request_id", "authorization_id", "kind", "units"],
+            ["102-1", "c", "consume", "1"],  # merged in start order
+            ["101-2", "a", "reserve", "10"],
+        ]
+    assert [request.request_id for request in read_unanswered(result_dir, "x", 2)] == [
+        "102-1",
+        "101-2",
+    ]
 
 
 def test_doubled_operation_is_caught(world: World) -> None:

@@ -242,3 +242,16 @@ def test_a_service_that_dies_mid_run_shows_as_connection_errors(
     assert result["by_status"]["0"] == result["by_code"].get("connection_error", 0) + result[
         "by_code"
     ].get("timeout", 0)
+    # Each request without a response is named, so that integrity can excuse its ledger row.
+    result_dir = outcome["run"].result_dir
+    raw_rows = [
+        row
+        for path in (result_dir / "raw").glob(f"{RECORDS_PREFIX}*.csv")
+        for row in csv.reader(path.open())
+    ]
+    with (result_dir / "unanswered.csv").open(newline="") as handle:
+        unanswered = list(csv.DictReader(handle))
+    assert len(unanswered) == result["by_status"]["0"]
+    assert {
+        (u["request_id"], u["authorization_id"], u["kind"], u["units"]) for u in unanswered
+    } == {(row[0], row[2], row[8], row[9]) for row in raw_rows if row[3] == "0"}
