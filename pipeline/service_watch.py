@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -23,6 +24,9 @@ from prometheus_client.parser import text_string_to_metric_families
 SERVICE_FILE = "service.json"
 POLL_INTERVAL_S = 1.0
 PROBE_TIMEOUT_S = 2.0
+# The first scrape is the baseline every delta subtracts: worth a few tries.
+FIRST_SCRAPE_ATTEMPTS = 3
+FIRST_SCRAPE_RETRY_S = 0.5
 # Counters whose change during a scenario the report shows; gauges are tracked as peaks.
 COUNTERS = (
     "db_serialization_retries_total",
@@ -62,7 +66,8 @@ class ServiceWatch:
     service: WatchedService
     interval_s: float = POLL_INTERVAL_S
     events: list[dict[str, Any]] = field(default_factory=list)
-    before: dict[str, float] = field(default_factory=dict)
+    # None when no baseline could be scraped: the deltas are then unknown, not totals.
+    before: dict[str, float] | None = field(default_factory=dict)
     after: dict[str, float] = field(default_factory=dict)
     peaks: dict[str, float] = field(default_factory=dict)
     started_at: str = ""
@@ -74,12 +79,12 @@ class ServiceWatch:
         self._probe = _Probe()
         self._alive = True
         self._workers = self._worker_pids()
-        self._last_metrics: dict[str, float] = {}
+        self._last_metrics: dict[str, float] | None = {}
 
     def __enter__(self) -> ServiceWatch:
         self.started_at = now()
-        self.before = self._scrape() or {}
-        self._last_metrics = dict(self.before)
+        self.before = self._first_scrape()
+        self._last_metrics = None if self.before is None else dict(self.before)
         self._thread.start()
         return self
 
@@ -105,7 +110,7 @@ class ServiceWatch:
             "alive": self._alive and not any(e["kind"] == "crash" for e in self.events),
             "events": list(self.events),
             "healthz": {"checks": self._probe.checks, "failures": self._probe.failures},
-            "before": dict(self.before),
+            "before": None if self.before is None else dict(self.before),
             "after": dict(self.after),
             "delta": metric_delta(self.before, self.after),
             "peaks": dict(self.peaks),
@@ -161,10 +166,23 @@ class ServiceWatch:
         for name in GAUGES:
             if name in metrics:
                 self.peaks[name] = max(self.peaks.get(name, 0.0), metrics[name])
+        if self._last_metrics is None:
+            # No baseline yet: the counters hold earlier scenarios' timeouts too.
+            self._last_metrics = metrics
+            return
         new_timeouts = metrics.get(POOL_TIMEOUTS, 0.0) - self._last_metrics.get(POOL_TIMEOUTS, 0.0)
         if new_timeouts > 0:
             self._record("pool_exhaustion", f"{new_timeouts:g} requests found no free connection")
         self._last_metrics = metrics
+
+    def _first_scrape(self) -> dict[str, float] | None:
+        for attempt in range(FIRST_SCRAPE_ATTEMPTS):
+            if attempt:
+                time.sleep(FIRST_SCRAPE_RETRY_S)
+            metrics = self._scrape()
+            if metrics is not None:
+                return metrics
+        return None
 
     def _scrape(self) -> dict[str, float] | None:
         try:
@@ -231,9 +249,17 @@ def parse_metrics(text: str) -> dict[str, float]:
     return figures
 
 
-def metric_delta(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
-    """Return how much each counter grew; a counter that went backwards means a restart."""
-    names = [name for name in after if name in COUNTERS or name.startswith(HTTP_REQUESTS + "{")]
+def metric_delta(
+    before: Mapping[str, float] | None, after: Mapping[str, float]
+) -> dict[str, float | None]:
+    """Return how much each counter grew; a counter that went backwards means a restart.
+
+    Without a baseline (``before`` is None) every delta is None: subtracting from zero would
+    charge this scenario with everything since the service started.
+    """
+    names = {name for name in after if name in COUNTERS or name.startswith(HTTP_REQUESTS + "{")}
+    if before is None:
+        return dict.fromkeys(sorted(names | set(COUNTERS)))
     return {name: after[name] - before.get(name, 0.0) for name in sorted(names)}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import subprocess
 import threading
@@ -14,7 +15,13 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pipeline.service_watch import ServiceWatch, metric_delta, parse_metrics
+from pipeline.service_watch import (
+    COUNTERS,
+    FIRST_SCRAPE_ATTEMPTS,
+    ServiceWatch,
+    metric_delta,
+    parse_metrics,
+)
 from target.serve import start_service
 
 METRICS_TEXT = """\
@@ -75,6 +82,7 @@ class FakeState:
     healthy: bool = True
     pool_timeouts: float = 0.0
     alive: bool = True
+    metrics_failures: int = 0  # how many /metrics requests to answer 500 before answering
 
 
 @pytest.fixture(name="fake_service")
@@ -87,6 +95,9 @@ def _fake_service() -> Iterator[tuple[FakeState, object]]:
             if self.path == "/healthz":
                 status = 200 if state.healthy else 503
                 body = b'{"status": "ok"}' if state.healthy else b'{"code": "unavailable"}'
+            elif state.metrics_failures > 0:
+                state.metrics_failures -= 1
+                status, body = 500, b"busy"
             else:
                 status = 200
                 body = f"db_pool_timeouts_total {state.pool_timeouts}\n".encode()
@@ -130,6 +141,52 @@ def test_pool_exhaustion_and_health_failures_are_timed(fake_service) -> None:
     assert exhaustion["detail"] == "4 requests found no free connection"
     assert exhaustion["at"].startswith("20")
     assert evidence["healthz"]["failures"] >= 1
+
+
+def test_metric_delta_without_a_baseline_is_unknown_not_a_total() -> None:
+    after = {"db_pool_timeouts_total": 9.0, 'http_requests_total{status="503",code="x"}': 1.0}
+    delta = metric_delta(None, after)
+    assert set(delta) == {*COUNTERS, 'http_requests_total{status="503",code="x"}'}
+    assert all(value is None for value in delta.values())
+
+
+def test_a_failed_first_scrape_is_retried(fake_service, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("pipeline.service_watch.FIRST_SCRAPE_RETRY_S", 0.01)
+    state, service = fake_service
+    state.pool_timeouts = 5.0  # an earlier scenario's
+    state.metrics_failures = FIRST_SCRAPE_ATTEMPTS - 1
+    with ServiceWatch(service, interval_s=0.05) as watch:
+        state.pool_timeouts = 7.0
+        wait_for(lambda: any(e["kind"] == "pool_exhaustion" for e in watch.events), "exhaustion")
+    evidence = watch.evidence()
+    assert evidence["before"] == {"db_pool_timeouts_total": 5.0}
+    assert evidence["delta"] == {"db_pool_timeouts_total": 2.0}
+    assert [e["detail"] for e in evidence["events"]] == ["2 requests found no free connection"]
+
+
+def test_without_a_first_scrape_deltas_are_unknown_and_old_timeouts_are_not_blamed(
+    fake_service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("pipeline.service_watch.FIRST_SCRAPE_RETRY_S", 0.01)
+    state, service = fake_service
+    state.pool_timeouts = 5.0  # an earlier scenario's
+    state.metrics_failures = FIRST_SCRAPE_ATTEMPTS
+    with ServiceWatch(service, interval_s=0.05) as watch:
+        assert state.metrics_failures == 0, "every first attempt was made"
+        time.sleep(0.3)  # a few ticks that see the earlier scenarios' total
+        assert watch.events == []
+        state.pool_timeouts = 8.0
+        wait_for(lambda: any(e["kind"] == "pool_exhaustion" for e in watch.events), "exhaustion")
+    evidence = watch.evidence()
+    assert evidence["before"] is None
+    assert evidence["after"] == {"db_pool_timeouts_total": 8.0}
+    assert evidence["delta"] == dict.fromkeys(sorted(COUNTERS))
+    assert [e["detail"] for e in evidence["events"]] == ["3 requests found no free connection"]
+    json.dumps(evidence)  # service.json can hold it
+    # The report's consumers read it without failing (unknown counts show as missing).
+    from reporting.verdict import ScenarioEvidence, judge_scenario
+
+    judge_scenario(ScenarioEvidence("high_contention", service=evidence))
 
 
 def test_process_exit_is_a_crash(fake_service) -> None:
