@@ -7,6 +7,7 @@ Exit codes: 0 success (and, for `all`, a GO verdict); 1 the checks or the verdic
 from __future__ import annotations
 
 import json
+import os
 import sys
 import urllib.error
 import urllib.request
@@ -31,6 +32,10 @@ T = TypeVar("T")
 GO = "GO"
 EXIT_FAILED = 1
 REACHABILITY_TIMEOUT_S = 3.0
+TARGET_NEEDS_DATABASE = (
+    "--target-url needs DATABASE_URL pointing at that service's database, "
+    "so the checks read the right one"
+)
 
 
 def all_command(
@@ -66,7 +71,10 @@ def scenario_command(
 
     _check_profile(profile, [scenario])
     if target_url:
-        # Before touching the database: bad input changes nothing.
+        # Before touching the database: bad input changes nothing. The reset and the checks
+        # must reach the target's own database, never our local one.
+        if not os.environ.get("DATABASE_URL"):
+            fail(TARGET_NEEDS_DATABASE)
         _cleanly(lambda: check_reachable(target_url))
     url = _cleanly(database_url)
     with ExitStack() as held:

@@ -171,3 +171,29 @@ def test_the_pipeline_never_stops_the_local_cluster_under_database_url(
     with exclusive_database(seeded_url):
         run_all(reports_root=tmp_path / "reports", progress=False)
     assert calls == []
+
+
+def test_a_target_url_without_database_url_is_refused_before_anything_is_touched(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The reset and the checks would read the local database, which says nothing of the target."""
+    calls: list[str] = []
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("LOADTEST_FIXTURES_PATH", str(fixtures_path(tmp_path)))
+    monkeypatch.setattr(
+        "local_postgres.LocalCluster",
+        lambda: FakeCluster("postgresql://nowhere", starts_it=True, calls=calls),
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        scenario_command(
+            "high_contention", target_url="http://127.0.0.1:9", out=str(tmp_path / "out")
+        )
+    assert exit_info.value.code == 2
+    assert only_error_line(capsys) == (
+        "error: --target-url needs DATABASE_URL pointing at that service's database, "
+        "so the checks read the right one"
+    )
+    assert calls == [], "the local cluster was not even started"
+    assert not (tmp_path / "out").exists()
