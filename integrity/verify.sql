@@ -47,6 +47,48 @@ WHERE booked_by_counters > total_units
    OR total_units < 0
 ORDER BY units_over DESC, id
 
+-- name: overbooked_in_history
+-- Expected: 0 rows. Replays each authorization's ledger in commit order (commit timestamps,
+-- track_commit_timestamp = on) from its seeded bookings: a moment when booked units exceeded
+-- the total is overbooking, even when later releases brought the end state back under it.
+-- Every change takes the authorization's row, so commits on one authorization never tie.
+WITH steps AS (
+    SELECT t.authorization_id,
+           t.id,
+           pg_xact_commit_timestamp(t.xmin) AS committed_at,
+           CASE t.kind WHEN 'reserve' THEN t.units
+                       WHEN 'release' THEN -t.units
+                       ELSE 0 END AS booked_delta
+    FROM unit_transactions AS t
+),
+running AS (
+    SELECT s.authorization_id,
+           s.committed_at,
+           b.total_units,
+           b.used_units + b.scheduled_units
+               + sum(s.booked_delta) OVER (
+                     PARTITION BY s.authorization_id
+                     ORDER BY s.committed_at NULLS LAST, s.id
+                     ROWS UNBOUNDED PRECEDING) AS booked
+    FROM steps AS s
+    JOIN seed_baseline AS b ON b.authorization_id = s.authorization_id
+)
+SELECT authorization_id::text AS authorization_id,
+       total_units,
+       max(booked) AS peak_booked,
+       max(booked) - total_units AS units_over,
+       min(committed_at)::text AS first_over_at,
+       'overbooked_in_history' AS problem
+FROM running
+WHERE booked > total_units
+GROUP BY authorization_id, total_units
+ORDER BY units_over DESC, authorization_id
+
+-- name: ledger_rows_without_commit_time
+SELECT count(*) AS n
+FROM unit_transactions AS t
+WHERE pg_xact_commit_timestamp(t.xmin) IS NULL
+
 -- name: ledger_drift
 -- Expected: 0 rows. Counters must equal the seeded counters plus the ledger's sums by kind:
 -- reserve schedules units, release unschedules them, consume turns scheduled into used.

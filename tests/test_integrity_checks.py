@@ -23,6 +23,7 @@ from integrity.checks import (
     CONTENTION_EXPECTATION,
     LEDGER_CONSISTENCY,
     NO_OVERBOOKING,
+    NO_OVERBOOKING_IN_HISTORY,
 )
 from integrity.history import read_unanswered
 from load_runner.collect import collect
@@ -217,7 +218,7 @@ def test_overbooking_is_caught(world: World) -> None:
     # Consistent in ledger, counters and client file, yet beyond the budget: 20 + 10 + 80 > 100.
     world.apply(world.normal[1], "reserve", 80)
     report = world.check()
-    assert failed_checks(report) == {NO_OVERBOOKING}
+    assert failed_checks(report) == {NO_OVERBOOKING, NO_OVERBOOKING_IN_HISTORY}
     check = report.check(NO_OVERBOOKING)
     assert check.violations == 1
     assert check.rows[0]["authorization_id"] == world.normal[1]
@@ -431,7 +432,12 @@ def test_over_reserved_high_contention_authorization_is_caught(world: World) -> 
     # The unsafe race: a sixth reservation granted while the counter stayed at 50.
     world.apply(world.high_contention[0], "reserve", UNITS_PER_REQUEST, in_counters=False)
     report = world.check()
-    assert failed_checks(report) == {CONTENTION_EXPECTATION, LEDGER_CONSISTENCY, NO_OVERBOOKING}
+    assert failed_checks(report) == {
+        CONTENTION_EXPECTATION,
+        LEDGER_CONSISTENCY,
+        NO_OVERBOOKING,
+        NO_OVERBOOKING_IN_HISTORY,
+    }
     overbooked = report.check(NO_OVERBOOKING).rows[0]
     assert (overbooked["problem"], overbooked["booked_by_counters"]) == ("overbooked_in_ledger", 50)
     assert (overbooked["booked_by_ledger"], overbooked["units_over"]) == (60, 10)
