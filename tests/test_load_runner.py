@@ -26,7 +26,7 @@ import pytest
 
 from load_runner import SCENARIOS, LoadRunError, run_scenario
 from load_runner import runner as runner_module
-from load_runner.collect import LiveProgress
+from load_runner.collect import Collected, LiveProgress
 from load_runner.profiles import (
     ProfileError,
     Thresholds,
@@ -34,9 +34,10 @@ from load_runner.profiles import (
     load_scenario_config,
 )
 from load_runner.progress import ProgressDisplay, progress_line
-from load_runner.runner import execute
+from load_runner.runner import MolotovOutcome, build_result, execute
 from molotov_scenarios.environment import ENVIRONMENT_VARIABLE, PROCESS_PREFIX, RECORDS_PREFIX
 from molotov_scenarios.fixtures import FixturesError, load_fixtures
+from molotov_scenarios.records import Record
 
 TEST_PROFILES = """
 [high_contention.thresholds]
@@ -273,6 +274,38 @@ def test_an_expiry_that_is_not_a_time_is_malformed(fixtures_path: Path) -> None:
     fixtures_path.write_text(json.dumps(document))
     with pytest.raises(FixturesError, match="malformed"):
         load_fixtures(fixtures_path)
+
+
+# -- Throughput -------------------------------------------------------------------------------
+def test_throughput_counts_the_time_requests_were_in_flight_not_the_start_up(
+    profiles_path: Path,
+) -> None:
+    """10 requests between 3.0 s and 4.0 s after global_setup: 10 req/s, not 10 / 4."""
+    records = [
+        Record(f"r{i}", "reserve", "a", 200, "", 100.0, 3.0 + i / 10, f"t{i}", "reserve", 1)
+        for i in range(10)
+    ]
+    collected = Collected(
+        records=records,
+        processes=[],
+        run_start_epoch=1000.0,
+        exceptions=0,
+        first_exception="",
+        scheduled_requests=0,
+        problems=[],
+    )
+    outcome = MolotovOutcome(0, False, wall_s=6.0, cpu_seconds=1.0, stderr_tail="")
+    config = load_scenario_config("high_contention", "test", profiles_path)
+    result = build_result(config, "http://127.0.0.1:1", outcome, collected, 999.0)
+    assert result["duration_s"] == 4.0  # the run's wall time, fork and start-up included
+    assert result["totals"]["measured_window_s"] == 1.0
+    assert result["totals"]["throughput_rps"] == 10.0
+    assert result["totals"]["requests"] == 10
+
+
+def test_no_request_means_no_window_and_no_throughput() -> None:
+    collected = Collected([], [], None, 0, "", 0, [])
+    assert runner_module.measured_window_s(collected) == 0.0
 
 
 # -- Merging ----------------------------------------------------------------------------------
