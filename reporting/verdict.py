@@ -311,6 +311,11 @@ def _service_findings(evidence: ScenarioEvidence) -> list[Finding]:
             findings.append(Finding(NO_GO, name, f"a service worker exited at {at}"))
         elif kind == "pool_exhaustion":
             findings.append(Finding(NO_GO, name, f"the connection pool was exhausted at {at}"))
+    if "before" in service and service["before"] is None:
+        # No /metrics baseline: the counters' deltas (pool timeouts, retries) are unknown.
+        findings.append(
+            Finding(CONDITIONAL, name, "pool timeouts during the run are unknown (no /metrics)")
+        )
     timeouts = (service.get("delta") or {}).get(POOL_TIMEOUTS_METRIC) or 0
     if timeouts and not any(event.get("kind") == "pool_exhaustion" for event in events):
         findings.append(

@@ -131,12 +131,14 @@ def test_full_profiles_hold_the_reference_figures_and_the_issue_thresholds() -> 
     assert (full["high_contention"].users, full["high_contention"].duration_s) == (50, 60)
     assert (full["high_throughput"].users, full["high_throughput"].duration_s) == (200, 300)
     assert (full["mixed_operations"].users, full["mixed_operations"].duration_s) == (100, 600)
-    assert full["high_contention"].thresholds == Thresholds(p95_ms=200, p99_ms=500)
+    assert full["high_contention"].thresholds == Thresholds(
+        p95_ms=200, p99_ms=500, unexpected_error_rate_max=0.01
+    )
     assert full["high_throughput"].thresholds == Thresholds(
-        p95_ms=150, p99_ms=300, error_rate_max=0.02
+        p95_ms=150, p99_ms=300, error_rate_max=0.02, unexpected_error_rate_max=0.01
     )
     assert full["mixed_operations"].thresholds == Thresholds(
-        p95_ms=175, error_rate_min=0.10, error_rate_max=0.20
+        p95_ms=175, error_rate_min=0.10, error_rate_max=0.20, unexpected_error_rate_max=0.01
     )
     assert full["high_contention"].units_per_request == 10
     assert available_profiles() == ["full", "open", "smoke"]

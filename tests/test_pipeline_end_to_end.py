@@ -98,6 +98,9 @@ def expected_decision(run_dir: Path) -> str:
             or service["delta"].get("db_pool_timeouts_total")
         ):
             return "NO-GO"
+        requests = result["totals"]["requests"]
+        expected_codes = set(result["config"]["expected_error_codes"])
+        unexpected = sum(n for code, n in result["by_code"].items() if code not in expected_codes)
         for name, limit in result["config"]["thresholds"].items():
             if limit is None:
                 continue
@@ -105,13 +108,16 @@ def expected_decision(run_dir: Path) -> str:
                 measured = result["totals"]["error_rate"]
                 miss = (limit - measured) / limit
             else:
-                measured = (
-                    result["totals"]["error_rate"]
-                    if name == "error_rate_max"
-                    else result["latency_ms"][name.removesuffix("_ms")]
-                )
+                if name == "error_rate_max":
+                    measured = result["totals"]["error_rate"]
+                elif name == "unexpected_error_rate_max":
+                    measured = unexpected / requests
+                else:
+                    measured = result["latency_ms"][name.removesuffix("_ms")]
                 miss = (measured - limit) / limit if limit else (1e9 if measured else 0.0)
-            if miss > NO_GO_MISS + 1e-9:
+            # Only latency and unexpected errors can make NO-GO on their own.
+            graded = name.endswith("_ms") or name == "unexpected_error_rate_max"
+            if graded and miss > NO_GO_MISS + 1e-9:
                 return "NO-GO"
             if miss > 0:
                 worst = "CONDITIONAL"

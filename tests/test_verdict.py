@@ -335,3 +335,13 @@ def test_an_open_model_run_that_fell_behind_its_schedule_is_reported(
     assert verdict.decision == decision
     if decision != GO:
         assert f"sent {sent:,} of {scheduled:,} scheduled requests" in verdict.reasons[0]
+
+
+def test_unknown_pool_timeouts_are_not_taken_for_none() -> None:
+    """Without a /metrics baseline the deltas are null: say so rather than assume zero."""
+    service = {**HEALTHY_SERVICE, "before": None, "delta": {"db_pool_timeouts_total": None}}
+    verdict = decide([evidence(service=service)])
+    assert verdict.decision == CONDITIONAL
+    assert verdict.reasons == (
+        "high_throughput: pool timeouts during the run are unknown (no /metrics)",
+    )
