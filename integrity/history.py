@@ -79,21 +79,10 @@ def read_scenario(result_dir: Path) -> ScenarioRecord:
 def read_operations(result_dir: Path, source: str) -> Iterator[ClientOperation]:
     """Yield the successful operations recorded in ``result_dir``/operations.csv."""
     path = Path(result_dir) / OPERATIONS_FILE
-    try:
-        handle = path.open(newline="", encoding="utf-8")
-    except FileNotFoundError:
-        raise IntegrityInputError(f"no {OPERATIONS_FILE} in {result_dir}") from None
-    with handle:
-        reader = csv.reader(handle)
-        header = tuple(next(reader, ()))
-        if header != OPERATIONS_HEADER:
-            raise IntegrityInputError(
-                f"{path}: header must be {','.join(OPERATIONS_HEADER)}, not {','.join(header)}"
-            )
-        for line_number, row in enumerate(reader, start=2):
-            if len(row) != len(OPERATIONS_HEADER) or not row[3].strip().isdigit():
-                raise IntegrityInputError(f"{path}:{line_number}: malformed row {row!r}")
-            yield ClientOperation(row[0], row[1], row[2], int(row[3]), source)
+    if not path.exists():
+        raise IntegrityInputError(f"no {OPERATIONS_FILE} in {result_dir}")
+    for row in _csv_rows(path, OPERATIONS_HEADER):
+        yield ClientOperation(row[0], row[1], row[2], int(row[3]), source)
 
 
 def read_unanswered(result_dir: Path, source: str, expected: int) -> Iterator[UnansweredRequest]:
@@ -103,32 +92,39 @@ def read_unanswered(result_dir: Path, source: str, expected: int) -> Iterator[Un
     counts no such request; either way the file must list exactly ``expected`` requests.
     """
     path = Path(result_dir) / UNANSWERED_FILE
-    try:
-        handle = path.open(newline="", encoding="utf-8")
-    except FileNotFoundError:
+    if not path.exists():
         if expected:
             raise IntegrityInputError(
                 f"{result_dir}: {RESULT_FILE} counts {expected} requests without a response "
                 f"but there is no {UNANSWERED_FILE} naming them"
-            ) from None
+            )
         return
     listed = 0
-    with handle:
-        reader = csv.reader(handle)
-        header = tuple(next(reader, ()))
-        if header != UNANSWERED_HEADER:
-            raise IntegrityInputError(
-                f"{path}: header must be {','.join(UNANSWERED_HEADER)}, not {','.join(header)}"
-            )
-        for line_number, row in enumerate(reader, start=2):
-            if len(row) != len(UNANSWERED_HEADER) or not row[0] or not row[3].strip().isdigit():
-                raise IntegrityInputError(f"{path}:{line_number}: malformed row {row!r}")
-            listed += 1
-            yield UnansweredRequest(row[0], row[1], row[2], int(row[3]), source)
+    for row in _csv_rows(path, UNANSWERED_HEADER, require_first=True):
+        listed += 1
+        yield UnansweredRequest(row[0], row[1], row[2], int(row[3]), source)
     if listed != expected:
         raise IntegrityInputError(
             f"{path} lists {listed} requests without a response but {RESULT_FILE} counts {expected}"
         )
+
+
+def _csv_rows(
+    path: Path, header: tuple[str, ...], *, require_first: bool = False
+) -> Iterator[list[str]]:
+    """Yield the rows of a result CSV whose header and columns (…, units) are as expected."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        found = tuple(next(reader, ()))
+        if found != header:
+            raise IntegrityInputError(
+                f"{path}: header must be {','.join(header)}, not {','.join(found)}"
+            )
+        for line_number, row in enumerate(reader, start=2):
+            malformed = len(row) != len(header) or not row[3].strip().isdigit()
+            if malformed or (require_first and not row[0]):
+                raise IntegrityInputError(f"{path}:{line_number}: malformed row {row!r}")
+            yield row
 
 
 def read_high_contention_ids(fixtures_path: Path) -> list[str]:
