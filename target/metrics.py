@@ -64,6 +64,11 @@ POOL_TIMEOUTS = Counter(
     "db_pool_timeouts",
     "Requests answered 503 because no pooled connection came within the pool timeout.",
 )
+# Incremented by target.supervisor, in its own process: its sample file outlives the workers.
+WORKER_RESTARTS = Counter(
+    "service_worker_restarts",
+    "Workers the supervisor started again after one died.",
+)
 
 
 def is_multiprocess() -> bool:
@@ -84,3 +89,9 @@ def forget_this_worker() -> None:
     """Drop this worker's live gauges so the sums count only running workers."""
     if is_multiprocess():
         multiprocess.mark_process_dead(os.getpid())
+
+
+def forget_worker(pid: int) -> None:
+    """Drop a dead worker's live gauges: killed, it could not drop them itself."""
+    if is_multiprocess():
+        multiprocess.mark_process_dead(pid)

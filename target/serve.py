@@ -1,9 +1,12 @@
-"""Run the service under Hypercorn in a subprocess: for tests, tools and `invoke target.serve`."""
+"""Run the service in a subprocess: for tests, tools and `invoke target.serve`.
+
+This process binds the port; target.supervisor gets the socket and keeps W Hypercorn workers
+serving it, replacing any that dies.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import shutil
 import signal
@@ -17,21 +20,20 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 
+import psutil
+
 from target.metrics import MULTIPROC_DIR_ENV
 from target.settings import CONCURRENCY_STRATEGIES, Settings
+from target.supervisor import GRACEFUL_TIMEOUT_S, LISTEN_BACKLOG, STOP_MARGIN_S
 
 HOST = "127.0.0.1"
-APP_PATH = "target.app:create_app()"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-LISTEN_BACKLOG = 1024
-GRACEFUL_TIMEOUT_S = 3
 READY_POLL_S = 0.1
 HEALTH_TIMEOUT_S = 2.0
 LOG_TAIL_LINES = 20
 MIGRATED_TABLE = "authorizations"
-# uvloop cuts the event loop's share of each request (Quart + Hypercorn make several tasks and
-# futures per request); plain asyncio remains the fallback where it is not installed.
-WORKER_CLASS = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+# The supervisor stops its workers within their graceful timeout plus a margin: wait a bit more.
+STOP_TIMEOUT_S = GRACEFUL_TIMEOUT_S + STOP_MARGIN_S + 2
 
 
 class ServiceStartError(RuntimeError):
@@ -39,7 +41,10 @@ class ServiceStartError(RuntimeError):
 
 
 class ServiceProcess:
-    """A Hypercorn server in a subprocess of our own; a context manager that stops it."""
+    """The supervisor and its Hypercorn workers, in subprocesses; a context manager that stops them.
+
+    ``pid`` is the supervisor's; the workers are its children (``worker_pids()``).
+    """
 
     def __init__(
         self, process: subprocess.Popen[bytes], base_url: str, log_path: Path, metrics_dir: Path
@@ -51,10 +56,14 @@ class ServiceProcess:
         self.log_path = log_path
 
     def is_alive(self) -> bool:
-        """Tell whether the Hypercorn main process is still running."""
+        """Tell whether the supervisor is still running (a dead worker is replaced, not fatal)."""
         return self._process.poll() is None
 
-    def stop(self, timeout_s: float = 10.0) -> int | None:
+    def worker_pids(self) -> list[int]:
+        """Return the pids of the workers serving now, e.g. for a fault injector to kill one."""
+        return worker_pids(self.pid)
+
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> int | None:
         """Stop gracefully (SIGTERM), then by force (SIGKILL); return the exit code."""
         if self.is_alive():
             self._process.send_signal(signal.SIGTERM)
@@ -63,7 +72,7 @@ class ServiceProcess:
             except subprocess.TimeoutExpired:
                 self._kill_group()
                 self._process.wait(timeout=timeout_s)
-        # Workers share the main process's group: make sure none outlives it.
+        # Workers share the supervisor's process group: make sure none outlives it.
         self._kill_group()
         shutil.rmtree(self._metrics_dir, ignore_errors=True)
         return self._process.returncode
@@ -98,7 +107,7 @@ def start_service(
     log_path: Path | None = None,
     ready_timeout_s: float = 30.0,
 ) -> ServiceProcess:
-    """Start Hypercorn on 127.0.0.1 (a free port when 0) and wait until /healthz answers 200."""
+    """Start the service on 127.0.0.1 (a free port when 0); wait until /healthz answers 200."""
     check_launch(database_url, strategy, workers, env)
     listener = bind_listener(port)
     bound_port = listener.getsockname()[1]
@@ -109,14 +118,14 @@ def start_service(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with listener, log_path.open("ab") as log_file:
         process = subprocess.Popen(
-            hypercorn_command(f"fd://{listener.fileno()}", workers),
+            supervisor_command(listener.fileno(), workers),
             env=child_env,
             cwd=PROJECT_ROOT,
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,
             pass_fds=(listener.fileno(),),
-            # Its own process group, so stop() can reach the spawned workers too.
+            # Its own process group, so stop() can reach the workers too.
             start_new_session=True,
         )
     service = ServiceProcess(process, f"http://{HOST}:{bound_port}", log_path, metrics_dir)
@@ -155,24 +164,32 @@ def bind_listener(port: int) -> socket.socket:
     return listener
 
 
-def hypercorn_command(bind: str, workers: int) -> list[str]:
-    """Return the Hypercorn command line for our app."""
+def supervisor_command(listener_fd: int, workers: int) -> list[str]:
+    """Return the command that supervises ``workers`` Hypercorn workers on the socket."""
     return [
         sys.executable,
         "-m",
-        "hypercorn",
-        "--bind",
-        bind,
+        "target.supervisor",
+        "--fd",
+        str(listener_fd),
         "--workers",
         str(workers),
-        "--backlog",
-        str(LISTEN_BACKLOG),
-        "--graceful-timeout",
-        str(GRACEFUL_TIMEOUT_S),
-        "--worker-class",
-        WORKER_CLASS,
-        APP_PATH,
     ]
+
+
+def worker_pids(supervisor_pid: int) -> list[int]:
+    """Return the pids of a supervisor's live workers (its children), lowest first."""
+    try:
+        children = psutil.Process(supervisor_pid).children()
+    except psutil.Error:
+        return []
+    pids = []
+    for child in children:
+        # A killed worker stays a zombie child until the supervisor reaps it: not serving.
+        with contextlib.suppress(psutil.Error):
+            if child.status() != psutil.STATUS_ZOMBIE:
+                pids.append(child.pid)
+    return sorted(pids)
 
 
 def service_environment(
@@ -257,7 +274,7 @@ def serve_forever(port: int, workers: int, strategy: str | None) -> None:
     bound_port = listener.getsockname()[1]
     with listener:
         process = subprocess.Popen(
-            hypercorn_command(f"fd://{listener.fileno()}", workers),
+            supervisor_command(listener.fileno(), workers),
             env=service_environment(url, strategy, metrics_dir, None),
             cwd=PROJECT_ROOT,
             pass_fds=(listener.fileno(),),
@@ -266,9 +283,9 @@ def serve_forever(port: int, workers: int, strategy: str | None) -> None:
     try:
         process.wait()
     except KeyboardInterrupt:
-        # Hypercorn got the same SIGINT from the terminal and is shutting down.
+        # The supervisor got the same SIGINT from the terminal and is stopping its workers.
         try:
-            process.wait(timeout=GRACEFUL_TIMEOUT_S * 3)
+            process.wait(timeout=STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
