@@ -1,0 +1,156 @@
+"""The capacity search: exact sequences of rates with a fake judge, then one real short run.
+
+The pure part (doubling, bisecting, the time budget, stopping on a failure) runs against a
+judge that passes every rate up to a limit and a clock that each step moves forward; the real
+part runs two short steps against the project's cluster and a real Hypercorn server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pipeline.capacity import (
+    CONVERGED,
+    FATAL,
+    NOTHING_SUSTAINABLE,
+    OUT_OF_TIME,
+    SearchPlan,
+    StepOutcome,
+    next_rate,
+    search,
+)
+
+STEP_COST_S = 20.0
+
+
+class FakeClock:
+    """A clock that only moves when a step runs."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def judge_up_to(
+    limit_rps: float, clock: FakeClock, *, fatal_at: float | None = None
+) -> tuple[Callable[[float], StepOutcome], list[float]]:
+    """Return a step that sustains every rate up to ``limit_rps``, and the rates it was asked."""
+    asked: list[float] = []
+
+    def run_step(rate: float) -> StepOutcome:
+        asked.append(rate)
+        clock.now += STEP_COST_S
+        if fatal_at is not None and rate >= fatal_at:
+            return StepOutcome(rate, passed=False, fatal=True, reasons=("integrity violated",))
+        return StepOutcome(rate, passed=rate <= limit_rps)
+
+    return run_step, asked
+
+
+def plan(start: float = 100.0, max_duration_s: float = 1000.0) -> SearchPlan:
+    # Nominal step: 3 + 10 + 7 = 20 s, the fake step's cost.
+    return SearchPlan(
+        start_rate_rps=start,
+        max_duration_s=max_duration_s,
+        step_s=10.0,
+        warmup_s=3.0,
+        overhead_guess_s=7.0,
+    )
+
+
+def test_doubles_then_bisects_until_within_ten_percent() -> None:
+    clock = FakeClock()
+    run_step, asked = judge_up_to(700.0, clock)
+    result = search(run_step, plan(), clock=clock)
+    # 800 fails: bisect 400..800 → 600 (ok) → 700 (ok) → 750 (fails); 700..750 is 7 % apart.
+    assert asked == [100.0, 200.0, 400.0, 800.0, 600.0, 700.0, 750.0]
+    assert [step.passed for step in result.steps] == [True] * 3 + [False, True, True, False]
+    assert result.stop_reason == CONVERGED
+    assert result.sustainable_rate_rps == 700.0
+    assert result.first_failed_rate_rps == 750.0
+    assert [step.wall_s for step in result.steps] == [STEP_COST_S] * 7
+
+
+def test_bisecting_stops_once_the_bracket_is_within_ten_percent_of_the_good_rate() -> None:
+    clock = FakeClock()
+    run_step, asked = judge_up_to(140.0, clock)
+    result = search(run_step, plan(start=50.0), clock=clock)
+    # 200 fails: 150 fails, 125 holds (20 % apart), 137.5 holds: 150 is 9.1 % above it.
+    assert asked == [50.0, 100.0, 200.0, 150.0, 125.0, 137.5]
+    assert result.sustainable_rate_rps == 137.5
+    assert result.first_failed_rate_rps == 150.0
+    assert result.stop_reason == CONVERGED
+
+
+def test_a_failed_first_step_halves_until_one_holds() -> None:
+    clock = FakeClock()
+    run_step, asked = judge_up_to(30.0, clock)
+    result = search(run_step, plan(start=100.0), clock=clock)
+    # Never higher after a failure: 50, 25 (holds), then bisect 25..50, midpoints rounded to
+    # a tenth (31.25 → 31.3, 28.15 → 28.2, 29.75 → 29.8).
+    assert asked == [100.0, 50.0, 25.0, 37.5, 31.3, 28.2, 29.8]
+    assert result.sustainable_rate_rps == 29.8
+    assert result.first_failed_rate_rps == 31.3
+
+
+def test_nothing_sustainable_stops_below_the_minimum_rate() -> None:
+    clock = FakeClock()
+    run_step, asked = judge_up_to(0.0, clock)
+    result = search(run_step, plan(start=4.0), clock=clock)
+    assert asked == [4.0, 2.0, 1.0]
+    assert result.stop_reason == NOTHING_SUSTAINABLE
+    assert result.sustainable_rate_rps is None
+    assert result.first_failed_rate_rps == 1.0
+
+
+def test_a_fatal_step_stops_the_search_at_once() -> None:
+    clock = FakeClock()
+    run_step, asked = judge_up_to(10_000.0, clock, fatal_at=400.0)
+    result = search(run_step, plan(), clock=clock)
+    assert asked == [100.0, 200.0, 400.0]
+    assert result.stop_reason == FATAL
+    assert "integrity violated" in result.stop_detail
+    assert result.sustainable_rate_rps == 200.0
+
+
+def test_no_step_starts_that_would_overrun_max_duration() -> None:
+    clock = FakeClock()
+    run_step, asked = judge_up_to(10_000.0, clock)
+    # Room for 3 steps of 20 s in 70 s; a 4th would end at 80 s.
+    result = search(run_step, plan(max_duration_s=70.0), clock=clock)
+    assert asked == [100.0, 200.0, 400.0]
+    assert result.stop_reason == OUT_OF_TIME
+    assert "800 req/s" in result.stop_detail
+    assert clock.now - 1000.0 <= 70.0
+    assert result.sustainable_rate_rps == 400.0
+    assert result.first_failed_rate_rps is None
+
+
+def test_the_budget_is_planned_with_the_longest_step_so_far() -> None:
+    clock = FakeClock()
+    asked: list[float] = []
+
+    def slow_second_step(rate: float) -> StepOutcome:
+        asked.append(rate)
+        clock.now += 40.0 if len(asked) == 2 else 20.0
+        return StepOutcome(rate, passed=True)
+
+    # 20 + 40 = 60 s spent, 45 s left: the guess (20 s) would fit, the longest step (40) too,
+    # so a third runs (20 s); then 25 s left < 40 s: stop.
+    result = search(slow_second_step, plan(max_duration_s=105.0), clock=clock)
+    assert asked == [100.0, 200.0, 400.0]
+    assert result.stop_reason == OUT_OF_TIME
+    assert clock.now - 1000.0 <= 105.0
+
+
+def test_next_rate_ignores_a_pass_above_the_first_failure() -> None:
+    steps = [
+        StepOutcome(100.0, True),
+        StepOutcome(200.0, False),
+        StepOutcome(150.0, True),
+        StepOutcome(175.0, False),
+        StepOutcome(300.0, True),  # noise above a failure: not sustainable
+    ]
+    assert next_rate(steps, start_rate_rps=100.0) == 162.5
