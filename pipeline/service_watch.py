@@ -1,7 +1,10 @@
 """Watch the service during a scenario: process alive, /healthz each second, /metrics deltas.
 
-A crash, a worker restart or pool exhaustion is recorded with its time; the result is the
-service.json each scenario folder holds and the verdict reads.
+Each event is recorded with its time: `crash` (the service is down: the supervisor exited),
+`restart` (a worker died and the supervisor replaced it: the service stayed up), `worker_exit`
+(a worker died and no replacement came within REPLACEMENT_GRACE_S), pool exhaustion and
+/healthz failures. The result is the service.json each scenario folder holds and the verdict
+reads.
 """
 
 from __future__ import annotations
@@ -34,11 +37,17 @@ COUNTERS = (
     "db_pool_timeouts_total",
     "http_requests_total",
     "http_5xx_total",
+    "service_worker_restarts_total",
 )
 GAUGES = ("db_pool_size", "db_pool_checked_out", "db_pool_waiting")
 POOL_TIMEOUTS = "db_pool_timeouts_total"
 HTTP_REQUESTS = "http_requests_total"
 SERVER_ERRORS = "http_5xx_total"
+WORKER_RESTARTS = "service_worker_restarts_total"
+# The supervisor replaces a dead worker within 2 s; only a worker still unreplaced after that is
+# reported as an exit, so a replacement seen a tick later is one restart, not two events.
+REPLACEMENT_GRACE_S = 2.0
+REPLACEMENT_POLL_S = 0.1
 SKIPPED_SUFFIXES = ("_created",)
 RESOURCE_TRACKER = "multiprocessing.resource_tracker"
 
@@ -50,6 +59,13 @@ class WatchedService(Protocol):
     pid: int | None  # None for a service we did not start: no process to watch
 
     def is_alive(self) -> bool: ...
+
+
+@dataclass
+class _WorkerExit:
+    seen: float  # monotonic, for the grace period
+    at: str
+    reported: bool = False  # as a worker_exit, once the grace period passed unreplaced
 
 
 @dataclass
@@ -79,6 +95,9 @@ class ServiceWatch:
         self._probe = _Probe()
         self._alive = True
         self._workers = self._worker_pids()
+        self._exits: dict[int, _WorkerExit] = {}
+        self._restart_times: list[str] = []
+        self._replacements_seen = 0
         self._last_metrics: dict[str, float] | None = {}
 
     def __enter__(self) -> ServiceWatch:
@@ -97,6 +116,7 @@ class ServiceWatch:
         self._stop.set()
         self._thread.join(timeout=self.interval_s + PROBE_TIMEOUT_S * 2 + 1)
         self._tick()  # one last look, so a crash in the final second is not missed
+        self._await_replacements()
         self.after = self._scrape() or {}
         self.ended_at = now()
 
@@ -114,6 +134,7 @@ class ServiceWatch:
             "after": dict(self.after),
             "delta": metric_delta(self.before, self.after),
             "peaks": dict(self.peaks),
+            "worker_restarts": {"count": self._restart_count(), "at": list(self._restart_times)},
         }
 
     def write(self, folder: Path) -> Path:
@@ -138,16 +159,63 @@ class ServiceWatch:
         self._check_health()
         metrics = self._scrape()
         if metrics is not None:
+            self._check_restart_counter(metrics)
             self._check_pool(metrics)
 
     def _check_workers(self) -> None:
         workers = self._worker_pids()
         gone, new = self._workers - workers, workers - self._workers
-        if gone and new:
-            self._record("restart", f"workers {sorted(gone)} replaced by {sorted(new)}")
-        elif gone:
-            self._record("worker_exit", f"workers {sorted(gone)} exited, none replaced them")
         self._workers = workers
+        for pid in sorted(gone):
+            self._exits[pid] = _WorkerExit(seen=time.monotonic(), at=now())
+        if new and self._exits:
+            # The earliest exits are the ones these newcomers replace.
+            replaced = sorted(self._exits, key=lambda pid: self._exits[pid].seen)[: len(new)]
+            at = self._exits[replaced[0]].at
+            for pid in replaced:
+                del self._exits[pid]
+            self._replacements_seen += len(replaced)
+            self._record_restart(f"workers {sorted(replaced)} replaced by {sorted(new)}", at)
+        overdue = [
+            pid
+            for pid, exit_ in sorted(self._exits.items())
+            if not exit_.reported and time.monotonic() - exit_.seen >= REPLACEMENT_GRACE_S
+        ]
+        if overdue:
+            for pid in overdue:
+                self._exits[pid].reported = True
+            self._record(
+                "worker_exit",
+                f"workers {overdue} exited, none replaced them within {REPLACEMENT_GRACE_S:g} s",
+                at=self._exits[overdue[0]].at,
+            )
+
+    def _await_replacements(self) -> None:
+        """Give a worker that died just before the end its grace period to be replaced."""
+        while self._alive and any(not exit_.reported for exit_ in self._exits.values()):
+            time.sleep(REPLACEMENT_POLL_S)
+            if not self.service.is_alive():
+                self._tick()  # records the crash
+                return
+            self._check_workers()
+
+    def _check_restart_counter(self, metrics: dict[str, float]) -> None:
+        """Without worker pids to watch (a service we did not start), trust the counter."""
+        if self.service.pid is not None or self._last_metrics is None:
+            return
+        restarted = metrics.get(WORKER_RESTARTS, 0.0) - self._last_metrics.get(WORKER_RESTARTS, 0.0)
+        if restarted > 0:
+            self._record_restart(f"{restarted:g} workers restarted ({WORKER_RESTARTS})", now())
+
+    def _record_restart(self, detail: str, at: str) -> None:
+        self._restart_times.append(at)
+        self._record("restart", detail, at=at)
+
+    def _restart_count(self) -> int | None:
+        """Return the supervisor's own count when /metrics has it, else the restarts seen."""
+        if self.before is not None and WORKER_RESTARTS in self.after:
+            return int(self.after[WORKER_RESTARTS] - self.before.get(WORKER_RESTARTS, 0.0))
+        return self._replacements_seen if self.service.pid is not None else None
 
     def _check_health(self) -> None:
         self._probe.checks += 1
@@ -202,13 +270,15 @@ class ServiceWatch:
         except psutil.Error:
             return set()
 
-    def _record(self, kind: str, detail: str) -> None:
-        self.events.append({"kind": kind, "at": now(), "detail": detail})
+    def _record(self, kind: str, detail: str, at: str | None = None) -> None:
+        self.events.append({"kind": kind, "at": at or now(), "detail": detail})
 
 
 def _is_worker(process: psutil.Process) -> bool:
-    """Tell a server worker from multiprocessing's resource tracker, which serves no request."""
+    """Tell a live server worker from a zombie (dead, not yet reaped) or a resource tracker."""
     try:
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
         return not any(RESOURCE_TRACKER in part for part in process.cmdline())
     except psutil.Error:
         return False

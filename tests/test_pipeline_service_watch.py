@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -12,12 +13,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
 import pytest
 
 from pipeline.service_watch import (
     COUNTERS,
     FIRST_SCRAPE_ATTEMPTS,
+    WORKER_RESTARTS,
     ServiceWatch,
     metric_delta,
     parse_metrics,
@@ -83,6 +84,7 @@ class FakeState:
     pool_timeouts: float = 0.0
     alive: bool = True
     metrics_failures: int = 0  # how many /metrics requests to answer 500 before answering
+    worker_restarts: float | None = None  # the supervisor's counter, when the service has one
 
 
 @pytest.fixture(name="fake_service")
@@ -100,7 +102,10 @@ def _fake_service() -> Iterator[tuple[FakeState, object]]:
                 status, body = 500, b"busy"
             else:
                 status = 200
-                body = f"db_pool_timeouts_total {state.pool_timeouts}\n".encode()
+                text = f"db_pool_timeouts_total {state.pool_timeouts}\n"
+                if state.worker_restarts is not None:
+                    text += f"{WORKER_RESTARTS} {state.worker_restarts}\n"
+                body = text.encode()
             self.send_response(status)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -198,10 +203,10 @@ def test_process_exit_is_a_crash(fake_service) -> None:
     assert watch.evidence()["alive"] is False
 
 
-def test_real_service_stays_up_then_a_killed_worker_is_a_crash(
+def test_real_service_a_killed_worker_is_a_restart_a_killed_supervisor_a_crash(
     database_url: str, tmp_path: Path
 ) -> None:
-    with start_service(database_url, log_path=tmp_path / "service.log") as service:
+    with start_service(database_url, workers=2, log_path=tmp_path / "service.log") as service:
         with ServiceWatch(service, interval_s=0.1) as watch:
             wait_for(lambda: watch.evidence()["healthz"]["checks"] >= 3, "three probes")
         clean = watch.evidence()
@@ -209,19 +214,36 @@ def test_real_service_stays_up_then_a_killed_worker_is_a_crash(
         assert clean["alive"] is True
         assert clean["healthz"]["failures"] == 0
         assert clean["delta"]["http_requests_total"] >= 3  # our own probes are counted
+        assert clean["worker_restarts"] == {"count": 0, "at": []}
         (folder := tmp_path / "scenario").mkdir()
         assert watch.write(folder).name == "service.json"
 
-        # A worker that dies makes Hypercorn stop altogether: the worker's exit, then a crash.
-        (worker,) = workers(service.pid)
+        # A worker that dies is replaced by the supervisor: a restart; the service stays up.
+        victim = service.worker_pids()[0]
         with ServiceWatch(service, interval_s=0.1) as watch:
-            worker.kill()
+            os.kill(victim, signal.SIGKILL)
+            wait_for(lambda: any(e["kind"] == "restart" for e in watch.events), "restart")
+        evidence = watch.evidence()
+        assert evidence["alive"] is True
+        (restart,) = [e for e in evidence["events"] if e["kind"] == "restart"]
+        assert restart["detail"].startswith(f"workers [{victim}] replaced by [")
+        # A probe the victim was answering may fail; nothing else may happen.
+        assert {e["kind"] for e in evidence["events"]} <= {
+            "restart",
+            "healthz_failed",
+            "healthz_recovered",
+        }
+        assert evidence["delta"][WORKER_RESTARTS] == 1
+        assert evidence["worker_restarts"] == {"count": 1, "at": [restart["at"]]}
+
+        # The supervisor's death is the service's: a crash.
+        with ServiceWatch(service, interval_s=0.1) as watch:
+            os.kill(service.pid, signal.SIGKILL)
             wait_for(lambda: any(e["kind"] == "crash" for e in watch.events), "crash")
         evidence = watch.evidence()
         assert evidence["alive"] is False
         assert [e["kind"] for e in evidence["events"]][-1] == "crash"
-        # Between the worker's death and the main process's exit a probe may fail too.
-        assert {e["kind"] for e in evidence["events"]} <= {"worker_exit", "healthz_failed", "crash"}
+        assert {e["kind"] for e in evidence["events"]} <= {"healthz_failed", "crash"}
 
 
 def test_replaced_worker_is_a_restart(fake_service) -> None:
@@ -238,16 +260,87 @@ def test_replaced_worker_is_a_restart(fake_service) -> None:
         (event,) = watch.evidence()["events"]
         assert event["kind"] == "restart"
         assert event["detail"] == f"workers [{first.pid}] replaced by [{second.pid}]"
+        assert watch.evidence()["worker_restarts"] == {"count": 1, "at": [event["at"]]}
     finally:
-        for process in (first, second):
-            if process is not None and process.poll() is None:
-                process.kill()
-                process.wait()
+        stop(first, second)
 
 
-def workers(pid: int) -> list[psutil.Process]:
-    return [
-        child
-        for child in psutil.Process(pid).children()
-        if "multiprocessing.resource_tracker" not in " ".join(child.cmdline())
-    ]
+def test_a_replacement_seen_ticks_after_the_exit_is_one_restart_timed_at_the_exit(
+    fake_service,
+) -> None:
+    _, service = fake_service
+    first = subprocess.Popen(["sleep", "60"])
+    second = None
+    try:
+        with ServiceWatch(service, interval_s=0.05) as watch:
+            first.kill()
+            first.wait()
+            time.sleep(0.3)  # several ticks see the exit before the replacement comes
+            second = subprocess.Popen(["sleep", "60"])
+            wait_for(lambda: bool(watch.events), "restart")
+        (event,) = watch.evidence()["events"]
+        assert event["kind"] == "restart"
+        assert event["detail"] == f"workers [{first.pid}] replaced by [{second.pid}]"
+        assert event["at"] < watch.evidence()["ended_at"]
+    finally:
+        stop(first, second)
+
+
+def test_an_exit_unreplaced_after_the_grace_period_is_a_worker_exit(
+    fake_service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("pipeline.service_watch.REPLACEMENT_GRACE_S", 0.2)
+    _, service = fake_service
+    first = subprocess.Popen(["sleep", "60"])
+    try:
+        with ServiceWatch(service, interval_s=0.05) as watch:
+            first.kill()
+            first.wait()
+            wait_for(lambda: bool(watch.events), "worker exit")
+        (event,) = watch.evidence()["events"]
+        assert event["kind"] == "worker_exit"
+        assert event["detail"] == f"workers [{first.pid}] exited, none replaced them within 0.2 s"
+        assert watch.evidence()["worker_restarts"] == {"count": 0, "at": []}
+    finally:
+        stop(first)
+
+
+def test_an_exit_just_before_the_end_waits_for_its_replacement(fake_service) -> None:
+    _, service = fake_service
+    first = subprocess.Popen(["sleep", "60"])
+    replacements: list[subprocess.Popen[bytes]] = []
+    try:
+        watch = ServiceWatch(service, interval_s=0.05)
+        with watch:
+            first.kill()
+            first.wait()
+            # The replacement comes after the watch was asked to stop, within the grace period.
+            timer = threading.Timer(
+                0.3, lambda: replacements.append(subprocess.Popen(["sleep", "60"]))
+            )
+            timer.start()
+        timer.join()
+        assert [e["kind"] for e in watch.evidence()["events"]] == ["restart"]
+    finally:
+        stop(first, *replacements)
+
+
+def test_without_pids_the_restart_counter_tells_restarts(fake_service) -> None:
+    state, service = fake_service
+    service.pid = None  # a service we did not start
+    state.worker_restarts = 2.0
+    with ServiceWatch(service, interval_s=0.05) as watch:
+        state.worker_restarts = 3.0
+        wait_for(lambda: bool(watch.events), "restart")
+    (event,) = watch.evidence()["events"]
+    assert event["kind"] == "restart"
+    assert event["detail"] == f"1 workers restarted ({WORKER_RESTARTS})"
+    assert watch.evidence()["worker_restarts"] == {"count": 1, "at": [event["at"]]}
+    assert watch.evidence()["alive"] is True
+
+
+def stop(*processes: subprocess.Popen[bytes] | None) -> None:
+    for process in processes:
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
