@@ -13,9 +13,11 @@ from psycopg.rows import dict_row
 
 from integrity.history import (
     HIGH_CONTENTION_SCENARIO,
+    HISTORY_FILE,
     IntegrityInputError,
     ScenarioRecord,
     read_high_contention_ids,
+    read_history,
     read_operations,
     read_scenario,
     read_unanswered,
@@ -29,12 +31,24 @@ LEDGER_CONSISTENCY = "ledger_consistency"
 CLIENT_RECONCILIATION = "client_reconciliation"
 CONTENTION_EXPECTATION = "contention_expectation"
 NO_OVERBOOKING_IN_HISTORY = "no_overbooking_in_history"
+# Exactly once per logical operation (one Idempotency-Key each), from history.jsonl.
+ONE_ROW_PER_KEY = "one_row_per_idempotency_key"
+OK_OPERATIONS_IN_LEDGER = "ok_operations_in_ledger"
+NO_ROW_FOR_FAILED_OPERATIONS = "no_row_for_failed_operations"
+INFO_OPERATIONS_AT_MOST_ONCE = "info_operations_at_most_once"
+EXACTLY_ONCE_CHECKS = (
+    ONE_ROW_PER_KEY,
+    OK_OPERATIONS_IN_LEDGER,
+    NO_ROW_FOR_FAILED_OPERATIONS,
+    INFO_OPERATIONS_AT_MOST_ONCE,
+)
 CHECK_NAMES = (
     NO_OVERBOOKING,
     NO_OVERBOOKING_IN_HISTORY,
     LEDGER_CONSISTENCY,
     CLIENT_RECONCILIATION,
     CONTENTION_EXPECTATION,
+    *EXACTLY_ONCE_CHECKS,
 )
 DESCRIPTIONS = {
     NO_OVERBOOKING: "No authorization has more units booked (used + scheduled) than its "
@@ -50,7 +64,16 @@ DESCRIPTIONS = {
     "altered, phantom, duplicated or doubled operation.",
     CONTENTION_EXPECTATION: "Every exhausted high-contention authorization holds exactly "
     "floor(available units / units per request) reservations.",
+    ONE_ROW_PER_KEY: "The ledger holds at most one row per Idempotency-Key within an "
+    "organization: no logical operation was applied twice, however often it was retried.",
+    OK_OPERATIONS_IN_LEDGER: "Every operation the generator saw end ok is in the ledger under "
+    "its Idempotency-Key, with its transaction id, authorization, kind and units.",
+    NO_ROW_FOR_FAILED_OPERATIONS: "No ledger row carries the Idempotency-Key of an operation "
+    "the service definitely refused (fail).",
+    INFO_OPERATIONS_AT_MOST_ONCE: "An operation whose outcome stayed unknown (info) after its "
+    "last attempt is in the ledger at most once, and then as asked.",
 }
+NOT_CHECKED = "NOT CHECKED"
 SEED_BASELINE_TABLE = "seed_baseline"
 # A ledger row whose request id is one of the requests that got no response is indeterminate,
 # not wrong: that request may have committed after the client gave up on it (Jepsen's "info"
@@ -68,6 +91,8 @@ class CheckResult:
     violations: int
     rows: tuple[dict[str, Any], ...] = ()
     detail: str = ""
+    # False when the check could not run on these inputs (said in `detail`): not a pass.
+    checked: bool = True
 
 
 @dataclass(frozen=True)
@@ -108,6 +133,8 @@ def run_checks(
             _require_seed_baseline(conn)
             client_operations = _load_client_operations(conn, scenarios)
             _load_unanswered_requests(conn, scenarios)
+            keyed = _load_client_history(conn, scenarios)
+            has_key_column = _create_ledger_keys(conn)
             ledger_rows = conn.execute("SELECT count(*) AS n FROM unit_transactions").fetchone()
             checks = (
                 check_no_overbooking(conn, row_limit),
@@ -117,6 +144,7 @@ def run_checks(
                     conn, sum(s.unanswered_requests for s in scenarios), row_limit
                 ),
                 check_contention_expectation(conn, high_contention, hc_ids, row_limit),
+                *check_exactly_once(conn, keyed, has_key_column, row_limit),
             )
             database = conn.info.dbname
     return IntegrityReport(
@@ -142,12 +170,8 @@ def check_no_overbooking_in_history(conn: psycopg.Connection[Any], row_limit: in
     tracked = conn.execute("SELECT current_setting('track_commit_timestamp') AS on").fetchone()
     if not tracked or tracked["on"] != "on":
         # Said in the detail and the report: on our own cluster the setting is always on.
-        return CheckResult(
-            NO_OVERBOOKING_IN_HISTORY,
-            DESCRIPTIONS[NO_OVERBOOKING_IN_HISTORY],
-            ok=True,
-            violations=0,
-            detail="NOT CHECKED: track_commit_timestamp is off on this server",
+        return _not_checked(
+            NO_OVERBOOKING_IN_HISTORY, "track_commit_timestamp is off on this server"
         )
     untimed = conn.execute(query("ledger_rows_without_commit_time")).fetchone()
     rows = conn.execute(query("overbooked_in_history")).fetchall()
@@ -258,6 +282,72 @@ def check_contention_expectation(
     return _result(CONTENTION_EXPECTATION, offending, row_limit, detail=detail)
 
 
+def check_exactly_once(
+    conn: psycopg.Connection[Any], keyed: KeyedHistory, has_key_column: bool, row_limit: int
+) -> tuple[CheckResult, ...]:
+    """Check each logical operation took effect exactly as often as its outcome allows.
+
+    Expects the client_history table and the ledger_keys view of this transaction.
+    """
+    if not has_key_column:
+        reason = "the ledger (unit_transactions) has no idempotency_key column"
+        return tuple(_not_checked(name, reason) for name in EXACTLY_ONCE_CHECKS)
+    ledger_keyed = conn.execute(query("keyed_ledger_rows")).fetchone()
+    keyed_rows = int(ledger_keyed["n"]) if ledger_keyed else 0
+    if keyed_rows or keyed.operations:
+        duplicates = conn.execute(query("keys_with_several_rows")).fetchall()
+        one_row = _result(
+            ONE_ROW_PER_KEY,
+            duplicates,
+            row_limit,
+            detail=f"{keyed_rows} ledger rows carry a key; "
+            f"{len(duplicates)} keys have more than one",
+        )
+    else:
+        one_row = _not_checked(ONE_ROW_PER_KEY, "no ledger row carries an Idempotency-Key")
+    if not keyed.operations:
+        reason = keyed.why_none()
+        return (one_row, *(_not_checked(name, reason) for name in EXACTLY_ONCE_CHECKS[1:]))
+    return (
+        one_row,
+        _check_operations(conn, OK_OPERATIONS_IN_LEDGER, "ok", keyed, row_limit),
+        _check_operations(conn, NO_ROW_FOR_FAILED_OPERATIONS, "fail", keyed, row_limit),
+        _check_operations(conn, INFO_OPERATIONS_AT_MOST_ONCE, "info", keyed, row_limit),
+    )
+
+
+def _check_operations(
+    conn: psycopg.Connection[Any], name: str, outcome: str, keyed: KeyedHistory, row_limit: int
+) -> CheckResult:
+    """Hold the client's operations of one outcome against the ledger rows under their keys."""
+    rows = conn.execute(query("client_operations_against_ledger"), {"outcome": outcome}).fetchall()
+    offending = []
+    for row in rows:
+        problem = _exactly_once_problem(outcome, row)
+        if problem:
+            offending.append({"problem": problem, **row})
+    counted = keyed.by_outcome.get(outcome, 0)
+    applied = sum(1 for row in rows if row["ledger_rows"])
+    detail = f"{counted} {outcome} operations, {applied} of them in the ledger"
+    return _result(name, offending, row_limit, detail=detail)
+
+
+def _exactly_once_problem(outcome: str, row: dict[str, Any]) -> str:
+    """Name what is wrong with one client operation and its ledger rows, or return ""."""
+    rows, match = row["ledger_rows"], row["rows_match"]
+    if outcome == "ok":
+        if rows == 0:
+            return "ok_not_in_ledger"
+        if not match or not row["has_client_transaction"]:
+            return "ok_mismatch"
+        return "ok_applied_twice" if rows > 1 else ""
+    if outcome == "fail":
+        return "failed_but_in_ledger" if rows else ""
+    if rows > 1:
+        return "info_applied_twice"
+    return "info_mismatch" if rows and not match else ""
+
+
 def _require_seed_baseline(conn: psycopg.Connection[Any]) -> None:
     found = conn.execute("SELECT to_regclass(%s) AS t", (SEED_BASELINE_TABLE,)).fetchone()
     if not found or found["t"] is None:
@@ -304,6 +394,76 @@ def _load_unanswered_requests(
                     )
                 )
     conn.execute("ANALYZE client_unanswered")
+
+
+@dataclass
+class KeyedHistory:
+    """What the generator's histories hold: keyed operations by outcome, and what was missing."""
+
+    operations: int = 0
+    by_outcome: dict[str, int] = field(default_factory=dict)
+    without_history: list[str] = field(default_factory=list)  # result folders with no file
+
+    def why_none(self) -> str:
+        if self.without_history:
+            return (
+                f"no {HISTORY_FILE} in {', '.join(self.without_history)} "
+                "(results written before operations had Idempotency-Keys)"
+            )
+        return f"the {HISTORY_FILE} holds no operation with an Idempotency-Key"
+
+
+def _load_client_history(
+    conn: psycopg.Connection[Any], scenarios: list[ScenarioRecord]
+) -> KeyedHistory:
+    conn.execute(query("create_client_history"))
+    keyed = KeyedHistory()
+    with conn.cursor().copy(
+        "COPY client_history (idempotency_key, outcome, kind, authorization_id, units, "
+        "transaction_id, attempts, process, source) FROM STDIN"
+    ) as copy:
+        for scenario in scenarios:
+            operations = read_history(scenario.result_dir, scenario.scenario)
+            if operations is None:
+                keyed.without_history.append(str(scenario.result_dir))
+                continue
+            for op in operations:
+                copy.write_row(
+                    (
+                        op.idempotency_key,
+                        op.outcome,
+                        op.kind,
+                        op.authorization_id,
+                        op.units,
+                        op.transaction_id,
+                        op.attempts,
+                        op.process,
+                        op.source,
+                    )
+                )
+                keyed.operations += 1
+                keyed.by_outcome[op.outcome] = keyed.by_outcome.get(op.outcome, 0) + 1
+    conn.execute("ANALYZE client_history")
+    return keyed
+
+
+def _create_ledger_keys(conn: psycopg.Connection[Any]) -> bool:
+    """Create the ledger_keys view; return whether the ledger has an idempotency_key column."""
+    found = conn.execute(query("has_idempotency_key_column")).fetchone()
+    present = bool(found and found["present"])
+    conn.execute(query("create_ledger_keys" if present else "create_ledger_keys_without_column"))
+    return present
+
+
+def _not_checked(name: str, reason: str) -> CheckResult:
+    return CheckResult(
+        name,
+        DESCRIPTIONS[name],
+        ok=True,
+        violations=0,
+        detail=f"{NOT_CHECKED}: {reason}",
+        checked=False,
+    )
 
 
 def _result(

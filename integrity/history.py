@@ -1,4 +1,5 @@
-"""Read what the load generator saw: result.json, operations.csv and unanswered.csv of a run."""
+"""Read what the load generator saw: result.json, operations.csv, unanswered.csv and the
+Jepsen-shaped history.jsonl (one invoke and one completion per logical operation) of a run."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ RESULT_FILE = "result.json"
 OPERATIONS_HEADER = ("transaction_id", "authorization_id", "kind", "units")
 UNANSWERED_FILE = "unanswered.csv"
 UNANSWERED_HEADER = ("request_id", "authorization_id", "kind", "units")
+HISTORY_FILE = "history.jsonl"
+HISTORY_COMPLETIONS = ("ok", "fail", "info")
 HIGH_CONTENTION_SCENARIO = "high_contention"
 HIGH_CONTENTION_POOL = "high_contention"
 # A request that got no response (status 0) may or may not have taken effect on the server.
@@ -42,6 +45,21 @@ class UnansweredRequest:
     authorization_id: str
     kind: str
     units: int
+    source: str
+
+
+@dataclass(frozen=True)
+class HistoryOperation:
+    """One logical operation of the history: what was asked under which key, and its outcome."""
+
+    idempotency_key: str
+    outcome: str  # ok, fail or info; an invoke never completed counts as info
+    kind: str
+    authorization_id: str
+    units: int
+    transaction_id: str
+    attempts: int
+    process: int
     source: str
 
 
@@ -107,6 +125,86 @@ def read_unanswered(result_dir: Path, source: str, expected: int) -> Iterator[Un
         raise IntegrityInputError(
             f"{path} lists {listed} requests without a response but {RESULT_FILE} counts {expected}"
         )
+
+
+def read_history(result_dir: Path, source: str) -> list[HistoryOperation] | None:
+    """Return the logical operations of ``result_dir``/history.jsonl; None without the file.
+
+    Each invoke is paired with the next completion of the same process (a Jepsen process runs
+    one operation at a time); an invoke left open at the end is an `info` operation.
+    Operations without a key (records written before keys) are left out.
+    """
+    path = Path(result_dir) / HISTORY_FILE
+    if not path.exists():
+        return None
+    open_invokes: dict[int, dict[str, object]] = {}
+    operations: list[HistoryOperation] = []
+    with path.open(encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            event = _history_event(path, line_number, line)
+            process = event["process"]
+            if event["type"] == "invoke":
+                if process in open_invokes:
+                    raise IntegrityInputError(
+                        f"{path}:{line_number}: process {process} invoked twice without a "
+                        "completion"
+                    )
+                open_invokes[process] = event
+                continue
+            invoke = open_invokes.pop(process, None)
+            if invoke is None:
+                raise IntegrityInputError(
+                    f"{path}:{line_number}: a completion of process {process} without an invoke"
+                )
+            operations.append(_history_operation(path, line_number, event, source))
+    operations.extend(
+        _history_operation(path, 0, {**invoke, "type": "info"}, source)
+        for invoke in open_invokes.values()
+    )
+    return [operation for operation in operations if operation.idempotency_key]
+
+
+def _history_event(path: Path, line_number: int, line: str) -> dict[str, object]:
+    try:
+        event = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise IntegrityInputError(f"{path}:{line_number}: not JSON: {error}") from None
+    valid = (
+        isinstance(event, dict)
+        and isinstance(event.get("process"), int)
+        and event.get("type") in ("invoke", *HISTORY_COMPLETIONS)
+        and isinstance(event.get("f"), str)
+        and isinstance(event.get("value"), dict)
+    )
+    if not valid:
+        raise IntegrityInputError(f"{path}:{line_number}: malformed history event {line.strip()!r}")
+    return event
+
+
+def _history_operation(
+    path: Path, line_number: int, event: dict[str, object], source: str
+) -> HistoryOperation:
+    value = event["value"]
+    assert isinstance(value, dict)
+    key, units = value.get("key"), value.get("units")
+    if not isinstance(units, int) or not isinstance(value.get("authorization"), str):
+        raise IntegrityInputError(
+            f"{path}:{line_number}: history value needs authorization and units: {value!r}"
+        )
+    attempts = event.get("attempts")
+    return HistoryOperation(
+        idempotency_key=key if isinstance(key, str) else "",
+        outcome=str(event["type"]),
+        kind=str(event["f"]),
+        authorization_id=str(value["authorization"]),
+        units=units,
+        transaction_id=str(value.get("transaction_id") or ""),
+        attempts=attempts if isinstance(attempts, int) else 0,
+        process=int(event["process"]),  # type: ignore[call-overload]
+        source=source,
+    )
 
 
 def _csv_rows(

@@ -47,8 +47,12 @@ def format_report(report: IntegrityReport, printed_rows: int = PRINTED_ROWS) -> 
         f"{report.client_operations} client operations, {report.ledger_rows} ledger rows"
     ]
     for check in report.checks:
-        state = "ok" if check.ok else f"FAILED, {check.violations} violations"
-        lines.append(f"  {check.name}: {state}" + (f" ({check.detail})" if check.detail else ""))
+        if not check.checked:
+            state = "NOT CHECKED"
+        else:
+            state = "ok" if check.ok else f"FAILED, {check.violations} violations"
+        detail = check.detail.removeprefix("NOT CHECKED: ") if not check.checked else check.detail
+        lines.append(f"  {check.name}: {state}" + (f" ({detail})" if detail else ""))
         if not check.ok:
             lines.extend(f"      {_format_row(row)}" for row in check.rows[:printed_rows])
             hidden = check.violations - min(len(check.rows), printed_rows)

@@ -161,8 +161,11 @@ CREATE TEMPORARY TABLE client_unanswered (
 -- Expected: 0 rows but 'indeterminate' ones. The generator's successful operations and the
 -- ledger must be the same set: nothing lost, nothing altered, nothing the generator never
 -- saw, nothing twice. A ledger row the generator never saw is excused ('indeterminate') only
--- when its request id is one of the requests that got no response, with the same
--- authorization, kind and units; any other (a 409 or 500 that wrote a row, say) is a phantom.
+-- when its request id is one of the requests that got no response, or its Idempotency-Key is
+-- that of an operation whose outcome stayed unknown (info: a 503 after a lost commit
+-- acknowledgement, say), with the same authorization, kind and units; any other (a 409 or
+-- 500 that wrote a row, a retry of an ok operation that booked again) is a phantom.
+-- Expects the ledger_keys view and the client_history table of this transaction.
 WITH client AS (
     SELECT lower(transaction_id) AS transaction_id, lower(authorization_id) AS authorization_id,
            kind, units, source
@@ -170,8 +173,8 @@ WITH client AS (
 ),
 ledger AS (
     SELECT t.id::text AS transaction_id, t.authorization_id::text AS authorization_id,
-           t.kind, t.units, t.request_id
-    FROM unit_transactions AS t
+           t.kind, t.units, t.request_id, t.idempotency_key
+    FROM ledger_keys AS t
 ),
 problems AS (
     SELECT 'duplicate' AS problem, c.transaction_id,
@@ -198,9 +201,11 @@ problems AS (
     UNION ALL
     -- The client columns show the unanswered request of the same id, if any, so that one
     -- whose authorization, kind or units differ from the ledger row shows why it is a phantom.
-    SELECT CASE WHEN u.matches THEN 'indeterminate' ELSE 'phantom' END, l.transaction_id,
-           u.authorization_id, u.kind, u.units, l.authorization_id, l.kind, l.units,
-           u.source, 0, l.request_id
+    SELECT CASE WHEN coalesce(u.matches, false) OR i.matches IS NOT NULL
+                THEN 'indeterminate' ELSE 'phantom' END, l.transaction_id,
+           coalesce(u.authorization_id, i.authorization_id), coalesce(u.kind, i.kind),
+           coalesce(u.units, i.units), l.authorization_id, l.kind, l.units,
+           coalesce(u.source, i.source), 0, l.request_id
     FROM (
         SELECT * FROM ledger AS l
         WHERE NOT EXISTS (SELECT 1 FROM client AS c WHERE c.transaction_id = l.transaction_id)
@@ -214,6 +219,15 @@ problems AS (
         ORDER BY matches DESC
         LIMIT 1
     ) AS u ON true
+    LEFT JOIN LATERAL (
+        SELECT lower(h.authorization_id) AS authorization_id, h.kind, h.units, h.source,
+               true AS matches
+        FROM client_history AS h
+        WHERE h.outcome = 'info'
+          AND h.idempotency_key = l.idempotency_key
+          AND (lower(h.authorization_id), h.kind, h.units) = (l.authorization_id, l.kind, l.units)
+        LIMIT 1
+    ) AS i ON true
     UNION ALL
     -- One request applied twice writes two ledger rows under one request id.
     SELECT 'doubled', min(l.transaction_id), NULL, NULL, NULL, min(l.authorization_id),
@@ -258,3 +272,91 @@ LEFT JOIN authorizations AS a ON a.id = hc.authorization_id
 LEFT JOIN seed_baseline AS b ON b.authorization_id = hc.authorization_id
 LEFT JOIN ledger AS l ON l.authorization_id = hc.authorization_id
 ORDER BY hc.authorization_id
+
+-- name: create_client_history
+-- The generator's logical operations (history.jsonl): the Idempotency-Key each was sent
+-- under, and how it ended: ok, fail (a definite refusal) or info (still unknown).
+CREATE TEMPORARY TABLE client_history (
+    idempotency_key text NOT NULL,
+    outcome text NOT NULL,
+    kind text NOT NULL,
+    authorization_id text NOT NULL,
+    units integer NOT NULL,
+    transaction_id text NOT NULL,
+    attempts integer NOT NULL,
+    process integer NOT NULL,
+    source text NOT NULL
+) ON COMMIT DROP
+
+-- name: has_idempotency_key_column
+SELECT EXISTS (
+    SELECT 1 FROM information_schema.columns
+    WHERE table_schema = current_schema()
+      AND table_name = 'unit_transactions'
+      AND column_name = 'idempotency_key'
+) AS present
+
+-- name: create_ledger_keys
+-- The ledger with the key each row was written under, read through one view so that the
+-- queries below also run (finding no keys) on a ledger older than the column.
+CREATE TEMPORARY VIEW ledger_keys AS
+SELECT t.id, t.authorization_id, t.organization_id, t.kind, t.units, t.request_id,
+       t.idempotency_key::text AS idempotency_key
+FROM unit_transactions AS t
+
+-- name: create_ledger_keys_without_column
+CREATE TEMPORARY VIEW ledger_keys AS
+SELECT t.id, t.authorization_id, t.organization_id, t.kind, t.units, t.request_id,
+       NULL::text AS idempotency_key
+FROM unit_transactions AS t
+
+-- name: keyed_ledger_rows
+SELECT count(*) AS n FROM ledger_keys WHERE idempotency_key IS NOT NULL
+
+-- name: keys_with_several_rows
+-- Expected: 0 rows. A key names one logical operation: the service runs it at most once
+-- (keys are scoped to the organization), so two ledger rows under one key are a duplicate.
+SELECT 'duplicated_operation' AS problem,
+       l.idempotency_key,
+       l.organization_id::text AS organization_id,
+       count(*) AS ledger_rows,
+       string_agg(l.id::text, ' ' ORDER BY l.id) AS transaction_ids,
+       string_agg(coalesce(l.request_id, '-'), ' ' ORDER BY l.id) AS request_ids,
+       min(l.authorization_id::text) AS authorization_id,
+       min(l.kind) AS kind,
+       min(l.units) AS units,
+       (SELECT string_agg(DISTINCT h.outcome, ' ') FROM client_history AS h
+        WHERE h.idempotency_key = l.idempotency_key) AS client_outcome,
+       (SELECT max(h.attempts) FROM client_history AS h
+        WHERE h.idempotency_key = l.idempotency_key) AS client_attempts
+FROM ledger_keys AS l
+WHERE l.idempotency_key IS NOT NULL
+GROUP BY l.organization_id, l.idempotency_key
+HAVING count(*) > 1
+ORDER BY count(*) DESC, l.idempotency_key
+
+-- name: client_operations_against_ledger
+-- One row per keyed client operation: its ledger rows under the same key in the same
+-- organization (the key's scope), and whether they match what the client asked and saw.
+SELECT h.outcome,
+       h.idempotency_key,
+       h.kind,
+       h.authorization_id,
+       h.units,
+       nullif(h.transaction_id, '') AS client_transaction_id,
+       h.attempts,
+       h.source,
+       count(l.id) AS ledger_rows,
+       string_agg(l.id::text, ' ' ORDER BY l.id) AS transaction_ids,
+       string_agg(coalesce(l.request_id, '-'), ' ' ORDER BY l.id) AS request_ids,
+       coalesce(bool_and((l.authorization_id::text, l.kind, l.units)
+                         = (lower(h.authorization_id), h.kind, h.units)), true) AS rows_match,
+       coalesce(bool_or(l.id::text = lower(h.transaction_id)), false) AS has_client_transaction
+FROM client_history AS h
+LEFT JOIN authorizations AS a ON a.id::text = lower(h.authorization_id)
+LEFT JOIN ledger_keys AS l
+       ON l.idempotency_key = h.idempotency_key AND l.organization_id = a.organization_id
+WHERE h.outcome = %(outcome)s
+GROUP BY h.outcome, h.idempotency_key, h.kind, h.authorization_id, h.units, h.transaction_id,
+         h.attempts, h.source
+ORDER BY h.idempotency_key

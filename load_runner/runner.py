@@ -28,6 +28,7 @@ from load_runner.progress import ProgressDisplay
 from molotov_scenarios.environment import ENVIRONMENT_VARIABLE, ScenarioEnvironment
 from molotov_scenarios.fixtures import FixturesError, load_fixtures
 from molotov_scenarios.records import unanswered_requests
+from results.history import HISTORY_FILE, history_lines, logical_operations, summarise_operations
 from results.records import successful_operations
 from results.summary import summarise_generator, summarise_requests
 
@@ -215,6 +216,7 @@ def build_result(
             "reasons": reasons,
         },
         **summary,
+        "operations": summarise_operations(logical_operations(records)),
         "generator": summarise_generator(
             collected.processes,
             cpu_seconds=outcome.cpu_seconds,
@@ -339,6 +341,8 @@ def _write_results(result_dir: Path, result: dict[str, Any], collected: Collecte
         writer = csv.writer(handle)
         writer.writerow(UNANSWERED_HEADER)
         writer.writerows(unanswered_requests(collected.records))
+    with (result_dir / HISTORY_FILE).open("w") as handle:
+        handle.writelines(line + "\n" for line in history_lines(collected.records))
     (result_dir / RESULT_FILE).write_text(json.dumps(result, indent=2) + "\n")
 
 

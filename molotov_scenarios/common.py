@@ -31,10 +31,9 @@ from molotov_scenarios.fixtures import (
     load_fixtures,
 )
 from molotov_scenarios.recorder import Recorder
-from molotov_scenarios.records import CONNECTION_ERROR, NO_RESPONSE_STATUS, TIMEOUT, Record
+from molotov_scenarios.records import Record
+from molotov_scenarios.retries import OK, new_idempotency_key, send_operation
 
-REQUEST_TIMEOUT_S = 10.0  # a request still unanswered after this is recorded as `timeout`
-INVALID_RESPONSE = "invalid_response"  # a 2xx without a transaction id: the client rejects it
 CONTENTION_SLICE_MIN_S = 0.5  # each contended authorization gets at least this long
 SHARED_SHARE = 0.2  # mixed operations: share of calls on the one shared authorization
 SHARED_POOL = HIGH_CONTENTION  # ... a small one (50 units), so that it fills up and contends
@@ -48,15 +47,17 @@ ARRIVAL_INTERVAL_S = ENVIRONMENT.users / ENVIRONMENT.arrival_rate_rps if OPEN_MO
 
 
 class Outcome(NamedTuple):
-    """What came back from one call."""
+    """How one logical operation ended: its last answer and its outcome (ok, fail or info)."""
 
     status: int
     code: str
     transaction_id: str
+    result: str
 
     @property
     def ok(self) -> bool:
-        return 200 <= self.status < 300 and not self.code
+        # An unknown outcome (info) counts as not done: the user does not hold those units.
+        return self.result == OK
 
 
 @dataclass
@@ -110,7 +111,8 @@ async def _start_worker(worker_id: int, args: Any) -> dict[str, Any]:
     record = recorder()
     _PROCESS.workers[worker_id] = Worker(worker_id=worker_id, rng=random.Random())
     record.worker_started()
-    return {"timeout": aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)}
+    # Each attempt sets its own timeout (molotov_scenarios.retries): none on the session.
+    return {}
 
 
 @molotov.teardown()
@@ -312,77 +314,62 @@ def _settle(
 async def _call(
     session: aiohttp.ClientSession, operation: str, authorization: Authorization, units: int
 ) -> Outcome | None:
-    """Send one operation, timed end to end, and record it; None when the run is over."""
+    """Send one logical operation, retried under one key, and record every attempt.
+
+    None when the run is over before it starts; once started, an operation is seen through
+    (within its deadline) even past the end of the run, so that its outcome is known.
+    """
     worker = worker_of(session)
     record = recorder()
     if OPEN_MODEL:
-        started = await _intended_start(worker)
+        intended = await _intended_start(worker)
+        if intended is None:
+            return None
     else:
-        started = time.perf_counter()
-        if _run_over(record.seconds_since_start(started)):
-            started = None
-    if started is None:
-        return None
-    request_id = record.next_request_id()
+        intended = None
+        if _run_over(record.seconds_since_start(time.perf_counter())):
+            return None
+    key = new_idempotency_key()
     headers = {
         "Authorization": f"Bearer {token_for(authorization, worker)}",
         "Content-Type": "application/json",
-        "X-Request-ID": request_id,
     }
     url = f"{ENVIRONMENT.target_url}/api/authorizations/{authorization.id}/{operation}"
-    status, code, body = NO_RESPONSE_STATUS, "", b""
-    if not OPEN_MODEL:
-        started = time.perf_counter()
-    # The clock runs around the whole call: pool wait, connect, send, headers and body.
-    try:
-        async with session.post(url, data=_units_body(units), headers=headers) as response:
-            body = await response.read()
-            status = response.status
-    except TimeoutError:
-        code = TIMEOUT
-    except (aiohttp.ClientError, OSError):
-        code = CONNECTION_ERROR
-    ended = time.perf_counter()
-    transaction_id = ""
-    if 200 <= status < 300:
-        transaction_id = _transaction_id(body)
-        code = "" if transaction_id else INVALID_RESPONSE
-    elif status != NO_RESPONSE_STATUS:
-        code = _problem_code(body, status)
-    record.record(
-        Record(
-            request_id=request_id,
-            operation=operation,
-            authorization_id=authorization.id,
-            status=status,
-            code=code,
-            latency_ms=(ended - started) * 1000,
-            started_s=record.seconds_since_start(started),
-            transaction_id=transaction_id,
-            kind=operation,
-            units=units,
-        )
+    attempts = await send_operation(
+        session,
+        url,
+        body=_units_body(units),
+        headers=headers,
+        idempotency_key=key,
+        next_request_id=record.next_request_id,
+        rng=worker.rng,
+        first_start=intended,
     )
-    return Outcome(status, code, transaction_id)
+    worker_name = f"{record.pid}-{worker.worker_id}"
+    for attempt in attempts:
+        record.record(
+            Record(
+                request_id=attempt.request_id,
+                operation=operation,
+                authorization_id=authorization.id,
+                status=attempt.status,
+                code=attempt.code,
+                latency_ms=(attempt.ended - attempt.started) * 1000,
+                started_s=record.seconds_since_start(attempt.started),
+                transaction_id=attempt.transaction_id,
+                kind=operation,
+                units=units,
+                idempotency_key=key,
+                attempt=attempt.attempt,
+                worker=worker_name,
+                outcome=attempt.outcome,
+            )
+        )
+    last = attempts[-1]
+    return Outcome(last.status, last.code, last.transaction_id, last.outcome)
 
 
 @functools.cache
 def _units_body(units: int) -> bytes:
     # Encoded once per size: a JSON payload object per request costs the generator CPU.
     return json.dumps({"units": units}).encode()
-
-
-def _transaction_id(body: bytes) -> str:
-    try:
-        value = json.loads(body).get("transaction_id")
-    except (ValueError, AttributeError):
-        return ""
-    return value if isinstance(value, str) and value else ""
-
-
-def _problem_code(body: bytes, status: int) -> str:
-    try:
-        value = json.loads(body).get("code")
-    except (ValueError, AttributeError):
-        value = None
-    return value if isinstance(value, str) and value else f"http_{status}"

@@ -1,6 +1,9 @@
-"""The records a scenario process writes: one per request, plus live latency buckets.
+"""The records a scenario process writes: one per request (attempt), plus live latency buckets.
 
-This is the format between the Molotov processes and the runner; results/ reads it.
+This is the format between the Molotov processes and the runner; results/ reads it. A logical
+operation (one reserve, release or consume the user meant to make once) is sent with one
+Idempotency-Key and may take several attempts: one record each, all carrying that key, the
+last one carrying the operation's final outcome.
 """
 
 from __future__ import annotations
@@ -21,7 +24,13 @@ RECORD_FIELDS = (
     "transaction_id",
     "kind",
     "units",
+    "idempotency_key",
+    "attempt",
+    "worker",
+    "outcome",
 )
+# Records written before operations had keys: the first ten fields only.
+LEGACY_RECORD_FIELDS = RECORD_FIELDS[:10]
 NO_RESPONSE_STATUS = 0
 CONNECTION_ERROR = "connection_error"
 TIMEOUT = "timeout"
@@ -44,6 +53,13 @@ class Record(NamedTuple):
     transaction_id: str  # set for a 2xx only
     kind: str
     units: int
+    # The Idempotency-Key of the logical operation this attempt belongs to ("" in old records).
+    idempotency_key: str = ""
+    attempt: int = 1  # 1 for the first attempt of an operation, 2 for its first retry...
+    worker: str = ""  # "<pid>-<molotov worker id>": the virtual user that sent it
+    # On the attempt that ended its operation: ok, fail (a definite refusal) or info (outcome
+    # still unknown); "" on an attempt that was retried.
+    outcome: str = ""
 
 
 def is_error(status: int, code: str = "") -> bool:
@@ -79,13 +95,24 @@ def encode_record(record: Record) -> list[str]:
         record.transaction_id,
         record.kind,
         str(record.units),
+        record.idempotency_key,
+        str(record.attempt),
+        record.worker,
+        record.outcome,
     ]
 
 
 def decode_record(cells: Sequence[str]) -> Record:
-    """Turn CSV cells back into a record; raise ValueError on a malformed row."""
-    if len(cells) != len(RECORD_FIELDS):
-        raise ValueError(f"expected {len(RECORD_FIELDS)} fields, got {len(cells)}: {cells!r}")
+    """Turn CSV cells back into a record; raise ValueError on a malformed row.
+
+    A row of the ten legacy fields (no keys) reads as a one-attempt operation without a key.
+    """
+    if len(cells) not in (len(RECORD_FIELDS), len(LEGACY_RECORD_FIELDS)):
+        raise ValueError(
+            f"expected {len(LEGACY_RECORD_FIELDS)} fields (a record without keys) or "
+            f"{len(RECORD_FIELDS)}, got {len(cells)}: {cells!r}"
+        )
+    keyed = len(cells) == len(RECORD_FIELDS)
     return Record(
         request_id=cells[0],
         operation=cells[1],
@@ -97,6 +124,10 @@ def decode_record(cells: Sequence[str]) -> Record:
         transaction_id=cells[7],
         kind=cells[8],
         units=int(cells[9]),
+        idempotency_key=cells[10] if keyed else "",
+        attempt=int(cells[11]) if keyed else 1,
+        worker=cells[12] if keyed else "",
+        outcome=cells[13] if keyed else "",
     )
 
 

@@ -1,0 +1,205 @@
+"""Send one logical operation safely: one Idempotency-Key, retried until its outcome is known.
+
+A change (reserve, release, consume) is sent with an `Idempotency-Key` that names the
+operation, not the attempt. When an attempt's outcome is unknown (no answer, or an answer that
+says "try again") the same request is sent again with the same key, after a capped exponential
+backoff with full jitter, until a definite answer comes back, the attempts run out or the
+operation's deadline passes. The service runs a key at most once, so a retry can never book
+twice; without that guarantee (TARGET_IDEMPOTENCY=off) the integrity checks see the double.
+
+Each attempt is reported back, the last one with the operation's outcome, in Jepsen's terms:
+`ok` (done), `fail` (definitely not done) or `info` (unknown even after the last attempt).
+This module knows nothing of Molotov, so the retry rules can be tested on their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+import aiohttp
+
+from molotov_scenarios.records import CONNECTION_ERROR, NO_RESPONSE_STATUS, TIMEOUT
+
+OK, FAIL, INFO = "ok", "fail", "info"
+OUTCOMES = (OK, FAIL, INFO)
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+REQUEST_ID_HEADER = "X-Request-ID"
+KEY_IN_USE = "idempotency_key_in_use"  # 409: the first attempt is still running on the server
+INVALID_RESPONSE = "invalid_response"  # a 2xx without a transaction id: the client rejects it
+# Answers that say "not decided, ask again": a gateway or an overloaded service (the work may or
+# may not have happened: a 503 can come after a commit whose acknowledgement was lost).
+RETRIED_STATUSES = frozenset({502, 503, 504})
+# A 500 is a bug in the service, not a transient fault: it is not retried (the same request
+# would most likely hit the same bug, and the error count already flags it). Nor is it a
+# definite refusal: the service may have failed after its commit. So it ends the operation
+# as `info`, never as `fail`, and "no ledger row for a failed operation" never blames it.
+UNKNOWN_FINAL_STATUSES = frozenset({500})
+
+MAX_ATTEMPTS = 5
+ATTEMPT_TIMEOUT_S = 5.0  # an attempt still unanswered after this is recorded as `timeout`
+# Attempts and the pauses between them together; a hung first attempt leaves time for a retry.
+OPERATION_DEADLINE_S = 10.0
+BACKOFF_BASE_S = 0.05  # the n-th retry waits uniform(0, min(cap, base * 2^(n-1)))
+BACKOFF_CAP_S = 1.0
+MIN_ATTEMPT_S = 0.2  # no attempt starts with less than this left before the deadline
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try one logical operation."""
+
+    max_attempts: int = MAX_ATTEMPTS
+    attempt_timeout_s: float = ATTEMPT_TIMEOUT_S
+    deadline_s: float = OPERATION_DEADLINE_S
+    backoff_base_s: float = BACKOFF_BASE_S
+    backoff_cap_s: float = BACKOFF_CAP_S
+
+    def backoff_s(self, retry: int, rng: random.Random) -> float:
+        """Return the pause before retry number ``retry`` (1 for the first retry): full jitter."""
+        return rng.uniform(0.0, min(self.backoff_cap_s, self.backoff_base_s * 2 ** (retry - 1)))
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One HTTP attempt of a logical operation."""
+
+    request_id: str
+    attempt: int
+    status: int  # 0 when no response arrived
+    code: str  # problem `code`, `timeout`/`connection_error`, or "" for a usable 2xx
+    transaction_id: str
+    started: float  # perf_counter; the first attempt may give the intended start instead
+    ended: float
+    outcome: str  # ok, fail or info on the attempt that ended the operation; "" if retried
+
+
+def new_idempotency_key() -> str:
+    """Return a key for one logical operation, unique across runs and processes."""
+    return uuid.uuid4().hex
+
+
+def judge(status: int, code: str) -> str:
+    """Tell what one answer means: ok, fail, info (unknown, final) or "" (unknown, retry)."""
+    if 200 <= status < 300:
+        return INFO if code else OK  # a 2xx the client cannot read: done, but which row?
+    if status == NO_RESPONSE_STATUS or status in RETRIED_STATUSES:
+        return ""
+    if status == 409 and code == KEY_IN_USE:
+        return ""
+    if status in UNKNOWN_FINAL_STATUSES or status >= 500:
+        return INFO
+    return FAIL
+
+
+async def send_operation(
+    session: aiohttp.ClientSession,
+    url: str,
+    *,
+    body: bytes,
+    headers: Mapping[str, str],
+    idempotency_key: str,
+    next_request_id: Callable[[], str],
+    rng: random.Random,
+    policy: RetryPolicy = RetryPolicy(),
+    first_start: float | None = None,
+    sleep: Callable[[float], Awaitable[None]] | None = None,
+) -> list[Attempt]:
+    """POST ``body`` to ``url`` under one Idempotency-Key until the outcome is known.
+
+    ``first_start`` (perf_counter) is the operation's intended start under the open model: the
+    first attempt's latency counts from it. Returns every attempt, in order;
+    the last one carries the outcome.
+    """
+    pause = sleep or asyncio.sleep
+    sent = time.perf_counter()
+    began = sent if first_start is None else first_start
+    # From the first send, not the intended start: a late open-model slot still gets its tries.
+    deadline = sent + policy.deadline_s
+    attempts: list[Attempt] = []
+    while True:
+        number = len(attempts) + 1
+        request_id = next_request_id()
+        started = began if number == 1 else time.perf_counter()
+        timeout_s = min(policy.attempt_timeout_s, max(deadline - time.perf_counter(), 0.0))
+        status, code, transaction_id = await _post_once(
+            session,
+            url,
+            body,
+            {
+                **headers,
+                IDEMPOTENCY_KEY_HEADER: idempotency_key,
+                REQUEST_ID_HEADER: request_id,
+            },
+            timeout_s,
+        )
+        ended = time.perf_counter()
+        verdict = judge(status, code)
+        last = bool(verdict) or number >= policy.max_attempts
+        wait_s = 0.0 if last else policy.backoff_s(number, rng)
+        if not last and ended + wait_s + MIN_ATTEMPT_S > deadline:
+            last = True  # no time left for another useful attempt
+        attempts.append(
+            Attempt(
+                request_id=request_id,
+                attempt=number,
+                status=status,
+                code=code,
+                transaction_id=transaction_id,
+                started=started,
+                ended=ended,
+                outcome=(verdict or INFO) if last else "",
+            )
+        )
+        if last:
+            return attempts
+        await pause(wait_s)
+
+
+async def _post_once(
+    session: aiohttp.ClientSession,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    timeout_s: float,
+) -> tuple[int, str, str]:
+    """Send one attempt; return (status, code, transaction id) as the records want them."""
+    status, code, payload = NO_RESPONSE_STATUS, "", b""
+    # The clock runs around the whole call: pool wait, connect, send, headers and body.
+    try:
+        async with session.post(
+            url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout_s)
+        ) as response:
+            payload = await response.read()
+            status = response.status
+    except TimeoutError:
+        code = TIMEOUT
+    except (aiohttp.ClientError, OSError):
+        code = CONNECTION_ERROR
+    if 200 <= status < 300:
+        transaction_id = _transaction_id(payload)
+        return status, "" if transaction_id else INVALID_RESPONSE, transaction_id
+    if status != NO_RESPONSE_STATUS:
+        code = _problem_code(payload, status)
+    return status, code, ""
+
+
+def _transaction_id(body: bytes) -> str:
+    try:
+        value = json.loads(body).get("transaction_id")
+    except (ValueError, AttributeError):
+        return ""
+    return value if isinstance(value, str) and value else ""
+
+
+def _problem_code(body: bytes, status: int) -> str:
+    try:
+        value = json.loads(body).get("code")
+    except (ValueError, AttributeError):
+        value = None
+    return value if isinstance(value, str) and value else f"http_{status}"
