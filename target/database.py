@@ -20,13 +20,14 @@ from target import metrics
 from target.problems import unavailable
 from target.settings import Settings, sqlalchemy_url
 
-# Each strategy's transactions need one isolation level, so the engine is created with it:
-# no per-checkout SET. `atomic` is one statement, which PostgreSQL runs as its own transaction.
+# Every change is one statement and so its own transaction: the connections autocommit, and
+# the strategy's isolation level is the session default (no BEGIN/COMMIT round trips, no
+# per-checkout SET).
 ISOLATION_BY_STRATEGY = {
-    "serializable": "SERIALIZABLE",
-    "for_update": "READ COMMITTED",
-    "atomic": "AUTOCOMMIT",
-    "unsafe": "READ COMMITTED",
+    "serializable": "serializable",
+    "for_update": "read committed",
+    "atomic": "read committed",
+    "unsafe": "read committed",
 }
 APPLICATION_NAME = "clinic-target"
 # libpq counts connect_timeout in whole seconds and treats 1 as 2.
@@ -43,10 +44,12 @@ def create_engine(settings: Settings) -> AsyncEngine:
         # A ping per checkout costs a round trip on the hot path; a dead connection
         # fails one request with 503 and is replaced.
         pool_pre_ping=False,
-        isolation_level=ISOLATION_BY_STRATEGY[settings.concurrency],
+        isolation_level="AUTOCOMMIT",
         connect_args={
             "connect_timeout": max(MIN_CONNECT_TIMEOUT_S, round(settings.pool_timeout_s)),
             "application_name": APPLICATION_NAME,
+            "options": "-c default_transaction_isolation="
+            + ISOLATION_BY_STRATEGY[settings.concurrency].replace(" ", "\\ "),
         },
     )
 
@@ -96,19 +99,6 @@ class Database:
             # A connection the server dropped goes, not back into the pool.
             release = pooled.invalidate if connection.broken else pooled.close
             await greenlet_spawn(release)
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[psycopg.AsyncConnection]:
-        """Yield a pooled connection inside a transaction that commits on exit.
-
-        Under `atomic` the connection autocommits: each statement is its own transaction.
-        """
-        async with self.connect() as connection:
-            if connection.autocommit:
-                yield connection
-            else:
-                async with connection.transaction():
-                    yield connection
 
     async def dispose(self) -> None:
         """Close every pooled connection."""

@@ -7,7 +7,10 @@ from typing import Any
 from target.payloads import MAX_UNITS, MIN_UNITS
 from target.problems import (
     AUTHORIZATION_INACTIVE,
+    IDEMPOTENCY_KEY_IN_USE,
+    IDEMPOTENCY_KEY_REUSED,
     INSUFFICIENT_UNITS,
+    INVALID_IDEMPOTENCY_KEY,
     INVALID_REQUEST,
     METHOD_NOT_ALLOWED,
     NOT_FOUND,
@@ -21,6 +24,12 @@ from target.settings import CONCURRENCY_STRATEGIES
 
 API_VERSION = "1.0.0"
 UUID_STRING = {"type": "string", "format": "uuid"}
+
+
+REPLAYED_HEADER_SCHEMA = {
+    "description": "`true` when this is the stored answer to an earlier request with the key.",
+    "schema": {"type": "string", "const": "true"},
+}
 
 
 def _ref(kind: str, name: str) -> dict[str, str]:
@@ -101,12 +110,19 @@ def _unit_operation(operation: str) -> dict[str, Any]:
             "error leaves the database as it was.",
             "tags": ["authorizations"],
             "security": [{"bearerAuth": []}],
-            "parameters": [_authorization_id_parameter(), _ref("parameters", "RequestId")],
+            "parameters": [
+                _authorization_id_parameter(),
+                _ref("parameters", "RequestId"),
+                _ref("parameters", "IdempotencyKey"),
+            ],
             "requestBody": {"required": True, "content": _json(_ref("schemas", "UnitsRequest"))},
             "responses": {
                 "200": {
-                    "description": "Units changed; the ledger row's id is `transaction_id`.",
+                    "description": "Units changed; the ledger row's id is `transaction_id`. A "
+                    "repeat of a keyed request answers the first request's status and body again, "
+                    "changes nothing and carries `Idempotent-Replayed: true` (refusals too).",
                     "content": _json(_ref("schemas", "UnitChangeResult")),
+                    "headers": {"Idempotent-Replayed": REPLAYED_HEADER_SCHEMA},
                 },
                 "401": UNAUTHORIZED_RESPONSE,
                 "404": NOT_FOUND_RESPONSE,
@@ -114,13 +130,24 @@ def _unit_operation(operation: str) -> dict[str, Any]:
                 "409": _problem(
                     "Not enough available (reserve) or scheduled (release, consume) units; "
                     "authorization not active or (reserve) outside its date range; "
-                    "serialization failures still after the retry budget.",
+                    "serialization failures still after the retry budget; "
+                    "`idempotency_key_in_use`: a request with the same Idempotency-Key is still "
+                    "being processed (carries `Retry-After`; retry with the same key).",
                     INSUFFICIENT_UNITS,
                     AUTHORIZATION_INACTIVE,
                     SERIALIZATION_CONFLICT,
+                    IDEMPOTENCY_KEY_IN_USE,
                 ),
                 "413": TOO_LARGE_RESPONSE,
-                "422": INVALID_RESPONSE,
+                "422": _problem(
+                    INVALID_RESPONSE["description"]
+                    + " `invalid_idempotency_key`: the key is empty, longer than 255 characters "
+                    "or not printable ASCII. `idempotency_key_reused`: the key was used before "
+                    "for a different request (another operation, authorization or units).",
+                    INVALID_REQUEST,
+                    INVALID_IDEMPOTENCY_KEY,
+                    IDEMPOTENCY_KEY_REUSED,
+                ),
                 "503": UNAVAILABLE_RESPONSE,
             },
         }
@@ -280,7 +307,24 @@ OPENAPI_DOCUMENT: dict[str, Any] = {
                     "longer than 100 characters or not printable."
                 ),
                 "schema": {"type": "string", "maxLength": 100},
-            }
+            },
+            "IdempotencyKey": {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "description": (
+                    "draft-ietf-httpapi-idempotency-key-header: a client-chosen key (1-255 "
+                    'printable ASCII characters; a structured-field string `"..."` is '
+                    "accepted) that makes a retry safe. Keys belong to the organization and "
+                    "are kept at least 24 h (this service never deletes them). The key and the "
+                    "answer are stored in the same transaction as the ledger row. The first "
+                    "request is executed; a repeat with the same request gets the stored "
+                    "status and body; the same key with another request gets 422 "
+                    "`idempotency_key_reused`; a repeat while the first is in flight gets 409 "
+                    "`idempotency_key_in_use`. Without a key, nothing is stored."
+                ),
+                "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+            },
         },
         "schemas": {
             "Authorization": AUTHORIZATION_SCHEMA,

@@ -1,69 +1,43 @@
-"""Reserve, release and consume units: the SQL, one function per concurrency strategy.
+"""Reserve, release and consume units: run a change's statement, retry what may be retried.
 
-Every function takes the (psycopg) connection explicitly and runs inside the transaction its
-caller opened (``run_transaction``). A change writes the counter and its ledger row in one statement
-(a data-modifying CTE), so the two can never part; a refusal is returned, not raised, so the
-caller commits first: under SERIALIZABLE a read is only trustworthy once its transaction has
-committed, and the commit is where PostgreSQL may still report 40001.
+The statements live in `reservation_sql` (one round trip per change, each its own
+transaction), the rules in `operations`. Here: the unsafe control's read-wait-write, the retry
+on 40001/40P01, and the answer to a repeated Idempotency-Key.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import random
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from enum import StrEnum
-from typing import Any, LiteralString, TypeVar
+from typing import Any, TypeVar
 
 import psycopg
-from psycopg.rows import class_row
+from psycopg.rows import class_row, dict_row
 
 from target import metrics
 from target.database import Database
-from target.problems import (
-    AUTHORIZATION_INACTIVE,
-    INSUFFICIENT_UNITS,
-    SERIALIZATION_CONFLICT,
-    ProblemError,
-    not_found,
-    unauthorized,
+from target.idempotency import StoredOutcome, key_in_use, replay
+from target.operations import (
+    AuthorizationRecord,
+    Operation,
+    UnitChange,
+    refusal,
+    refusal_after_miss,
 )
-
-T = TypeVar("T")
+from target.problems import SERIALIZATION_CONFLICT, ProblemError, not_found, unauthorized
+from target.reservation_sql import CHANGE_STATEMENTS, SELECT_AUTHORIZATION, SELECT_STORED_KEY
 
 # SQLSTATEs worth retrying: serialization_failure and deadlock_detected.
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
 FOREIGN_KEY_VIOLATION = "23503"
 BACKOFF_BASE_S = 0.002
 BACKOFF_CAP_S = 0.100
-ACTIVE = "active"
 
-AUTHORIZATION_COLUMNS = (
-    "id, organization_id, patient_id, service_code, total_units, used_units, "
-    "scheduled_units, status, start_date, end_date"
-)
-
-
-class Operation(StrEnum):
-    RESERVE = "reserve"
-    RELEASE = "release"
-    CONSUME = "consume"
-
-
-@dataclass(frozen=True)
-class UnitChange:
-    """One requested change, with who asked for it and the ledger id it will get."""
-
-    operation: Operation
-    authorization_id: uuid.UUID
-    organization_id: uuid.UUID
-    practitioner_id: uuid.UUID
-    units: int
-    request_id: str
-    transaction_id: uuid.UUID
+AUTHORIZATION_ROW = class_row(AuthorizationRecord)
+T = TypeVar("T")
 
 
 @dataclass
@@ -74,132 +48,43 @@ class RetryCount:
 
 
 @dataclass(frozen=True, slots=True)
-class AuthorizationRecord:
-    """An authorization row; ``today`` is the database's date when the row was read."""
+class ChangeOutcome:
+    """A change that was applied: now, or by the first request with the same key."""
 
-    id: uuid.UUID
-    organization_id: uuid.UUID
-    patient_id: uuid.UUID
-    service_code: str
-    total_units: int
-    used_units: int
-    scheduled_units: int
-    status: str
-    start_date: dt.date
-    end_date: dt.date
-    today: dt.date | None = None
+    transaction_id: uuid.UUID
+    authorization: AuthorizationRecord
+    replayed: bool = False
 
 
-ChangeResult = AuthorizationRecord | ProblemError
-AUTHORIZATION_ROW = class_row(AuthorizationRecord)
+@dataclass(frozen=True, slots=True)
+class _StatementResult:
+    key_held: bool
+    applied: bool
+    row: AuthorizationRecord | None
 
 
-# -- SQL -----------------------------------------------------------------------------------
-SELECT_AUTHORIZATION: LiteralString = (
-    f"SELECT {AUTHORIZATION_COLUMNS}, CURRENT_DATE AS today FROM authorizations "
-    "WHERE id = %(authorization_id)s AND organization_id = %(organization_id)s"
-)
-SELECT_AUTHORIZATION_FOR_UPDATE: LiteralString = SELECT_AUTHORIZATION + " FOR UPDATE"
-
-# How each operation moves the counters, relative to the row's current value.
-RELATIVE_CHANGES = {
-    Operation.RESERVE: "scheduled_units = scheduled_units + %(units)s",
-    Operation.RELEASE: "scheduled_units = scheduled_units - %(units)s",
-    Operation.CONSUME: (
-        "scheduled_units = scheduled_units - %(units)s, used_units = used_units + %(units)s"
-    ),
-}
-# When an operation is allowed, as SQL: the same rules `refusal` applies in Python.
-ALLOWED_CONDITIONS = {
-    Operation.RESERVE: (
-        "used_units + scheduled_units + %(units)s <= total_units "
-        "AND CURRENT_DATE BETWEEN start_date AND end_date"
-    ),
-    Operation.RELEASE: "scheduled_units >= %(units)s",
-    Operation.CONSUME: "scheduled_units >= %(units)s",
-}
-# The unsafe control writes values computed in Python: a lost update waiting to happen.
-ABSOLUTE_CHANGE = "scheduled_units = %(scheduled_units)s, used_units = %(used_units)s"
-
-
-def _update_with_ledger(assignments: str, condition: str = "") -> LiteralString:
-    """Build one statement that updates the counters and writes the ledger row."""
-    statement = (
-        "WITH changed AS ("
-        f" UPDATE authorizations SET {assignments}, updated_at = now()"
-        " WHERE id = %(authorization_id)s AND organization_id = %(organization_id)s"
-        f"{' AND ' + condition if condition else ''}"
-        f" RETURNING {AUTHORIZATION_COLUMNS}"
-        "), ledger AS ("
-        " INSERT INTO unit_transactions"
-        " (id, authorization_id, organization_id, practitioner_id, kind, units, request_id)"
-        " SELECT %(transaction_id)s, id, organization_id, %(practitioner_id)s, %(kind)s,"
-        " %(units)s, %(request_id)s FROM changed"
-        f") SELECT {AUTHORIZATION_COLUMNS} FROM changed"
-    )
-    return statement  # type: ignore[return-value]  # built only from this module's constants
-
-
-UPDATE_RELATIVE = {op: _update_with_ledger(RELATIVE_CHANGES[op]) for op in Operation}
-UPDATE_IF_ALLOWED = {
-    op: _update_with_ledger(
-        RELATIVE_CHANGES[op], f"status = '{ACTIVE}' AND {ALLOWED_CONDITIONS[op]}"
-    )
-    for op in Operation
-}
-UPDATE_ABSOLUTE = _update_with_ledger(ABSOLUTE_CHANGE)
-
-
-# -- queries -------------------------------------------------------------------------------
-async def fetch_authorization(
-    connection: psycopg.AsyncConnection, query: LiteralString, parameters: dict[str, Any]
+# -- one statement -------------------------------------------------------------------------
+async def select_authorization(
+    connection: psycopg.AsyncConnection, authorization_id: uuid.UUID, organization_id: uuid.UUID
 ) -> AuthorizationRecord | None:
-    """Run a query that returns at most one authorization row."""
+    """Return the organization's authorization (with the database's today), or None."""
     async with connection.cursor(row_factory=AUTHORIZATION_ROW) as cursor:
-        await cursor.execute(query, parameters)
+        await cursor.execute(
+            SELECT_AUTHORIZATION,
+            {"authorization_id": authorization_id, "organization_id": organization_id},
+        )
         return await cursor.fetchone()
 
 
-async def select_authorization(
-    connection: psycopg.AsyncConnection,
-    authorization_id: uuid.UUID,
-    organization_id: uuid.UUID,
-    *,
-    for_update: bool = False,
-) -> AuthorizationRecord | None:
-    """Return the organization's authorization (with the database's today), or None."""
-    return await fetch_authorization(
-        connection,
-        SELECT_AUTHORIZATION_FOR_UPDATE if for_update else SELECT_AUTHORIZATION,
-        {"authorization_id": authorization_id, "organization_id": organization_id},
-    )
-
-
-def refusal(
-    row: AuthorizationRecord | None, operation: Operation, units: int
-) -> ProblemError | None:
-    """Return why ``operation`` may not change ``row`` by ``units``, or None if it may."""
-    if row is None:
-        return not_found()
-    if row.status != ACTIVE:
-        return ProblemError(409, AUTHORIZATION_INACTIVE, f"authorization is {row.status}")
-    if operation is Operation.RESERVE:
-        if row.today is None or not row.start_date <= row.today <= row.end_date:
-            return ProblemError(
-                409,
-                AUTHORIZATION_INACTIVE,
-                f"authorization is valid from {row.start_date} to {row.end_date}",
-            )
-        available = row.total_units - row.used_units - row.scheduled_units
-        if units > available:
-            return ProblemError(
-                409, INSUFFICIENT_UNITS, f"{units} units requested, {available} available"
-            )
-    elif units > row.scheduled_units:
-        return ProblemError(
-            409, INSUFFICIENT_UNITS, f"{units} units requested, {row.scheduled_units} scheduled"
+async def select_stored_key(
+    connection: psycopg.AsyncConnection, organization_id: uuid.UUID, key: str
+) -> StoredOutcome | None:
+    """Return what `idempotency_keys` holds for the organization's key, or None."""
+    async with connection.cursor(row_factory=class_row(StoredOutcome)) as cursor:
+        await cursor.execute(
+            SELECT_STORED_KEY, {"organization_id": organization_id, "idempotency_key": key}
         )
-    return None
+        return await cursor.fetchone()
 
 
 def _parameters(change: UnitChange) -> dict[str, Any]:
@@ -211,87 +96,76 @@ def _parameters(change: UnitChange) -> dict[str, Any]:
         "kind": change.operation.value,
         "units": change.units,
         "request_id": change.request_id,
+        "idempotency_key": change.idempotency_key,
+        "fingerprint": change.fingerprint(),
     }
 
 
-async def update_with_ledger(
-    connection: psycopg.AsyncConnection, statement: LiteralString, parameters: dict[str, Any]
-) -> AuthorizationRecord | None:
-    """Run one counter-and-ledger statement; return the changed row, or None if none matched."""
-    return await fetch_authorization(connection, statement, parameters)
+async def run_change_statement(
+    connection: psycopg.AsyncConnection,
+    strategy: str,
+    change: UnitChange,
+    *,
+    keyed: bool,
+    absolute: tuple[int, int] | None = None,
+) -> _StatementResult:
+    """Run the change's one statement; ``absolute`` is the unsafe control's (scheduled, used)."""
+    parameters = _parameters(change)
+    if absolute is not None:
+        parameters["scheduled_units"], parameters["used_units"] = absolute
+    async with connection.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(CHANGE_STATEMENTS[strategy, change.operation, keyed], parameters)
+        result = await cursor.fetchone()
+    assert result is not None  # the statement always returns its one summary row
+    key_held, applied = result.pop("key_held"), result.pop("applied")
+    row = AuthorizationRecord(**result) if result["id"] is not None else None
+    return _StatementResult(key_held=bool(key_held), applied=bool(applied), row=row)
 
 
-# -- strategies ----------------------------------------------------------------------------
-async def change_units_serializable(
-    connection: psycopg.AsyncConnection, change: UnitChange
-) -> ChangeResult:
-    """Read, check and write in a SERIALIZABLE transaction (the caller retries 40001)."""
-    row = await select_authorization(connection, change.authorization_id, change.organization_id)
-    return await _write_unless_refused(connection, change, row)
-
-
-async def change_units_for_update(
-    connection: psycopg.AsyncConnection, change: UnitChange
-) -> ChangeResult:
-    """Lock the row with SELECT ... FOR UPDATE, check, then write (READ COMMITTED)."""
-    row = await select_authorization(
-        connection, change.authorization_id, change.organization_id, for_update=True
-    )
-    return await _write_unless_refused(connection, change, row)
-
-
-async def change_units_atomic(
-    connection: psycopg.AsyncConnection, change: UnitChange
-) -> ChangeResult:
-    """Write with one conditional UPDATE; when it matches nothing, read once to say why."""
-    changed = await update_with_ledger(
-        connection, UPDATE_IF_ALLOWED[change.operation], _parameters(change)
-    )
-    if changed is not None:
-        return changed
-    row = await select_authorization(connection, change.authorization_id, change.organization_id)
-    # The row may have changed since the UPDATE missed; the miss itself was a lack of units.
-    return refusal(row, change.operation, change.units) or ProblemError(
-        409, INSUFFICIENT_UNITS, f"{change.units} units requested, not enough left"
-    )
-
-
-async def change_units_unsafe(
-    connection: psycopg.AsyncConnection, change: UnitChange, delay_s: float
-) -> ChangeResult:
-    """Read without a lock, wait, then write values computed in Python: CAN OVERBOOK."""
-    row = await select_authorization(connection, change.authorization_id, change.organization_id)
-    refused = refusal(row, change.operation, change.units)
-    if refused is not None:
-        return refused
-    assert row is not None
-    if delay_s > 0:
-        await asyncio.sleep(delay_s)
+def _absolute_counters(row: AuthorizationRecord, change: UnitChange) -> tuple[int, int]:
     scheduled, used = row.scheduled_units, row.used_units
     if change.operation is Operation.RESERVE:
-        scheduled += change.units
-    elif change.operation is Operation.RELEASE:
-        scheduled -= change.units
-    else:
-        scheduled, used = scheduled - change.units, used + change.units
-    parameters = _parameters(change) | {"scheduled_units": scheduled, "used_units": used}
-    changed = await update_with_ledger(connection, UPDATE_ABSOLUTE, parameters)
-    return changed if changed is not None else not_found()
+        return scheduled + change.units, used
+    if change.operation is Operation.RELEASE:
+        return scheduled - change.units, used
+    return scheduled - change.units, used + change.units
 
 
-async def _write_unless_refused(
-    connection: psycopg.AsyncConnection, change: UnitChange, row: AuthorizationRecord | None
-) -> ChangeResult:
-    refused = refusal(row, change.operation, change.units)
-    if refused is not None:
-        return refused
-    changed = await update_with_ledger(
-        connection, UPDATE_RELATIVE[change.operation], _parameters(change)
+async def attempt_change(
+    connection: psycopg.AsyncConnection,
+    strategy: str,
+    change: UnitChange,
+    *,
+    keyed: bool,
+    unsafe_delay_s: float,
+) -> ChangeOutcome:
+    """Apply ``change`` once; raise its refusal, or psycopg's error for the caller to judge."""
+    absolute = None
+    if strategy == "unsafe":
+        # Read without a lock, wait, then write values computed here: CAN OVERBOOK.
+        before = await select_authorization(
+            connection, change.authorization_id, change.organization_id
+        )
+        refused = refusal(before, change.operation, change.units)
+        if refused is not None:
+            raise refused
+        assert before is not None
+        if unsafe_delay_s > 0:
+            await asyncio.sleep(unsafe_delay_s)
+        absolute = _absolute_counters(before, change)
+    result = await run_change_statement(
+        connection, strategy, change, keyed=keyed, absolute=absolute
     )
-    return changed if changed is not None else not_found()
+    if not result.key_held:
+        raise key_in_use()
+    if result.row is None:
+        raise not_found()
+    if not result.applied:
+        raise refusal_after_miss(result.row, change.operation, change.units)
+    return ChangeOutcome(change.transaction_id, result.row)
 
 
-# -- running them --------------------------------------------------------------------------
+# -- retries -------------------------------------------------------------------------------
 def sqlstate(error: BaseException) -> str | None:
     """Return the SQLSTATE behind a psycopg (or SQLAlchemy-wrapped) error, if any."""
     original = getattr(error, "orig", error)
@@ -303,22 +177,21 @@ def backoff_s(attempt: int) -> float:
     return random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt))
 
 
-async def run_transaction(
+async def run_with_retries(
     database: Database,
-    work: Callable[[psycopg.AsyncConnection], Awaitable[T | ProblemError]],
-    *,
-    max_retries: int,
+    work: Callable[[psycopg.AsyncConnection], Awaitable[T]],
     count: RetryCount,
 ) -> T:
-    """Run ``work`` in a transaction, retrying 40001/40P01; raise a refusal after COMMIT."""
+    """Run ``work`` on a pooled connection, retrying 40001/40P01 with backoff."""
+    max_retries = database.settings.max_retries
     while True:
         try:
-            async with database.transaction() as connection:
-                result = await work(connection)
+            async with database.connect() as connection:
+                return await work(connection)
         except psycopg.Error as error:
             state = sqlstate(error)
             if state == FOREIGN_KEY_VIOLATION:
-                # Only the ledger's practitioner can be missing: the token names a stranger.
+                # Only the token's practitioner or organization can be missing: a stranger.
                 raise unauthorized("the token's practitioner does not exist") from error
             if state not in RETRYABLE_SQLSTATES:
                 raise
@@ -332,39 +205,32 @@ async def run_transaction(
             count.retries += 1
             metrics.SERIALIZATION_RETRIES.inc()
             await asyncio.sleep(backoff_s(count.retries))
-            continue
-        if isinstance(result, ProblemError):
-            raise result
-        return result
 
 
-def strategy_for(
-    concurrency: str, unsafe_delay_s: float
-) -> Callable[[psycopg.AsyncConnection, UnitChange], Awaitable[ChangeResult]]:
-    """Return the change function of a concurrency strategy."""
-    if concurrency == "serializable":
-        return change_units_serializable
-    if concurrency == "for_update":
-        return change_units_for_update
-    if concurrency == "atomic":
-        return change_units_atomic
-    if concurrency == "unsafe":
-        return lambda connection, change: change_units_unsafe(connection, change, unsafe_delay_s)
-    raise ValueError(f"unknown concurrency strategy {concurrency!r}")
-
-
-async def change_units(
-    database: Database, change: UnitChange, count: RetryCount
-) -> AuthorizationRecord:
-    """Apply ``change`` with the configured strategy; return the authorization as changed."""
+async def change_units(database: Database, change: UnitChange, count: RetryCount) -> ChangeOutcome:
+    """Apply ``change`` with the configured strategy; answer a stored key with its outcome."""
     settings = database.settings
-    strategy = strategy_for(settings.concurrency, settings.unsafe_delay_ms / 1000)
-    return await run_transaction(
-        database,
-        lambda connection: strategy(connection, change),
-        max_retries=settings.max_retries,
-        count=count,
-    )
+    keyed = change.idempotency_key is not None and settings.idempotency
+    unsafe_delay_s = settings.unsafe_delay_ms / 1000
+
+    async def work(connection: psycopg.AsyncConnection) -> ChangeOutcome:
+        try:
+            return await attempt_change(
+                connection, settings.concurrency, change, keyed=keyed, unsafe_delay_s=unsafe_delay_s
+            )
+        except psycopg.errors.UniqueViolation:
+            # Only the key can collide: an earlier request with it has committed its outcome.
+            if not keyed or change.idempotency_key is None:
+                raise
+            stored = await select_stored_key(
+                connection, change.organization_id, change.idempotency_key
+            )
+            if stored is None:
+                raise
+            transaction_id, row = replay(stored, change)
+            return ChangeOutcome(transaction_id, row, replayed=True)
+
+    return await run_with_retries(database, work, count)
 
 
 async def read_authorization(
@@ -372,27 +238,10 @@ async def read_authorization(
 ) -> AuthorizationRecord:
     """Return the organization's authorization or raise the 404."""
 
-    async def work(connection: psycopg.AsyncConnection) -> AuthorizationRecord | ProblemError:
-        row = await select_authorization(connection, authorization_id, organization_id)
-        return row if row is not None else not_found()
+    async def work(connection: psycopg.AsyncConnection) -> AuthorizationRecord | None:
+        return await select_authorization(connection, authorization_id, organization_id)
 
-    return await run_transaction(
-        database, work, max_retries=database.settings.max_retries, count=count
-    )
-
-
-def authorization_json(row: AuthorizationRecord) -> dict[str, Any]:
-    """Render an authorization row in the API's shape."""
-    return {
-        "id": str(row.id),
-        "organization_id": str(row.organization_id),
-        "patient_id": str(row.patient_id),
-        "service_code": row.service_code,
-        "total_units": row.total_units,
-        "used_units": row.used_units,
-        "scheduled_units": row.scheduled_units,
-        "available_units": row.total_units - row.used_units - row.scheduled_units,
-        "status": row.status,
-        "start_date": row.start_date.isoformat(),
-        "end_date": row.end_date.isoformat(),
-    }
+    row = await run_with_retries(database, work, count)
+    if row is None:
+        raise not_found()
+    return row

@@ -36,6 +36,8 @@ class Settings:
     pool_size: int = 8
     pool_timeout_s: float = 2.0
     max_body_bytes: int = 64 * 1024
+    # Off: keys are written to the ledger but not enforced (the exactly-once checks' control).
+    idempotency: bool = True
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -73,6 +75,7 @@ class Settings:
             unsafe_delay_ms=_env_number(env, "TARGET_UNSAFE_DELAY_MS", 0, int),
             pool_size=_env_number(env, "TARGET_POOL_SIZE", 8, int),
             pool_timeout_s=_env_number(env, "TARGET_POOL_TIMEOUT_S", 2.0, float),
+            idempotency=_env_switch(env, "TARGET_IDEMPOTENCY", True),
         )
 
 
@@ -85,3 +88,14 @@ def _env_number(env: dict[str, str], name: str, default: N, kind: Callable[[str]
     except ValueError as error:
         expected = "an integer" if kind is int else "a number"
         raise ValueError(f"{name} must be {expected}, not {raw!r}") from error
+
+
+def _env_switch(env: dict[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("on", "true", "1"):
+        return True
+    if raw in ("off", "false", "0"):
+        return False
+    raise ValueError(f"{name} must be on or off, not {raw!r}")

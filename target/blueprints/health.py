@@ -21,7 +21,7 @@ blueprint = Blueprint("health", __name__)
 async def get_health() -> ResponseReturnValue:
     """Answer 200 with the strategy in use when the database answers, else 503."""
     try:
-        async with current_database().transaction() as connection:
+        async with current_database().connect() as connection:
             await connection.execute("SELECT 1")
     except (psycopg.Error, OSError) as error:
         raise unavailable("database unreachable") from error

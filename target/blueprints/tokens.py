@@ -44,7 +44,7 @@ async def create_token() -> ResponseReturnValue:
     """Check the password (bcrypt, in a thread) and issue a signed token."""
     settings = current_settings()
     credentials = parse_credentials(await read_json_object(settings.max_body_bytes))
-    async with current_database().transaction() as connection:
+    async with current_database().connect() as connection:
         practitioner = await select_practitioner_by_email(connection, credentials.email)
     stored_hash = practitioner.password_hash if practitioner is not None else None
     if not await asyncio.to_thread(password_matches, credentials.password, stored_hash):
