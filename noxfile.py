@@ -30,3 +30,10 @@ def load(session: nox.Session) -> None:
     """Run the whole load-test pipeline (pass e.g. `-- --profile full --strategy for_update`)."""
     session.install("-e", ".")
     session.run("invoke", "load-test.all", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def capacity(session: nox.Session) -> None:
+    """Find the highest sustainable arrival rate (pass e.g. `-- --max-duration 180`)."""
+    session.install("-e", ".")
+    session.run("invoke", "load-test.capacity", *session.posargs)

@@ -126,9 +126,38 @@ def all_(
     )
 
 
+@task
+def capacity(
+    c: Context,
+    scenario: str = "high_throughput",
+    strategy: str = "serializable",
+    max_duration: str = "300",
+    start_rate: str = "",
+    step_duration: str = "10",
+    workers: str = "1",
+    reports_dir: str = "",
+) -> None:
+    """Find the highest arrival rate the service sustains: double, then bisect (open model).
+
+    Numbers are read by the command so that bad ones get one line and exit 2. --start-rate
+    defaults to the scenario's `open` profile rate; --max-duration bounds the search itself.
+    """
+    from pipeline.capacity_run import capacity_command
+
+    capacity_command(
+        scenario=scenario,
+        strategy=strategy,
+        max_duration=max_duration,
+        start_rate=start_rate or None,
+        step_duration=step_duration,
+        workers=workers,
+        reports_dir=reports_dir or None,
+    )
+
+
 db = Collection("db", up, down, url, migrate, downgrade)
 target = Collection("target", serve)
 load_test = Collection(
-    "load_test", setup, seed, scenario1, scenario2, scenario3, verify, report, all_
+    "load_test", setup, seed, scenario1, scenario2, scenario3, verify, report, all_, capacity
 )
 namespace = Collection(db, target, load_test)

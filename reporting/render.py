@@ -9,6 +9,7 @@ from typing import Any
 from jinja2 import ChainableUndefined, Environment, FileSystemLoader, Undefined
 from markupsafe import Markup
 
+from reporting.capacity_charts import latency_vs_rate_svg, throughput_vs_rate_svg
 from reporting.charts import histogram_svg, latency_over_time_svg, throughput_over_time_svg
 from reporting.records import RunRecord
 
@@ -43,7 +44,12 @@ def render_html(summary: dict[str, Any], record: RunRecord) -> str:
     return (
         environment()
         .get_template(HTML_TEMPLATE)
-        .render(summary=summary, charts=charts, percentile_keys=PERCENTILE_KEYS)
+        .render(
+            summary=summary,
+            charts=charts,
+            capacity_charts=_capacity_charts(summary.get("capacity")),
+            percentile_keys=PERCENTILE_KEYS,
+        )
     )
 
 
@@ -104,5 +110,32 @@ def _charts(scenario: str, result: dict[str, Any], summary: dict[str, Any]) -> d
         ),
         "throughput": Markup(
             throughput_over_time_svg(series, label=f"{scenario}: throughput over time")
+        ),
+    }
+
+
+def _capacity_charts(capacity: dict[str, Any] | None) -> dict[str, Markup]:
+    if not capacity:
+        return {}
+    steps = capacity.get("steps") or []
+    sustainable = (capacity.get("sustainable") or {}).get("rate_rps")
+    measured = [s for s in steps if s.get("latency_ms")]
+    threshold = None
+    if capacity.get("p95_threshold_ms") is not None:
+        threshold = float(capacity["p95_threshold_ms"])
+    scenario = capacity.get("scenario", "capacity")
+    return {
+        "latency": Markup(
+            latency_vs_rate_svg(
+                measured,
+                sustainable_rps=sustainable,
+                threshold_ms=threshold,
+                label=f"{scenario}: latency against offered rate",
+            )
+        ),
+        "throughput": Markup(
+            throughput_vs_rate_svg(
+                measured, sustainable_rps=sustainable, label=f"{scenario}: achieved throughput"
+            )
         ),
     }

@@ -14,6 +14,7 @@ from reporting.summary import summarise
 SUMMARY_FILE = "summary.json"
 HTML_FILE = "report.html"
 MARKDOWN_FILE = "PERFORMANCE_TEST_RESULTS.md"
+CAPACITY_FILE = "capacity.json"  # written by a capacity search (pipeline.capacity_run)
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,9 @@ def write_report(run_dir: Path) -> ReportFiles:
     run_dir = Path(run_dir)
     record = load_run(run_dir)
     summary = summarise(record)
+    capacity = _read_capacity(run_dir)
+    if capacity is not None:
+        summary["capacity"] = capacity
     summary_path = run_dir / SUMMARY_FILE
     html_path = run_dir / HTML_FILE
     markdown_path = run_dir / MARKDOWN_FILE
@@ -42,3 +46,15 @@ def write_report(run_dir: Path) -> ReportFiles:
     html_path.write_text(render_html(summary, record), encoding="utf-8")
     markdown_path.write_text(render_markdown(summary), encoding="utf-8")
     return ReportFiles(summary, summary_path, html_path, markdown_path)
+
+
+def _read_capacity(run_dir: Path) -> dict[str, Any] | None:
+    """Return the capacity search's capacity.json, if this run was one (None otherwise)."""
+    path = run_dir / CAPACITY_FILE
+    if not path.exists():
+        return None
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return document if isinstance(document, dict) else None

@@ -7,7 +7,11 @@ part runs two short steps against the project's cluster and a real Hypercorn ser
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
+
+import pytest
 
 from pipeline.capacity import (
     CONVERGED,
@@ -19,6 +23,7 @@ from pipeline.capacity import (
     next_rate,
     search,
 )
+from pipeline.capacity_run import CAPACITY_FILE, CapacitySettings, run_capacity
 
 STEP_COST_S = 20.0
 
@@ -154,3 +159,59 @@ def test_next_rate_ignores_a_pass_above_the_first_failure() -> None:
         StepOutcome(300.0, True),  # noise above a failure: not sustainable
     ]
     assert next_rate(steps, start_rate_rps=100.0) == 162.5
+
+
+# -- a real run ----------------------------------------------------------------------------
+def test_a_short_real_run_writes_capacity_json_and_the_report(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("LOADTEST_FIXTURES_PATH", str(tmp_path / "test-data.json"))
+    # Test-only step length: 1 s of warm-up and 2 s measured; 18 s leave room for two steps.
+    settings = CapacitySettings(
+        scenario="high_throughput",
+        max_duration_s=18.0,
+        start_rate_rps=20.0,
+        step_s=2.0,
+        warmup_s=1.0,
+    )
+    outcome = run_capacity(
+        settings, database_url=database_url, reports_root=tmp_path / "reports", progress=False
+    )
+    capacity = json.loads((outcome.run_dir / CAPACITY_FILE).read_text())
+    steps = capacity["steps"]
+    assert steps, capacity["stop_detail"]
+    assert steps[0]["rate_rps"] == 20.0
+    assert capacity["settings"]["step_s"] == 2.0
+    # Each rate follows from the ones before it by the search's own rule.
+    outcomes = [StepOutcome(s["rate_rps"], s["passed"], s["fatal"]) for s in steps]
+    for index, step in enumerate(steps[1:], start=1):
+        assert step["rate_rps"] == next_rate(outcomes[:index], start_rate_rps=20.0)
+    for step in steps:
+        assert step["integrity_ok"], step
+        folder = outcome.run_dir / step["result_dir"]
+        integrity = json.loads((folder / "integrity.json").read_text())
+        assert integrity["ok"]
+        measured = json.loads((folder / "measured.json").read_text())
+        whole = json.loads((folder / "result.json").read_text())
+        # The warm-up is excluded: the window holds fewer requests than the whole step.
+        assert 0 < measured["totals"]["requests"] < whole["totals"]["requests"]
+        assert measured["measured_window"] == {"from_s": 1.0, "to_s": 3.0, "warmup_s": 1.0}
+        assert step["requests"] == measured["totals"]["requests"]
+        assert step["latency_ms"]["p95"] == measured["latency_ms"]["p95"]
+        assert step["resources"]["service_cpu_cores"] is not None
+        assert step["resources"]["generator_cpu_cores"] is not None
+        if step["passed"]:
+            assert step["reasons"] == []
+        else:
+            assert step["reasons"]
+    good = [s["rate_rps"] for s in steps if s["passed"]]
+    if capacity["sustainable"] is not None:
+        assert capacity["sustainable"]["rate_rps"] == max(good)
+        published = json.loads((outcome.run_dir / "high_throughput" / "result.json").read_text())
+        assert published["measured_window"]["warmup_s"] == 1.0
+    summary = json.loads((outcome.run_dir / "summary.json").read_text())
+    assert summary["capacity"]["steps"] == steps
+    html = (outcome.run_dir / "report.html").read_text()
+    assert 'id="capacity"' in html
+    assert "offered rate" in html
