@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -11,11 +12,18 @@ from typing import Any
 import molotov_scenarios
 
 DEFAULT_PROFILES_PATH = Path(molotov_scenarios.__file__).with_name("profiles.toml")
+# Another profiles file for every command (tests use it for short runs).
+PROFILES_PATH_ENV = "LOADTEST_PROFILES_PATH"
 SCENARIOS = ("high_contention", "high_throughput", "mixed_operations")
 THRESHOLDS_TABLE = "thresholds"
+# A profile's fault schedule (pipeline/nemesis.py reads and checks it).
+NEMESIS_TABLE = "nemesis"
+# Top-level `[service.<profile>]`: how the service is run under a profile (e.g. workers).
+SERVICE_TABLE = "service"
+SERVICE_KEYS = frozenset({"workers"})
 PROFILE_KEYS = frozenset(
     {"users", "duration_s", "ramp_up_s", "think_time_s", "processes", "units_per_request",
-     "arrival_rate_rps", THRESHOLDS_TABLE}
+     "arrival_rate_rps", THRESHOLDS_TABLE, NEMESIS_TABLE}
 )  # fmt: skip
 THRESHOLD_KEYS = (
     "p95_ms",
@@ -84,9 +92,15 @@ class ScenarioConfig:
         }
 
 
+def profiles_path() -> Path:
+    """Return $LOADTEST_PROFILES_PATH, else the profiles.toml beside the scenarios."""
+    override = os.environ.get(PROFILES_PATH_ENV)
+    return Path(override) if override else DEFAULT_PROFILES_PATH
+
+
 def available_profiles(config_path: Path | None = None) -> list[str]:
     """List the profiles every scenario defines, sorted."""
-    document = _read(config_path or DEFAULT_PROFILES_PATH)
+    document = _read(config_path or profiles_path())
     per_scenario = [set(_profiles_of(document, scenario)) for scenario in SCENARIOS]
     return sorted(set.intersection(*per_scenario))
 
@@ -95,7 +109,7 @@ def load_scenario_config(
     scenario: str, profile: str, config_path: Path | None = None
 ) -> ScenarioConfig:
     """Read and check one scenario's configuration under one profile."""
-    path = config_path or DEFAULT_PROFILES_PATH
+    path = config_path or profiles_path()
     if scenario not in SCENARIOS:
         raise ProfileError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
     document = _read(path)
@@ -136,6 +150,28 @@ def load_scenario_config(
         thresholds=thresholds,
         expected_error_codes=_expected_error_codes(document[scenario], f"{path}: [{scenario}]"),
     )
+
+
+def nemesis_table(scenario: str, profile: str, config_path: Path | None = None) -> dict[str, Any]:
+    """Return the raw `[<scenario>.<profile>.nemesis]` table, empty when there is none."""
+    document = _read(config_path or profiles_path())
+    table = _profiles_of(document, scenario).get(profile, {}).get(NEMESIS_TABLE, {})
+    if not isinstance(table, dict):
+        raise ProfileError(f"[{scenario}.{profile}.{NEMESIS_TABLE}] must be a table")
+    return table
+
+
+def service_workers(profile: str, config_path: Path | None = None) -> int | None:
+    """Return the service workers `[service.<profile>]` asks for, or None when it says nothing."""
+    path = config_path or profiles_path()
+    table = _read(path).get(SERVICE_TABLE, {}).get(profile, {})
+    where = f"{path}: [{SERVICE_TABLE}.{profile}]"
+    unknown = sorted(set(table) - SERVICE_KEYS)
+    if unknown:
+        raise ProfileError(f"{where}: unknown key(s) {', '.join(unknown)}")
+    if "workers" not in table:
+        return None
+    return _integer(table, "workers", where, minimum=1)
 
 
 def _expected_error_codes(table: dict[str, Any], where: str) -> tuple[str, ...]:

@@ -11,7 +11,7 @@ import os
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TypeVar
@@ -43,15 +43,25 @@ def all_command(
     profile: str = "smoke",
     strategy: str = "serializable",
     reports_dir: str | None = None,
-    workers: int = DEFAULT_WORKERS,
+    workers: int | None = None,
+    force: bool = False,
 ) -> None:
-    """Run the whole pipeline; print the verdict and the report's path; exit 0 only on GO."""
+    """Run the whole pipeline; print the verdict and the report's path; exit 0 only on GO.
+
+    ``workers`` defaults to the profile's `[service.<profile>] workers`, else one.
+    """
+    from load_runner import SCENARIOS
+
+    if workers is None:
+        workers = _profile_workers(profile)
     _check_run_options(profile=profile, strategy=strategy, workers=workers)
+    _check_faults(profile, SCENARIOS, target_url=None, force=force)
     outcome = run_all(
         profile=profile,
         strategy=strategy,
         reports_root=resolve_reports_root(reports_dir),
         workers=workers,
+        force=force,
     )
     for reason in outcome.reasons:
         print(f"  - {reason}", file=sys.stderr)
@@ -65,11 +75,13 @@ def scenario_command(
     profile: str = "smoke",
     target_url: str | None = None,
     out: str | None = None,
+    force: bool = False,
 ) -> None:
     """Run one scenario from the seeded baseline against our own service (or ``target_url``)."""
     from local_postgres import database_url
 
     _check_profile(profile, [scenario])
+    _check_faults(profile, [scenario], target_url=target_url, force=force)
     if target_url:
         # Before touching the database: bad input changes nothing. The reset and the checks
         # must reach the target's own database, never our local one.
@@ -102,6 +114,7 @@ def scenario_command(
                     profile=profile,
                     fixtures_path=fixtures_path,
                     out_dir=out_dir,
+                    force=force,
                 )
         finally:
             if not target_url:
@@ -245,6 +258,31 @@ def _check_profile(profile: str, scenarios: list[str] | tuple[str, ...]) -> None
             load_scenario_config(scenario, profile)
         except ProfileError as error:
             fail(str(error))
+
+
+def _check_faults(
+    profile: str, scenarios: Sequence[str], *, target_url: str | None, force: bool
+) -> None:
+    """Exit 2 on a bad fault schedule, or on PostgreSQL faults aimed at a server not ours."""
+    from load_runner.profiles import ProfileError
+    from pipeline.nemesis import load_schedule, postgres_refusal
+
+    try:
+        schedules = [load_schedule(scenario, profile) for scenario in scenarios]
+    except ProfileError as error:
+        fail(str(error))
+    refusal = postgres_refusal(schedules, target_url=target_url, force=force)
+    if refusal:
+        fail(refusal)
+
+
+def _profile_workers(profile: str) -> int:
+    from load_runner.profiles import ProfileError, service_workers
+
+    try:
+        return service_workers(profile) or DEFAULT_WORKERS
+    except ProfileError as error:
+        fail(str(error))
 
 
 def _check_fixtures_fresh(fixtures_path: Path, scenario: str, profile: str) -> None:

@@ -145,6 +145,7 @@ def run_all(
     workers: int = DEFAULT_WORKERS,
     scenarios: Sequence[str] | None = None,
     progress: bool = True,
+    force: bool = False,
 ) -> RunOutcome:
     """Set up, serve, run each scenario with its checks, stop, report; the report always."""
     from load_runner import SCENARIOS
@@ -190,6 +191,7 @@ def run_all(
                         fixtures_path=run_dir / FIXTURES_FILE,
                         out_dir=run_dir,
                         progress=progress,
+                        force=force,
                     )
         else:
             for scenario in chosen:
@@ -229,6 +231,7 @@ def run_scenario_with_checks(
     fixtures_path: Path,
     out_dir: Path,
     progress: bool = True,
+    force: bool = False,
 ) -> Path:
     """Run one scenario from the baseline under watch, then check integrity; return its folder."""
     from integrity import format_report, run_checks, write_integrity_json
@@ -241,6 +244,7 @@ def run_scenario_with_checks(
         fixtures_path=fixtures_path,
         out_dir=out_dir,
         progress=progress,
+        force=force,
     )
     report = run_checks(database_url, [result_dir], fixtures_path=fixtures_path)
     write_integrity_json(report, result_dir)
@@ -259,21 +263,33 @@ def run_watched_scenario(
     fixtures_path: Path,
     out_dir: Path,
     progress: bool = True,
+    force: bool = False,
 ) -> tuple[Path, bool]:
     """Reset to the baseline and run one scenario while watching the service.
 
-    Returns the result folder and whether the run completed; service.json is written even
-    when the runner raises.
+    Under a profile with a fault schedule a nemesis injects the faults meanwhile (PostgreSQL
+    faults on a server behind DATABASE_URL only with ``force``). Returns the result folder and
+    whether the run completed; service.json (and faults.json) are written even when the
+    runner raises.
     """
     from load_runner import run_scenario
+    from pipeline.nemesis import nemesis_for
     from pipeline.service_watch import ServiceWatch
     from seeding import reset_to_baseline
 
     reset_to_baseline(database_url)
     result_dir = out_dir / scenario
     watch = ServiceWatch(service)
+    nemesis = nemesis_for(
+        scenario,
+        profile=profile,
+        service=service,
+        out_dir=out_dir,
+        database_url=database_url,
+        force=force,
+    )
     try:
-        with watch:
+        with watch, nemesis:
             run = run_scenario(
                 scenario,
                 profile=profile,
@@ -286,6 +302,7 @@ def run_watched_scenario(
     finally:
         result_dir.mkdir(parents=True, exist_ok=True)
         watch.write(result_dir)
+        nemesis.write(result_dir)
     return result_dir, bool(run.completed)
 
 
