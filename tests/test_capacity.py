@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from pipeline.capacity import (
@@ -23,7 +24,13 @@ from pipeline.capacity import (
     next_rate,
     search,
 )
-from pipeline.capacity_run import CAPACITY_FILE, CapacitySettings, run_capacity
+from pipeline.capacity_run import (
+    CAPACITY_FILE,
+    CapacitySettings,
+    capacity_command,
+    run_capacity,
+)
+from pipeline.exclusive import exclusive_database
 
 STEP_COST_S = 20.0
 
@@ -215,3 +222,66 @@ def test_a_short_real_run_writes_capacity_json_and_the_report(
     html = (outcome.run_dir / "report.html").read_text()
     assert 'id="capacity"' in html
     assert "offered rate" in html
+
+
+# -- bad input -----------------------------------------------------------------------------
+def only_error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert captured.out == ""
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("max_duration", "abc", "--max-duration must be a positive number, not 'abc'"),
+        ("max_duration", "0", "--max-duration must be a positive number, not '0'"),
+        ("max_duration", "-30", "--max-duration must be a positive number, not '-30'"),
+        ("max_duration", "nan", "--max-duration must be a positive number, not 'nan'"),
+        ("max_duration", "inf", "--max-duration must be a positive number, not 'inf'"),
+        ("max_duration", "5", "--max-duration 5 s leaves no room for one step"),
+        ("start_rate", "0", "--start-rate must be a positive number, not '0'"),
+        ("start_rate", "fast", "--start-rate must be a positive number, not 'fast'"),
+        ("step_duration", "-1", "--step-duration must be a positive number, not '-1'"),
+        ("step_duration", "5", "--step-duration must be at least 10 s, not 5"),
+        ("workers", "1.5", "--workers must be a whole number, not '1.5'"),
+        ("scenario", "nope", "--scenario must be one of high_contention, high_throughput"),
+        ("strategy", "nope", "--strategy must be one of serializable"),
+    ],
+)
+def test_bad_input_gets_one_line_and_exit_2_before_anything_starts(
+    option: str,
+    value: str,
+    message: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # An unreachable database: bad input must be refused before anything reaches for one.
+    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    reports = tmp_path / "reports"
+    with pytest.raises(SystemExit) as exit_info:
+        capacity_command(**{option: value}, reports_dir=str(reports))  # type: ignore[arg-type]
+    assert exit_info.value.code == 2
+    assert only_error_line(capsys).startswith(f"error: {message}")
+    assert not reports.exists()
+
+
+def test_a_capacity_run_is_refused_while_another_load_test_holds_the_database(
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    reports = tmp_path / "reports"
+    with exclusive_database(database_url), pytest.raises(SystemExit) as exit_info:
+        capacity_command(max_duration="60", reports_dir=str(reports))
+    assert exit_info.value.code == 2
+    assert only_error_line(capsys).startswith("error: another load test is running")
+    assert not reports.exists()
+    # Nothing was seeded either: the database is as migrated, empty.
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM authorizations").fetchone()[0] == 0
