@@ -80,10 +80,14 @@ def setup(
 
 def _scenario_task(number: int, scenario: str) -> Callable[..., None]:
     @task(name=f"scenario{number}")
-    def run(c: Context, profile: str = "smoke", target_url: str = "", out: str = "") -> None:
+    def run(
+        c: Context, profile: str = "smoke", target_url: str = "", out: str = "", force: bool = False
+    ) -> None:
         from pipeline.commands import scenario_command
 
-        scenario_command(scenario, profile=profile, target_url=target_url or None, out=out or None)
+        scenario_command(
+            scenario, profile=profile, target_url=target_url or None, out=out or None, force=force
+        )
 
     run.__doc__ = f"Run scenario {number} ({scenario}) and write its results to --out."
     return run
@@ -116,13 +120,22 @@ def all_(
     profile: str = "smoke",
     strategy: str = "serializable",
     reports_dir: str = "",
-    workers: int = 1,
+    workers: int = 0,
+    force: bool = False,
 ) -> None:
-    """Run the whole load-test pipeline and exit non-zero unless the verdict is GO."""
+    """Run the whole load-test pipeline and exit non-zero unless the verdict is GO.
+
+    --workers 0 takes the profile's own (2 under `faults`, else 1); --force lets the faults
+    profile restart and pause a PostgreSQL server behind DATABASE_URL.
+    """
     from pipeline.commands import all_command
 
     all_command(
-        profile=profile, strategy=strategy, reports_dir=reports_dir or None, workers=workers
+        profile=profile,
+        strategy=strategy,
+        reports_dir=reports_dir or None,
+        workers=workers or None,
+        force=force,
     )
 
 
