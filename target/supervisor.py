@@ -169,6 +169,7 @@ class Supervisor:
                 note(f"worker {process.pid} did not stop in time: killing it")
                 process.kill()
                 process.wait()
+            metrics.forget_worker(process.pid)  # a worker stopped before serving kept its gauges
         for slot in self.slots:
             slot.process = None
 
