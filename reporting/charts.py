@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from html import escape
 from typing import Any
 
@@ -17,6 +18,20 @@ REQUESTS_COLOUR = "#1c7ed6"
 ERRORS_COLOUR = "#c92a2a"
 THRESHOLD_COLOUR = "#862e9c"
 BAR_COLOUR = "#1c7ed6"
+FAULT_COLOUR = "#c92a2a"  # an injected fault, from its start to its end
+RECOVERY_COLOUR = "#f59f00"  # from the fault's end until the service had recovered
+BAND_OPACITY = 0.18
+MIN_BAND_PX = 3.0  # an instantaneous fault (a killed worker) still shows
+
+
+@dataclass(frozen=True)
+class FaultBand:
+    """An injected fault on the time axis, in seconds of the run."""
+
+    start_s: float
+    end_s: float
+    recovered_s: float | None  # seconds after end_s until recovery; None if it never did
+    label: str
 
 
 def nice_ticks(top: float, count: int = TICKS) -> list[float]:
@@ -58,7 +73,11 @@ def histogram_svg(buckets: Sequence[Mapping[str, Any]], *, label: str) -> str:
 
 
 def latency_over_time_svg(
-    series: Sequence[Mapping[str, Any]], *, threshold_ms: float | None, label: str
+    series: Sequence[Mapping[str, Any]],
+    *,
+    threshold_ms: float | None,
+    label: str,
+    bands: Sequence[FaultBand] = (),
 ) -> str:
     """Draw p50, p95 and p99 second by second; an idle second leaves a gap."""
     values = [
@@ -72,6 +91,7 @@ def latency_over_time_svg(
     ticks = nice_ticks(max([*values, threshold_ms or 0.0]))
     plot_h = HEIGHT - TOP - BOTTOM
     parts = [_open(label), *_y_axis(ticks, plot_h, "ms"), *_x_axis(series, plot_h)]
+    parts += _fault_bands(bands, len(series), plot_h)
     if threshold_ms is not None:
         y = _y(threshold_ms, ticks[-1], plot_h)
         parts.append(
@@ -86,19 +106,46 @@ def latency_over_time_svg(
     return "".join([*parts, "</svg>"])
 
 
-def throughput_over_time_svg(series: Sequence[Mapping[str, Any]], *, label: str) -> str:
-    """Draw requests and errors per second."""
+def throughput_over_time_svg(
+    series: Sequence[Mapping[str, Any]], *, label: str, bands: Sequence[FaultBand] = ()
+) -> str:
+    """Draw requests and errors per second (and each injected fault as a band)."""
     if not series:
         return _empty(label)
     top = max(int(point.get("requests") or 0) for point in series)
     ticks = nice_ticks(top)
     plot_h = HEIGHT - TOP - BOTTOM
     parts = [_open(label), *_y_axis(ticks, plot_h, "per second"), *_x_axis(series, plot_h)]
+    parts += _fault_bands(bands, len(series), plot_h)
     for key, colour in (("requests", REQUESTS_COLOUR), ("errors", ERRORS_COLOUR)):
         points = [(i, point.get(key) or 0) for i, point in enumerate(series)]
         parts += _polylines(points, len(series), ticks[-1], plot_h, colour, key)
     parts.append(_legend([("requests", REQUESTS_COLOUR), ("errors", ERRORS_COLOUR)]))
     return "".join([*parts, "</svg>"])
+
+
+def _fault_bands(bands: Sequence[FaultBand], length: int, plot_h: float) -> list[str]:
+    """Shade each fault (red) and its recovery (amber) behind the lines."""
+    parts = []
+    right = WIDTH - RIGHT
+    for band in bands:
+        x_start = min(_x(band.start_s, length), right)
+        x_end = min(max(_x(band.end_s, length), x_start + MIN_BAND_PX), right)
+        parts.append(
+            f'<rect class="fault" x="{x_start:.1f}" y="{TOP}" width="{x_end - x_start:.1f}" '
+            f'height="{plot_h:.1f}" fill="{FAULT_COLOUR}" fill-opacity="{BAND_OPACITY}">'
+            f"<title>{escape(band.label)}</title></rect>"
+        )
+        if band.recovered_s:
+            x_back = min(_x(band.end_s + band.recovered_s, length), right)
+            if x_back > x_end:
+                parts.append(
+                    f'<rect class="recovery" x="{x_end:.1f}" y="{TOP}" '
+                    f'width="{x_back - x_end:.1f}" height="{plot_h:.1f}" '
+                    f'fill="{RECOVERY_COLOUR}" fill-opacity="{BAND_OPACITY}">'
+                    f"<title>{escape(band.label)}: recovering</title></rect>"
+                )
+    return parts
 
 
 def _open(label: str) -> str:
@@ -120,7 +167,7 @@ def _y(value: float, top: float, plot_h: float) -> float:
     return TOP + plot_h - plot_h * value / top
 
 
-def _x(index: int, length: int) -> float:
+def _x(index: float, length: int) -> float:
     plot_w = WIDTH - LEFT - RIGHT
     return LEFT + (plot_w * index / (length - 1) if length > 1 else plot_w / 2)
 

@@ -17,6 +17,7 @@ RESULT_FILE = "result.json"
 INTEGRITY_FILE = "integrity.json"
 SERVICE_FILE = "service.json"
 SCENARIO_FILES = (RESULT_FILE, INTEGRITY_FILE, SERVICE_FILE)
+FAULTS_FILE = "faults.json"  # only under a profile with a fault schedule (pipeline/nemesis.py)
 
 
 class ReportInputError(ValueError):
@@ -85,12 +86,18 @@ def _load_scenario(folder: Path, name: str, step_error: str | None) -> ScenarioE
         documents[file_name], problem = _read_json(path)
         if problem:
             problems.append(problem)
+    faults = None
+    if (folder / FAULTS_FILE).exists():
+        faults, problem = _read_json(folder / FAULTS_FILE)
+        if problem:
+            problems.append(problem)
     return ScenarioEvidence(
         scenario=name,
         result=documents[RESULT_FILE],
         integrity=documents[INTEGRITY_FILE],
         service=documents[SERVICE_FILE],
         failure="; ".join(problems) or None,
+        faults=faults,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,12 @@ from jinja2 import ChainableUndefined, Environment, FileSystemLoader, Undefined
 from markupsafe import Markup
 
 from reporting.capacity_charts import latency_vs_rate_svg, throughput_vs_rate_svg
-from reporting.charts import histogram_svg, latency_over_time_svg, throughput_over_time_svg
+from reporting.charts import (
+    FaultBand,
+    histogram_svg,
+    latency_over_time_svg,
+    throughput_over_time_svg,
+)
 from reporting.records import RunRecord
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "report_templates"
@@ -38,7 +44,9 @@ def environment() -> Environment:
 def render_html(summary: dict[str, Any], record: RunRecord) -> str:
     """Render the self-contained HTML report (inline CSS and SVG)."""
     charts = {
-        evidence.scenario: _charts(evidence.scenario, evidence.result or {}, summary)
+        evidence.scenario: _charts(
+            evidence.scenario, evidence.result or {}, summary, fault_bands(evidence.faults)
+        )
         for evidence in record.scenarios
     }
     return (
@@ -94,7 +102,30 @@ def _missing(value: Any) -> bool:
     return value is None or isinstance(value, Undefined)
 
 
-def _charts(scenario: str, result: dict[str, Any], summary: dict[str, Any]) -> dict[str, Markup]:
+def fault_bands(faults: Mapping[str, Any] | None) -> list[FaultBand]:
+    """Return a chart band for each fault that was injected (skipped ones have no time)."""
+    bands = []
+    for fault in (faults or {}).get("faults") or []:
+        if fault.get("start_s") is None or fault.get("end_s") is None:
+            continue
+        recovery = fault.get("recovery") or {}
+        bands.append(
+            FaultBand(
+                start_s=float(fault["start_s"]),
+                end_s=float(fault["end_s"]),
+                recovered_s=recovery.get("recovery_s"),
+                label=f"{fault.get('kind')} ({fault.get('outcome')}): {fault.get('target')}",
+            )
+        )
+    return bands
+
+
+def _charts(
+    scenario: str,
+    result: dict[str, Any],
+    summary: dict[str, Any],
+    bands: Sequence[FaultBand] = (),
+) -> dict[str, Markup]:
     series = result.get("timeseries") or []
     thresholds = (result.get("config") or {}).get("thresholds") or {}
     return {
@@ -106,10 +137,11 @@ def _charts(scenario: str, result: dict[str, Any], summary: dict[str, Any]) -> d
                 series,
                 threshold_ms=thresholds.get("p95_ms"),
                 label=f"{scenario}: latency over time",
+                bands=bands,
             )
         ),
         "throughput": Markup(
-            throughput_over_time_svg(series, label=f"{scenario}: throughput over time")
+            throughput_over_time_svg(series, label=f"{scenario}: throughput over time", bands=bands)
         ),
     }
 

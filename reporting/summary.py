@@ -142,6 +142,7 @@ def _scenario_summary(evidence: ScenarioEvidence, verdict: Verdict) -> dict[str,
         ],
         "integrity": _integrity_summary(evidence.integrity),
         "service": _service_summary(evidence.service),
+        "faults": _faults_summary(evidence.faults),
         "generator": dict(result.get("generator") or {}),
         "run": dict(result.get("run") or {}),
     }
@@ -193,6 +194,35 @@ def _service_summary(service: Mapping[str, Any] | None) -> dict[str, Any] | None
         "delta": dict(service.get("delta") or {}),
         "before": dict(service.get("before") or {}),
         "after": dict(service.get("after") or {}),
+    }
+
+
+def _faults_summary(faults: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Return each injected fault with its times, recovery and cost; None without a nemesis."""
+    if faults is None:
+        return None
+    return {
+        "anchor": faults.get("anchor"),
+        "recovery_limit_s": faults.get("recovery_limit_s"),
+        "faults": [
+            {
+                "kind": fault.get("kind"),
+                "target": fault.get("target"),
+                "outcome": fault.get("outcome"),
+                "reason": fault.get("reason"),
+                "planned_at_s": fault.get("planned_at_s"),
+                "started_at": fault.get("started_at"),
+                "ended_at": fault.get("ended_at"),
+                "start_s": fault.get("start_s"),
+                "end_s": fault.get("end_s"),
+                "duration_s": fault.get("duration_s"),
+                "recovery": fault.get("recovery"),
+                "cost": fault.get("cost"),
+            }
+            for fault in faults.get("faults") or []
+        ],
+        # The figures the thresholds were judged on: attempts in flight during no fault window.
+        "steady_state": faults.get("steady_state"),
     }
 
 

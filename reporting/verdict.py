@@ -6,6 +6,7 @@ service.json): no I/O here, so every boundary can be tested with hand-made input
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -33,6 +34,8 @@ GRADED_THRESHOLDS = (UNEXPECTED_ERROR_RATE_MAX,)
 UNSENT_SHARE_TOLERATED = 0.01
 POOL_EXHAUSTION_CODE = "unavailable"
 POOL_TIMEOUTS_METRIC = "db_pool_timeouts_total"
+# faults.json (pipeline/nemesis.py): what happened to each planned fault.
+FAULT_DONE, FAULT_SKIPPED, FAULT_FAILED = "done", "skipped", "failed"
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,8 @@ class ScenarioEvidence:
     integrity: Mapping[str, Any] | None = None
     service: Mapping[str, Any] | None = None
     failure: str | None = None
+    # faults.json when a nemesis ran: the faults, their recovery, and the figures outside them.
+    faults: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -157,7 +162,10 @@ def judge_scenario(evidence: ScenarioEvidence) -> tuple[list[ThresholdCheck], li
         findings.append(Finding(NO_GO, name, "no result was recorded"))
         return [], findings + _integrity_findings(evidence) + _service_findings(evidence)
     findings += _run_findings(name, result)
-    thresholds = evaluate_thresholds(name, result)
+    # Under injected faults the thresholds hold outside the faults' windows; what the faults
+    # cost is judged by recovery (below) and reported per fault.
+    judged = steady_state_result(result, evidence.faults)
+    thresholds = evaluate_thresholds(name, judged)
     findings += [
         Finding(check.decision, name, _threshold_reason(check))
         for check in thresholds
@@ -165,8 +173,103 @@ def judge_scenario(evidence: ScenarioEvidence) -> tuple[list[ThresholdCheck], li
     ]
     findings += _integrity_findings(evidence)
     findings += _service_findings(evidence)
-    findings += _server_error_findings(name, result)
+    findings += _server_error_findings(name, judged)
+    findings += fault_findings(name, evidence.faults)
     return thresholds, findings
+
+
+def steady_state_result(
+    result: Mapping[str, Any], faults: Mapping[str, Any] | None
+) -> Mapping[str, Any]:
+    """Return ``result`` with its figures taken from outside the fault windows, if faults ran."""
+    steady = (faults or {}).get("steady_state")
+    if not steady:
+        return result
+    return {
+        **result,
+        "totals": {
+            **(result.get("totals") or {}),
+            "requests": steady.get("requests"),
+            "errors": steady.get("errors"),
+            "error_rate": steady.get("error_rate"),
+        },
+        "latency_ms": steady.get("latency_ms") or {},
+        "by_status": steady.get("by_status") or {},
+        "by_code": steady.get("by_code") or {},
+    }
+
+
+def fault_findings(name: str, faults: Mapping[str, Any] | None) -> list[Finding]:
+    """Judge the injected faults: an injected fault is no finding, a slow recovery is NO-GO."""
+    findings = []
+    for fault in (faults or {}).get("faults") or []:
+        at_s = fault.get("start_s")
+        at_s = fault.get("planned_at_s") if at_s is None else at_s
+        what = f"{fault.get('kind')} at {_seconds(at_s)}"
+        outcome = fault.get("outcome")
+        if outcome == FAULT_SKIPPED:
+            findings.append(Finding(GO, name, f"{what} was skipped: {fault.get('reason')}"))
+            continue
+        if outcome == FAULT_FAILED:
+            findings.append(
+                Finding(CONDITIONAL, name, f"{what} could not be injected: {fault.get('reason')}")
+            )
+            continue
+        recovery = fault.get("recovery") or {}
+        if recovery.get("recovered"):
+            continue
+        limit = recovery.get("limit_s", 10)
+        healthz = recovery.get("healthz_back_after_s")
+        throughput = recovery.get("throughput_back_after_s")
+        observed = recovery.get("observed_until_s") or 0.0
+        if healthz is not None and throughput is None and observed < limit + 1:
+            findings.append(
+                Finding(
+                    CONDITIONAL,
+                    name,
+                    f"{what}: recovery not observed, the run ended {observed:.1f} s after it",
+                )
+            )
+            continue
+        findings.append(
+            Finding(
+                NO_GO,
+                name,
+                f"{what}: the service did not recover within {limit:g} s of the fault's end "
+                f"(/healthz {_back(healthz)}; throughput {_back(throughput)}, needed "
+                f"{recovery.get('required_share', 0.8) * 100:.0f} % of "
+                f"{recovery.get('baseline_rps') or 0:.1f} req/s)",
+            )
+        )
+    return findings
+
+
+def excused_by_faults(at: str | None, faults: Mapping[str, Any] | None) -> bool:
+    """Tell whether a service event's time lies within a fault's window (fault + recovery)."""
+    moment = _parse_time(at)
+    if moment is None:
+        return False
+    for fault in (faults or {}).get("faults") or []:
+        start = _parse_time(fault.get("excused_from"))
+        until = _parse_time(fault.get("excused_until"))
+        if start is not None and until is not None and start <= moment <= until:
+            return True
+    return False
+
+
+def _parse_time(value: Any) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+
+
+def _seconds(value: Any) -> str:
+    return "?" if value is None else f"{float(value):.1f} s"
+
+
+def _back(after_s: Any) -> str:
+    return "not back" if after_s is None else f"back after {float(after_s):.1f} s"
 
 
 def _measurement(name: str, result: Mapping[str, Any]) -> float | None:
@@ -300,7 +403,10 @@ def _service_findings(evidence: ScenarioEvidence) -> list[Finding]:
     if service is None:
         return [Finding(CONDITIONAL, name, "the service's health was not observed")]
     findings = []
-    events = service.get("events") or []
+    all_events = service.get("events") or []
+    # Under injected faults, what the service went through within a fault's window (a
+    # killed worker replaced, health checks failing while PostgreSQL was down) is the fault's.
+    events = [e for e in all_events if not excused_by_faults(e.get("at"), evidence.faults)]
     for event in events:
         kind, at = event.get("kind"), event.get("at", "?")
         if kind == "crash":
@@ -317,11 +423,13 @@ def _service_findings(evidence: ScenarioEvidence) -> list[Finding]:
             Finding(CONDITIONAL, name, "pool timeouts during the run are unknown (no /metrics)")
         )
     timeouts = (service.get("delta") or {}).get(POOL_TIMEOUTS_METRIC) or 0
-    if timeouts and not any(event.get("kind") == "pool_exhaustion" for event in events):
+    if timeouts and not any(event.get("kind") == "pool_exhaustion" for event in all_events):
         findings.append(
             Finding(NO_GO, name, f"{timeouts:g} requests timed out waiting for the pool")
         )
     failed_probes = int((service.get("healthz") or {}).get("failures") or 0)
+    if evidence.faults and not any(e.get("kind") == "healthz_failed" for e in events):
+        failed_probes = 0  # every failing stretch began within a fault's window
     if failed_probes and not any(f.decision == NO_GO for f in findings):
         findings.append(
             Finding(CONDITIONAL, name, f"{failed_probes} health checks failed during the run")

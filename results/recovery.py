@@ -175,7 +175,9 @@ def steady_state(
     kept = outside_windows(records, windows)
     errors = sum(1 for r in kept if is_error(r.status, r.code))
     by_code: dict[str, int] = {}
+    by_status: dict[str, int] = {}
     for record in kept:
+        by_status[str(record.status)] = by_status.get(str(record.status), 0) + 1
         if record.code:
             by_code[record.code] = by_code.get(record.code, 0) + 1
     return {
@@ -183,6 +185,7 @@ def steady_state(
         "excluded_requests": len(records) - len(kept),
         "errors": errors,
         "error_rate": round(errors / len(kept), 6) if kept else 0.0,
+        "by_status": dict(sorted(by_status.items())),
         "by_code": dict(sorted(by_code.items())),
         "latency_ms": latency_summary(r.latency_ms for r in kept),
     }
