@@ -190,7 +190,7 @@ def outcome_line(outcome: CapacityOutcome) -> str:
     where = f"report at {outcome.report_path} ({outcome.duration_s:.0f} s)"
     context = f"{capacity['scenario']}, {capacity['strategy']}, {capacity['workers']} worker(s)"
     sustainable, failure = capacity.get("sustainable"), capacity.get("first_failure")
-    broke = ""
+    broke = "; no step failed: the limit lies higher (give more --max-duration)"
     if failure:
         first = (failure.get("reasons") or ["?"])[0]
         broke = f"; first failure at {failure['rate_rps']:g} req/s ({first})"
