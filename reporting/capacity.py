@@ -117,6 +117,15 @@ def step_resources(
         figures[f"{group}_cpu_ms_per_request"] = (
             None if busy is None or achieved_rps <= 0 else round(busy / achieved_rps * 1000, 3)
         )
+    parties = [cores.get(group) for group in PARTIES]
+    machine = cores.get(MACHINE)
+    # What else kept the cores busy (other tenants of a shared machine): a capacity found
+    # while this is high understates what the service can do on a machine of its own.
+    figures["other_cpu_cores"] = (
+        None
+        if machine is None or any(busy is None for busy in parties)
+        else round(max(machine - sum(busy or 0.0 for busy in parties), 0.0), 4)
+    )
     for name, metric in (
         ("pool_timeouts_per_request", POOL_TIMEOUTS),
         ("serialization_retries_per_request", SERIALIZATION_RETRIES),

@@ -14,6 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from molotov_scenarios.records import Record
 from pipeline.capacity import (
     CONVERGED,
     FATAL,
@@ -31,6 +32,14 @@ from pipeline.capacity_run import (
     run_capacity,
 )
 from pipeline.exclusive import exclusive_database
+from reporting.capacity import (
+    StepJudgement,
+    judge_step,
+    limit_observations,
+    measured_window,
+    step_resources,
+)
+from reporting.verdict import ScenarioEvidence
 
 STEP_COST_S = 20.0
 
@@ -166,6 +175,105 @@ def test_next_rate_ignores_a_pass_above_the_first_failure() -> None:
         StepOutcome(300.0, True),  # noise above a failure: not sustainable
     ]
     assert next_rate(steps, start_rate_rps=100.0) == 162.5
+
+
+# -- one step's figures ----------------------------------------------------------------------
+def record(started_s: float, latency_ms: float, status: int = 200, code: str = "") -> Record:
+    return Record(
+        request_id=f"r{started_s}",
+        operation="reserve",
+        authorization_id="a",
+        status=status,
+        code=code,
+        latency_ms=latency_ms,
+        started_s=started_s,
+        transaction_id="t" if status == 200 else "",
+        kind="reserve",
+        units=1,
+    )
+
+
+def test_the_measured_window_leaves_out_the_warm_up() -> None:
+    records = [
+        record(0.2, 2000.0),  # warm-up: not measured, but answered inside the window (at 2.2 s)
+        record(0.5, 10.0),  # warm-up, answered in the warm-up
+        record(1.0, 20.0),
+        record(1.5, 30.0, status=409, code="insufficient_units"),
+        record(2.0, 40.0),
+        record(2.9, 500.0),  # intended inside, answered after the window (3.4 s)
+        record(3.0, 5.0),  # after the window
+    ]
+    whole = {
+        "config": {"thresholds": {"p95_ms": 100.0}, "expected_error_codes": ["insufficient_units"]},
+        "open_model": {"arrival_rate_rps": 2.0, "scheduled_requests": 9, "sent_requests": 7},
+        "run": {"exit_code": 0, "crashed": False, "timed_out": False},
+        "generator": {"bottleneck": False},
+    }
+    window = measured_window(whole, records, warmup_s=1.0, step_s=2.0)
+    assert window["totals"]["requests"] == 4
+    assert window["totals"]["errors"] == 1
+    assert window["latency_ms"]["p50"] == 30.0
+    assert window["latency_ms"]["max"] == 500.0
+    # Answered inside [1, 3): the ones started at 0.2, 1.0, 1.5 and 2.0 → 4 in 2 s.
+    assert window["totals"]["throughput_rps"] == 2.0
+    assert window["totals"]["ok_rps"] == 1.5
+    # The 2 slots never sent are charged to the window.
+    assert window["open_model"] == {
+        "arrival_rate_rps": 2.0,
+        "scheduled_requests": 6,
+        "sent_requests": 4,
+    }
+
+
+def test_a_step_is_judged_by_the_verdicts_scenario_rules() -> None:
+    integrity = {"ok": True, "checks": []}
+    service = {"alive": True, "events": [], "healthz": {"failures": 0}, "delta": {}}
+    result = {
+        "config": {"thresholds": {"p95_ms": 100.0}, "expected_error_codes": []},
+        "run": {"exit_code": 0, "crashed": False, "timed_out": False},
+        "totals": {"requests": 10, "error_rate": 0.0},
+        "latency_ms": {"p95": 99.0},
+        "generator": {"bottleneck": False},
+    }
+    held = judge_step(ScenarioEvidence("high_throughput", result, integrity, service))
+    assert held == StepJudgement(passed=True, fatal=False, reasons=())
+    slow = {**result, "latency_ms": {"p95": 120.0}}
+    failed = judge_step(ScenarioEvidence("high_throughput", slow, integrity, service))
+    assert not failed.passed
+    assert not failed.fatal
+    assert failed.reasons == ("p95_ms 120.0 ms against at most 100.0 ms, missed by 20.0 %",)
+    busy = {**result, "generator": {"bottleneck": True, "reasons": ["lag"]}}
+    flagged = judge_step(ScenarioEvidence("high_throughput", busy, integrity, service))
+    assert flagged.reasons == ("the load generator was the bottleneck (lag)",)
+    broken = {"ok": False, "checks": [{"name": "no_overbooking", "ok": False, "violations": 2}]}
+    fatal = judge_step(ScenarioEvidence("high_throughput", result, broken, service))
+    assert fatal.fatal
+    assert not fatal.passed
+
+
+def test_resources_per_request_and_what_ran_out() -> None:
+    cores = {"machine": 1.9, "service": 0.9, "postgres": 0.3, "generator": 0.2}
+    service = {
+        "delta": {"db_pool_timeouts_total": 5.0, "db_serialization_retries_total": 200.0},
+        "peaks": {"db_pool_waiting": 12.0, "db_pool_checked_out": 8.0, "db_pool_size": 8.0},
+    }
+    resources = step_resources(cores, service, achieved_rps=300.0, requests=1000)
+    assert resources["service_cpu_ms_per_request"] == 3.0
+    assert resources["postgres_cpu_ms_per_request"] == 1.0
+    assert resources["other_cpu_cores"] == 0.5
+    assert resources["pool_timeouts_per_request"] == 0.005
+    assert resources["serialization_retries_per_request"] == 0.2
+    assert resources["serialization_conflicts_per_request"] is None
+    found = limit_observations(
+        resources, service_workers=1, cpu_count=2, generator_bottleneck=False
+    )
+    assert [line.split(" (")[0] for line in found] == [
+        "the service's connection pool",
+        "every pooled connection was in use, 12 requests waiting at the peak",
+        "service worker CPU",
+        "the machine's 2 cores",
+        "serialization retries",
+    ]
 
 
 # -- a real run ----------------------------------------------------------------------------
