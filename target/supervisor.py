@@ -150,7 +150,7 @@ class Supervisor:
             self.command,
             stdin=subprocess.DEVNULL,
             pass_fds=(self.listener_fd,),
-            preexec_fn=die_with_parent(),
+            preexec_fn=prepare_worker(),
         )
         slot.started_at = time.monotonic()
         slot.restart_at = None
@@ -209,22 +209,26 @@ def describe_exit(exit_code: int) -> str:
     return f"exited with code {exit_code}"
 
 
-def die_with_parent() -> Callable[[], None] | None:
-    """Return a pre-exec hook that SIGTERMs the worker if the supervisor dies (Linux only).
+def prepare_worker() -> Callable[[], None]:
+    """Return the pre-exec hook of a worker: ignore the terminal's SIGINT, die with the parent.
 
-    Without it a kill -9 of the supervisor would leave workers serving the port unwatched.
+    A terminal's Ctrl-C reaches the whole process group; the supervisor turns it into SIGTERM
+    for each worker. Ignoring SIGINT only lasts until Hypercorn installs its own handler, so a
+    worker still importing is not interrupted mid-import (a traceback, nothing else).
+    On Linux a worker also gets SIGTERM when the supervisor dies: without that a kill -9 of
+    the supervisor would leave workers serving the port unwatched.
     """
-    if not sys.platform.startswith("linux"):
-        return None
-    libc = ctypes.CDLL(None, use_errno=True)
+    libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
     supervisor_pid = os.getpid()
 
-    def set_parent_death_signal() -> None:
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() != supervisor_pid:  # the supervisor died before prctl took effect
-            os._exit(1)
+    def prepare() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if libc is not None:
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+            if os.getppid() != supervisor_pid:  # the supervisor died before prctl took effect
+                os._exit(1)
 
-    return set_parent_death_signal
+    return prepare
 
 
 def note(message: str) -> None:
