@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 
@@ -23,7 +24,11 @@ from target.problems import (
     problem_response,
     unavailable,
 )
-from target.request_log import configure_logging, install_request_hooks
+from target.request_log import (
+    configure_logging,
+    flush_request_log_periodically,
+    install_request_hooks,
+)
 from target.settings import Settings
 from target.state import EXTENSION_KEY, ServiceState
 
@@ -43,12 +48,15 @@ def create_app(settings: Settings | None = None) -> Quart:
     @app.before_serving
     async def open_database() -> None:
         state.database = Database(settings)
+        state.log_flusher = asyncio.create_task(flush_request_log_periodically())
         if settings.concurrency == "unsafe":
             log.warning("!!! %s !!!", UNSAFE_WARNING)
         log.info("serving with TARGET_CONCURRENCY=%s", settings.concurrency)
 
     @app.after_serving
     async def close_database() -> None:
+        if state.log_flusher is not None:
+            state.log_flusher.cancel()
         if state.database is not None:
             await state.database.dispose()
         metrics.forget_this_worker()

@@ -106,8 +106,12 @@ def start_service(
     env: dict[str, str] | None = None,
     log_path: Path | None = None,
     ready_timeout_s: float = 30.0,
+    app_path: str | None = None,
 ) -> ServiceProcess:
-    """Start the service on 127.0.0.1 (a free port when 0); wait until /healthz answers 200."""
+    """Start the service on 127.0.0.1 (a free port when 0); wait until /healthz answers 200.
+
+    ``app_path`` serves another ASGI app the same way (the benchmarks' framework floor).
+    """
     check_launch(database_url, strategy, workers, env)
     listener = bind_listener(port)
     bound_port = listener.getsockname()[1]
@@ -118,7 +122,7 @@ def start_service(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with listener, log_path.open("ab") as log_file:
         process = subprocess.Popen(
-            supervisor_command(listener.fileno(), workers),
+            supervisor_command(listener.fileno(), workers, app_path),
             env=child_env,
             cwd=PROJECT_ROOT,
             stdin=subprocess.DEVNULL,
@@ -164,9 +168,9 @@ def bind_listener(port: int) -> socket.socket:
     return listener
 
 
-def supervisor_command(listener_fd: int, workers: int) -> list[str]:
+def supervisor_command(listener_fd: int, workers: int, app_path: str | None = None) -> list[str]:
     """Return the command that supervises ``workers`` Hypercorn workers on the socket."""
-    return [
+    command = [
         sys.executable,
         "-m",
         "target.supervisor",
@@ -175,6 +179,7 @@ def supervisor_command(listener_fd: int, workers: int) -> list[str]:
         "--workers",
         str(workers),
     ]
+    return command if app_path is None else [*command, "--app", app_path]
 
 
 def worker_pids(supervisor_pid: int) -> list[int]:

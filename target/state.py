@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from quart import current_app
@@ -16,6 +17,7 @@ EXTENSION_KEY = "clinic_target"
 class ServiceState:
     settings: Settings
     database: Database | None = None
+    log_flusher: asyncio.Task[None] | None = None
 
 
 def service_state() -> ServiceState:

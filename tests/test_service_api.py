@@ -35,6 +35,7 @@ from target.settings import DEFAULT_JWT_SECRET, Settings
 WORKERS = 2
 POOL_SIZE = 3
 TOKEN_TTL_S = 900
+LOG_FLUSH_WAIT_S = 3.0
 METRIC_NAMES = (
     "http_requests_total",
     "http_request_duration_seconds_bucket",
@@ -267,7 +268,13 @@ async def test_every_request_logs_one_structured_line(
             headers=bearer(mint_token(clinic.home)) | {"X-Request-ID": request_id},
         )
     assert response.status_code == 409
-    lines = [line for line in service.log_path.read_text().splitlines() if request_id in line]
+    # The request log is buffered and reaches the log every 0.2 s.
+    deadline = time.monotonic() + LOG_FLUSH_WAIT_S
+    while True:
+        lines = [line for line in service.log_path.read_text().splitlines() if request_id in line]
+        if lines or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
     assert len(lines) == 1
     entry = json.loads(lines[0])
     assert entry["method"] == "POST"
