@@ -1,32 +1,42 @@
-"""Reservations/s of the service beside plain pgbench on the same reserve transaction.
+"""Reservations/s of the service beside pgbench and beside the bare framework, with CPU shares.
 
-    python benchmarks/service_throughput.py [--seconds 10] [--repeats 3] [--json PATH]
+    python benchmarks/service_throughput.py [--seconds 10] [--repeats 3] [--workers 2]
+        [--pool-size 8] [--keyed] [--py-spy DIR] [--json PATH]
 
-On one fresh throwaway cluster, for each strategy (serializable, for_update, atomic):
-(a) the pgbench anchors of ../shared/anchors/pgbench (50 clients, 2 threads, 55 hot
-authorizations among 100,000 inert rows, 5 units per reservation), and (b) the service under
-Hypercorn with 2 workers, driven by a lean closed-loop aiohttp client with 50 concurrent
-users reserving 5 units on random authorizations of the same shape. Every measurement is
-repeated ``--repeats`` times, interleaved, and the medians are reported with the service's
-share of the pgbench ceiling. A script, not a test: nothing here passes or fails on time.
+On one fresh throwaway cluster, for each strategy (serializable, for_update, atomic), three
+parties side by side, repeated ``--repeats`` times and interleaved:
+
+- pgbench: the anchors of ../shared/anchors/pgbench (50 clients, 2 threads, 55 hot
+  authorizations among 100,000 inert rows, 5 units per reservation): PostgreSQL's ceiling;
+- service: the service under the project's supervisor with ``--workers`` Hypercorn workers,
+  driven by wrk (a C client, so the client's CPU hardly counts) with 50 connections reserving
+  5 units on random hot authorizations, each with a token of the authorization's organization
+  (``--keyed`` adds a unique Idempotency-Key to every request);
+- floor: a minimal Quart route (benchmarks/floor_app.py) under the same supervisor, Hypercorn
+  settings and client: parse the JSON body, answer JSON. The framework's own ceiling.
+
+For each run the CPU seconds of each party are read from /proc (psutil): the service's
+supervisor and workers, every PostgreSQL process of the cluster (exited backends included,
+through the postmaster's children times) and the client (wrk or pgbench, from rusage), and
+divided by the reservations committed. A script, not a test: nothing passes or fails on time.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import glob
 import json
 import os
 import platform
-import random
 import re
+import resource
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
+import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,8 +44,8 @@ from typing import Any
 # Run from a checkout without installing: the project root holds the packages.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import aiohttp
 import jwt
+import psutil
 import psycopg
 
 from local_postgres import LocalCluster, create_marked_database
@@ -67,8 +77,12 @@ FILLER_AUTHORIZATIONS = 100_000
 ORGANIZATIONS = 5
 HUGE_BUDGET = 1_000_000_000
 SERVICE_WORKERS = 2
-WARMUP_S = 1.0
-REQUEST_TIMEOUT_S = 30.0
+SERVICE_POOL_SIZE = 8
+WARMUP_S = 2.0
+WRK_THREADS = 2
+WRK_TIMEOUT_S = 10
+FLOOR_APP = "benchmarks.floor_app:create_app()"
+PARTIES = ("pgbench", "service", "floor")
 PERCENTILES = (50, 95, 99)
 BENCHMARK_JWT_SECRET = "benchmark-only-secret-of-32-bytes-or-more"
 ANCHOR_DATABASE = "anchor"
@@ -80,7 +94,7 @@ SERVICE_CODE = "97153"
 class Measurement:
     """One timed run: reservations committed per second and their latency."""
 
-    system: str  # "pgbench" or "service"
+    system: str  # "pgbench", "service" or "floor"
     strategy: str
     repeat: int
     duration_s: float
@@ -89,6 +103,7 @@ class Measurement:
     reservations_per_s: float
     latency_ms: dict[str, float]
     retries: int
+    cpu_ms_per_reservation: dict[str, float] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
 
 
@@ -194,7 +209,13 @@ def service_targets(url: str) -> list[tuple[str, dict[str, str]]]:
 
 # -- pgbench -------------------------------------------------------------------------------
 def run_pgbench(
-    bin_dir: Path, url: str, strategy: str, seconds: float, repeat: int, log_dir: Path
+    bin_dir: Path,
+    url: str,
+    strategy: str,
+    seconds: float,
+    repeat: int,
+    log_dir: Path,
+    postgres: PostgresCpu,
 ) -> Measurement:
     """Reseed the anchor database and run one strategy's pgbench script."""
     psql(bin_dir, url, ANCHORS_DIR / "seed_big_sparse.sql")
@@ -206,10 +227,17 @@ def run_pgbench(
         "-D", "lo=1", "-D", f"hi={HOT_AUTHORIZATIONS}", "-D", f"units={UNITS}",
         "-l", f"--log-prefix={prefix}", "-f", str(ANCHORS_DIR / ANCHOR_SCRIPTS[strategy]),
     ]  # fmt: skip
+    postgres_before, client_before = postgres.cpu_s(), children_cpu_s()
     result = subprocess.run(command, capture_output=True, text=True, check=False)
+    cpu_s = {
+        "postgres": postgres.cpu_s() - postgres_before,
+        "client": children_cpu_s() - client_before,
+    }
     if result.returncode != 0:
         raise RuntimeError(f"pgbench failed: {(result.stderr or result.stdout).strip()}")
-    return summarise_pgbench_log(str(prefix), strategy, repeat, result.stdout)
+    measurement = summarise_pgbench_log(str(prefix), strategy, repeat, result.stdout)
+    measurement.cpu_ms_per_reservation.update(per_reservation_ms(cpu_s, measurement.reservations))
+    return measurement
 
 
 def summarise_pgbench_log(prefix: str, strategy: str, repeat: int, stdout: str) -> Measurement:
@@ -245,102 +273,273 @@ def summarise_pgbench_log(prefix: str, strategy: str, repeat: int, stdout: str) 
     )
 
 
-# -- the service ---------------------------------------------------------------------------
-async def drive_reservations(
-    base_url: str, targets: list[tuple[str, dict[str, str]]], seconds: float
-) -> tuple[list[float], Counter[str], float]:
-    """Run CLIENTS closed-loop users for a warm-up plus ``seconds``; return what was measured.
-
-    Only requests that start after the warm-up and end before the deadline count.
-    """
-    body = json.dumps({"units": UNITS}).encode()
-    latencies: list[float] = []
-    outcomes: Counter[str] = Counter()
-    loop = asyncio.get_running_loop()
-    measure_from = loop.time() + WARMUP_S
-    measure_until = measure_from + seconds
-    connector = aiohttp.TCPConnector(limit=CLIENTS)
-    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
-
-    async def user(session: aiohttp.ClientSession) -> None:
-        while (started := loop.time()) < measure_until:
-            authorization_id, headers = random.choice(targets)
-            try:
-                async with session.post(
-                    f"/api/authorizations/{authorization_id}/reserve", data=body, headers=headers
-                ) as response:
-                    await response.read()
-                    outcome = str(response.status)
-            except (aiohttp.ClientError, TimeoutError) as error:
-                outcome = type(error).__name__
-            ended = loop.time()
-            if started >= measure_from and ended <= measure_until:
-                outcomes[outcome] += 1
-                if outcome == "200":
-                    latencies.append(ended - started)
-
-    cpu_before = time.process_time()
-    async with aiohttp.ClientSession(base_url, connector=connector, timeout=timeout) as session:
-        await asyncio.gather(*(user(session) for _ in range(CLIENTS)))
-    return latencies, outcomes, time.process_time() - cpu_before
+# -- CPU accounting ------------------------------------------------------------------------
+def children_cpu_s() -> float:
+    """Return the CPU seconds of this process's reaped children (the clients: wrk, pgbench)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
-def scrape_counter(service: ServiceProcess, name: str) -> float:
+def tree_cpu_s(pid: int) -> float:
+    """Return the CPU seconds of a live process and its live descendants."""
+    total = 0.0
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
+@dataclass(frozen=True)
+class PostgresCpu:
+    """Every PostgreSQL process of one cluster, exited backends included."""
+
+    postmaster_pid: int
+
+    @classmethod
+    def of_cluster(cls, data_dir: Path) -> PostgresCpu:
+        return cls(int((data_dir / "postmaster.pid").read_text().splitlines()[0]))
+
+    def cpu_s(self) -> float:
+        # A backend that exits is reaped by the postmaster and moves into its children times.
+        postmaster = psutil.Process(self.postmaster_pid)
+        times = postmaster.cpu_times()
+        return tree_cpu_s(self.postmaster_pid) + times.children_user + times.children_system
+
+
+def per_reservation_ms(cpu_s: dict[str, float], reservations: int) -> dict[str, float]:
+    """Turn CPU seconds per party into CPU milliseconds per committed reservation."""
+    if reservations <= 0:
+        return {party: float("nan") for party in cpu_s}
+    return {party: round(seconds * 1000 / reservations, 3) for party, seconds in cpu_s.items()}
+
+
+# -- wrk -----------------------------------------------------------------------------------
+WRK_SCRIPT = """
+local targets = {%(targets)s}
+local body = '{"units": %(units)d}'
+local keyed = %(keyed)s
+local counter = 0
+local prefix = ""
+
+function setup(thread)
+  setup_count = (setup_count or 0) + 1
+  thread:set("thread_id", setup_count)
+end
+
+function init(args)
+  prefix = (args[1] or "run") .. "-" .. tostring(thread_id)
+  math.randomseed(os.time() + (thread_id or 0))
+end
+
+function request()
+  local target = targets[math.random(#targets)]
+  local headers = {["Authorization"] = target[2], ["Content-Type"] = "application/json"}
+  if keyed then
+    counter = counter + 1
+    headers["Idempotency-Key"] = prefix .. "-" .. counter
+  end
+  return wrk.format("POST", target[1], headers, body)
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRK {"requests": %%d, "duration_us": %%d, "non_2xx": %%d, "socket_errors": %%d, '
+    .. '"timeouts": %%d, "p50_us": %%d, "p95_us": %%d, "p99_us": %%d}\\n',
+    summary.requests, summary.duration, e.status, e.connect + e.read + e.write,
+    e.timeout, latency:percentile(50), latency:percentile(95), latency:percentile(99)))
+end
+"""
+
+
+def write_wrk_script(path: Path, targets: list[tuple[str, str]], keyed: bool) -> Path:
+    """Write the Lua script: random hot authorizations, each with its organization's token."""
+    entries = ",".join(f'{{"{route}", "{token}"}}' for route, token in targets)
+    path.write_text(
+        WRK_SCRIPT % {"targets": entries, "units": UNITS, "keyed": "true" if keyed else "false"}
+    )
+    return path
+
+
+def run_wrk(base_url: str, script: Path, seconds: float, run_id: str) -> dict[str, Any]:
+    """Run wrk with ``CLIENTS`` connections; return its summary line as a dict."""
+    command = [
+        "wrk", f"-t{WRK_THREADS}", f"-c{CLIENTS}", f"-d{max(1, round(seconds))}s",
+        f"--timeout={WRK_TIMEOUT_S}s", "-s", str(script), base_url, "--", run_id,
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    match = re.search(r"^WRK (\{.*\})$", result.stdout, re.MULTILINE)
+    if result.returncode != 0 or match is None:
+        raise RuntimeError(f"wrk failed: {(result.stderr or result.stdout).strip()}")
+    return json.loads(match[1])
+
+
+def http_targets(url: str) -> list[tuple[str, str]]:
+    """Return (reserve path, Authorization header value) for every hot authorization."""
+    return [
+        (f"/api/authorizations/{authorization_id}/reserve", headers["Authorization"])
+        for authorization_id, headers in service_targets(url)
+    ]
+
+
+def scrape_counter(base_url: str, name: str) -> float:
     """Read one unlabelled counter from the service's /metrics."""
-    import urllib.request
-
-    with urllib.request.urlopen(f"{service.base_url}/metrics", timeout=10) as response:
+    with urllib.request.urlopen(f"{base_url}/metrics", timeout=10) as response:
         text = response.read().decode()
     match = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
     return float(match[1]) if match else 0.0
 
 
-def run_service(url: str, strategy: str, seconds: float, repeat: int, log_dir: Path) -> Measurement:
-    """Reset the service database, serve it with 2 workers and drive reservations."""
+def ledger_rows(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM unit_transactions").fetchone()
+    return int(row[0]) if row else 0
+
+
+@dataclass(frozen=True)
+class HttpRun:
+    """How to run one HTTP party."""
+
+    system: str  # "service" or "floor"
+    strategy: str
+    repeat: int
+    workers: int
+    pool_size: int
+    keyed: bool
+
+
+def run_http(
+    run: HttpRun,
+    url: str,
+    seconds: float,
+    log_dir: Path,
+    postgres: PostgresCpu,
+    py_spy_dir: Path | None,
+) -> Measurement:
+    """Serve the service (or the floor) and drive it with wrk: warm-up, then a counted run."""
     reset_service_database(url)
-    targets = service_targets(url)
+    targets = http_targets(url)
+    script = write_wrk_script(log_dir / f"{run.system}.lua", targets, run.keyed)
+    tag = f"{run.system}-{run.strategy}-{run.repeat}"
     with start_service(
         url,
-        strategy=strategy,
-        workers=SERVICE_WORKERS,
-        env={"JWT_SECRET": BENCHMARK_JWT_SECRET},
-        log_path=log_dir / f"service-{strategy}-{repeat}.log",
+        strategy=run.strategy,
+        workers=run.workers,
+        env={"JWT_SECRET": BENCHMARK_JWT_SECRET, "TARGET_POOL_SIZE": str(run.pool_size)},
+        log_path=log_dir / f"{tag}.log",
+        app_path=FLOOR_APP if run.system == "floor" else None,
     ) as service:
-        latencies, outcomes, client_cpu_s = asyncio.run(
-            drive_reservations(service.base_url, targets, seconds)
+        run_wrk(service.base_url, script, WARMUP_S, f"{tag}-warmup")
+        is_service = run.system == "service"
+        retries_before = (
+            scrape_counter(service.base_url, "db_serialization_retries_total") if is_service else 0
         )
-        retries = scrape_counter(service, "db_serialization_retries_total")
-        conflicts = scrape_counter(service, "db_serialization_conflicts_total")
-    with psycopg.connect(url) as conn:
-        ledger_rows = conn.execute("SELECT count(*) FROM unit_transactions").fetchone()
+        rows_before = ledger_rows(url)
+        profilers = start_profilers(service, py_spy_dir, tag) if py_spy_dir else []
+        cpu_before = {
+            "service": tree_cpu_s(service.pid),
+            "postgres": postgres.cpu_s(),
+            "client": children_cpu_s(),
+        }
+        summary = run_wrk(service.base_url, script, seconds, tag)
+        cpu_s = {
+            "service": tree_cpu_s(service.pid) - cpu_before["service"],
+            "postgres": postgres.cpu_s() - cpu_before["postgres"],
+            "client": children_cpu_s() - cpu_before["client"],
+        }
+        stop_profilers(profilers)
+        retries = (
+            scrape_counter(service.base_url, "db_serialization_retries_total") - retries_before
+            if is_service
+            else 0
+        )
+    duration_s = summary["duration_us"] / 1e6
+    answered_ok = summary["requests"] - summary["non_2xx"] - summary["socket_errors"]
+    committed = ledger_rows(url) - rows_before if is_service else answered_ok
+    reservations = min(answered_ok, committed) if is_service else answered_ok
     return Measurement(
-        system="service",
-        strategy=strategy,
-        repeat=repeat,
-        duration_s=seconds,
-        reservations=len(latencies),
-        failures=sum(count for outcome, count in outcomes.items() if outcome != "200"),
-        reservations_per_s=round(len(latencies) / seconds, 1),
-        latency_ms=percentiles_ms(latencies),
+        system=run.system,
+        strategy=run.strategy,
+        repeat=run.repeat,
+        duration_s=round(duration_s, 3),
+        reservations=reservations,
+        failures=summary["non_2xx"] + summary["socket_errors"],
+        reservations_per_s=round(reservations / duration_s, 1),
+        latency_ms={
+            "p50": summary["p50_us"] / 1000,
+            "p95": summary["p95_us"] / 1000,
+            "p99": summary["p99_us"] / 1000,
+        },
         retries=int(retries),
+        cpu_ms_per_reservation=per_reservation_ms(cpu_s, reservations),
         details={
-            "outcomes": dict(outcomes),
-            "serialization_conflicts": int(conflicts),
-            "client_cpu_s": round(client_cpu_s, 2),
-            "ledger_rows_incl_warmup": ledger_rows[0] if ledger_rows else None,
+            "wrk": summary,
+            "ledger_rows": committed if is_service else None,
+            "workers": run.workers,
+            "pool_size": run.pool_size,
+            "keyed": run.keyed,
+            "cpu_s": {party: round(value, 3) for party, value in cpu_s.items()},
         },
     )
 
 
+def start_profilers(service: ServiceProcess, out_dir: Path, tag: str) -> list[subprocess.Popen]:
+    """Record each worker with py-spy (raw collapsed stacks) while the counted run lasts."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return [
+        subprocess.Popen(
+            [
+                shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"),
+                "record",
+                "--pid",
+                str(pid),
+                "--format",
+                "raw",
+                "--rate",
+                "200",
+                "--nonblocking",
+                "--output",
+                str(out_dir / f"{tag}-worker{index}.txt"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for index, pid in enumerate(service.worker_pids())
+    ]
+
+
+def stop_profilers(profilers: list[subprocess.Popen]) -> None:
+    for profiler in profilers:
+        profiler.send_signal(2)  # SIGINT: py-spy writes its file and exits
+    for profiler in profilers:
+        profiler.wait(timeout=30)
+
+
 # -- the whole run -------------------------------------------------------------------------
-def measure(seconds: float, repeats: int) -> list[Measurement]:
-    """Run pgbench and the service per strategy, ``repeats`` times interleaved."""
+def measure(
+    seconds: float,
+    repeats: int,
+    workers: int,
+    pool_size: int,
+    keyed: bool,
+    py_spy_dir: Path | None,
+) -> list[Measurement]:
+    """Run pgbench, the service and the floor per strategy, ``repeats`` times interleaved."""
     workdir = Path(tempfile.mkdtemp(prefix="service-bench-"))
     cluster = LocalCluster(workdir / "pg")
     bin_dir = find_bin_dir()
     measurements = []
     try:
         info = cluster.up()
+        postgres = PostgresCpu.of_cluster(cluster.data_dir)
         admin_url = url_for(info.port, "postgres")
         for name in (ANCHOR_DATABASE, SERVICE_DATABASE):
             create_marked_database(admin_url, name)
@@ -351,15 +550,23 @@ def measure(seconds: float, repeats: int) -> list[Measurement]:
         seed_service_database(service_url)
         for repeat in range(1, repeats + 1):
             for strategy in STRATEGIES:
+                profile_dir = py_spy_dir if repeat == 1 else None
+                http = {
+                    system: HttpRun(system, strategy, repeat, workers, pool_size, keyed)
+                    for system in ("service", "floor")
+                }
                 for measurement in (
-                    run_pgbench(bin_dir, anchor_url, strategy, seconds, repeat, workdir),
-                    run_service(service_url, strategy, seconds, repeat, workdir),
+                    run_pgbench(bin_dir, anchor_url, strategy, seconds, repeat, workdir, postgres),
+                    run_http(http["service"], service_url, seconds, workdir, postgres, profile_dir),
+                    run_http(http["floor"], service_url, seconds, workdir, postgres, None),
                 ):
                     measurements.append(measurement)
+                    cpu = measurement.cpu_ms_per_reservation
                     print(
                         f"repeat {repeat}/{repeats} {strategy:12} {measurement.system:8} "
                         f"{measurement.reservations_per_s:8.0f}/s p95 "
-                        f"{measurement.latency_ms['p95']} ms failures {measurement.failures}",
+                        f"{measurement.latency_ms['p95']} ms failures {measurement.failures} "
+                        f"cpu ms/res {cpu}",
                         file=sys.stderr,
                     )
     finally:
@@ -368,12 +575,13 @@ def measure(seconds: float, repeats: int) -> list[Measurement]:
 
 
 def summarise(measurements: list[Measurement]) -> list[dict[str, Any]]:
-    """Return per-strategy medians of both systems and the service's share of pgbench."""
+    """Return per-strategy medians of each party and the service's shares of the others."""
     rows = []
     for strategy in STRATEGIES:
         row: dict[str, Any] = {"strategy": strategy}
-        for system in ("pgbench", "service"):
+        for system in PARTIES:
             runs = [m for m in measurements if m.strategy == strategy and m.system == system]
+            parties = sorted({party for m in runs for party in m.cpu_ms_per_reservation})
             row[system] = {
                 "reservations_per_s": statistics.median(m.reservations_per_s for m in runs),
                 "min_per_s": min(m.reservations_per_s for m in runs),
@@ -384,31 +592,53 @@ def summarise(measurements: list[Measurement]) -> list[dict[str, Any]]:
                 },
                 "failures": sum(m.failures for m in runs),
                 "retries": sum(m.retries for m in runs),
+                "reservations": sum(m.reservations for m in runs),
+                "cpu_ms_per_reservation": {
+                    party: round(
+                        statistics.median(m.cpu_ms_per_reservation[party] for m in runs), 3
+                    )
+                    for party in parties
+                },
             }
-        row["service_share_of_pgbench"] = round(
-            row["service"]["reservations_per_s"] / row["pgbench"]["reservations_per_s"], 3
-        )
+        service = row["service"]["reservations_per_s"]
+        row["service_share_of_pgbench"] = round(service / row["pgbench"]["reservations_per_s"], 3)
+        row["service_share_of_floor"] = round(service / row["floor"]["reservations_per_s"], 3)
         rows.append(row)
     return rows
 
 
 def render_table(rows: list[dict[str, Any]]) -> str:
-    """Render the medians as a Markdown table."""
+    """Render the medians as Markdown: throughput and latency, then CPU per reservation."""
     lines = [
-        "| strategy | pgbench res/s | p50 / p95 / p99 ms | service res/s (min-max) "
-        "| p50 / p95 / p99 ms | service / pgbench |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| strategy | party | res/s (min-max) | p50 / p95 / p99 ms | service / party |",
+        "|---|---|---:|---:|---:|",
     ]
     for row in rows:
-        anchor, service = row["pgbench"], row["service"]
-        lines.append(
-            f"| {row['strategy']} | {anchor['reservations_per_s']:,.0f} "
-            f"| {anchor['p50']} / {anchor['p95']} / {anchor['p99']} "
-            f"| {service['reservations_per_s']:,.0f} "
-            f"({service['min_per_s']:,.0f}-{service['max_per_s']:,.0f}) "
-            f"| {service['p50']} / {service['p95']} / {service['p99']} "
-            f"| {row['service_share_of_pgbench']:.0%} |"
-        )
+        shares = {
+            "pgbench": row["service_share_of_pgbench"],
+            "floor": row["service_share_of_floor"],
+        }
+        for system in PARTIES:
+            party = row[system]
+            share = f"{shares[system]:.0%}" if system in shares else ""
+            lines.append(
+                f"| {row['strategy']} | {system} | {party['reservations_per_s']:,.0f} "
+                f"({party['min_per_s']:,.0f}-{party['max_per_s']:,.0f}) "
+                f"| {party['p50']:.1f} / {party['p95']:.1f} / {party['p99']:.1f} | {share} |"
+            )
+    lines += [
+        "",
+        "| strategy | party | CPU ms per reservation: service / PostgreSQL / client |",
+        "|---|---|---:|",
+    ]
+    for row in rows:
+        for system in PARTIES:
+            cpu = row[system]["cpu_ms_per_reservation"]
+            figures = " / ".join(
+                f"{cpu[party]:.3f}" if party in cpu else "-"
+                for party in ("service", "postgres", "client")
+            )
+            lines.append(f"| {row['strategy']} | {system} | {figures} |")
     return "\n".join(lines)
 
 
@@ -416,26 +646,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=DEFAULT_SECONDS)
     parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS)
+    parser.add_argument("--workers", type=int, default=SERVICE_WORKERS)
+    parser.add_argument("--pool-size", type=int, default=SERVICE_POOL_SIZE)
+    parser.add_argument("--keyed", action="store_true", help="send a unique Idempotency-Key")
+    parser.add_argument("--py-spy", type=Path, help="record each worker in repeat 1 to here")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
     args = parser.parse_args()
-    if args.seconds < 1 or args.repeats < 1:
-        parser.error("--seconds and --repeats must be at least 1")
+    if args.seconds < 1 or args.repeats < 1 or args.workers < 1 or args.pool_size < 1:
+        parser.error("--seconds, --repeats, --workers and --pool-size must be at least 1")
     if not (ANCHORS_DIR / "schema.sql").exists():
         print(f"error: pgbench anchors not found in {ANCHORS_DIR}", file=sys.stderr)
         raise SystemExit(2)
     load_before = os.getloadavg()
-    measurements = measure(args.seconds, args.repeats)
+    measurements = measure(
+        args.seconds, args.repeats, args.workers, args.pool_size, args.keyed, args.py_spy
+    )
     rows = summarise(measurements)
     print(render_table(rows))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(
         json.dumps(
             {
-                "schema_version": 1,
+                "schema_version": 2,
                 "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "machine": {
                     "cpus": os.cpu_count(),
                     "load_average_before": load_before,
+                    "load_average_after": os.getloadavg(),
                     "python": platform.python_version(),
                 },
                 "config": {
@@ -443,7 +680,9 @@ def main() -> None:
                     "repeats": args.repeats,
                     "clients": CLIENTS,
                     "units": UNITS,
-                    "service_workers": SERVICE_WORKERS,
+                    "service_workers": args.workers,
+                    "pool_size": args.pool_size,
+                    "keyed": args.keyed,
                     "hot_authorizations": HOT_AUTHORIZATIONS,
                     "filler_authorizations": FILLER_AUTHORIZATIONS,
                 },
