@@ -21,6 +21,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from integrity import format_report, run_checks
+from integrity.checks import EXACTLY_ONCE_CHECKS
 from load_runner import ScenarioRun, run_scenario
 from load_runner.profiles import load_scenario_config
 from local_postgres import ClusterInfo, create_marked_database
@@ -130,7 +132,38 @@ def assert_counts_add_up(run: ScenarioRun, processes: int) -> list[list[str]]:
     assert requests == result["latency_ms"]["count"]
     successes = sum(count for status, count in result["by_status"].items() if status[0] == "2")
     assert result["totals"]["errors"] == requests - successes
+    assert_one_key_per_operation(run, rows)
     return rows
+
+
+def assert_one_key_per_operation(run: ScenarioRun, rows: list[list[str]]) -> None:
+    """Every attempt carries its operation's key; each operation ends once, in the history too."""
+    by_key: dict[str, list[list[str]]] = {}
+    for row in rows:
+        by_key.setdefault(row[10], []).append(row)
+    assert all(len(key) == 32 for key in by_key), "an attempt was sent without a key"
+    for attempts in by_key.values():
+        attempts.sort(key=lambda row: int(row[11]))
+        assert [int(row[11]) for row in attempts] == list(range(1, len(attempts) + 1))
+        assert [row[13] for row in attempts[:-1]] == [""] * (len(attempts) - 1)
+        assert attempts[-1][13] in ("ok", "fail", "info")
+        assert len({(row[2], row[8], row[9], row[12]) for row in attempts}) == 1
+    operations = run.result["operations"]
+    assert operations["operations"] == operations["keyed"] == len(by_key)
+    assert operations["attempts"] == len(rows)
+    events = [json.loads(line) for line in (run.result_dir / "history.jsonl").open()]
+    assert len(events) == 2 * len(by_key)
+    assert [event["index"] for event in events] == list(range(len(events)))
+    assert [event["time"] for event in events] == sorted(event["time"] for event in events)
+    open_by_process: dict[int, str] = {}
+    for event in events:  # each process runs one operation at a time, as Jepsen requires
+        if event["type"] == "invoke":
+            assert event["process"] not in open_by_process
+            open_by_process[event["process"]] = event["value"]["key"]
+        else:
+            assert open_by_process.pop(event["process"]) == event["value"]["key"]
+            assert event["type"] == by_key[event["value"]["key"]][-1][13]
+    assert not open_by_process
 
 
 def test_high_contention_gives_exactly_five_successes_per_exhausted_authorization(
@@ -201,6 +234,10 @@ def test_mixed_operations_keeps_its_mix_and_never_overbooks(stack: Stack, tmp_pa
             (shared,),
         ).fetchone()
     assert used + scheduled <= total
+    # Keys reached the ledger: the exactly-once checks run (not NOT CHECKED) and hold.
+    report = run_checks(stack.database_url, [run.result_dir], fixtures_path=stack.fixtures_path)
+    assert report.ok, format_report(report)
+    assert all(report.check(name).checked for name in EXACTLY_ONCE_CHECKS)
 
 
 def test_a_service_that_dies_mid_run_shows_as_connection_errors(
