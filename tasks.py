@@ -120,12 +120,12 @@ def all_(
     profile: str = "smoke",
     strategy: str = "serializable",
     reports_dir: str = "",
-    workers: int = 0,
+    workers: str = "",
     force: bool = False,
 ) -> None:
     """Run the whole load-test pipeline and exit non-zero unless the verdict is GO.
 
-    --workers 0 takes the profile's own (2 under `faults`, else 1); --force lets the faults
+    --workers defaults to the profile's own (2 under `faults`, else 1); --force lets the faults
     profile restart and pause a PostgreSQL server behind DATABASE_URL.
     """
     from pipeline.commands import all_command

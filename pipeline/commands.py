@@ -43,17 +43,23 @@ def all_command(
     profile: str = "smoke",
     strategy: str = "serializable",
     reports_dir: str | None = None,
-    workers: int | None = None,
+    workers: int | str | None = None,
     force: bool = False,
 ) -> None:
     """Run the whole pipeline; print the verdict and the report's path; exit 0 only on GO.
 
-    ``workers`` defaults to the profile's `[service.<profile>] workers`, else one.
+    ``workers`` (a number, or its text from the command line) defaults to the profile's
+    `[service.<profile>] workers`, else one.
     """
     from load_runner import SCENARIOS
 
-    if workers is None:
+    if workers is None or workers == "":
         workers = _profile_workers(profile)
+    elif isinstance(workers, str):
+        try:
+            workers = int(workers)
+        except ValueError:
+            fail(f"--workers must be a whole number, not {workers!r}")
     _check_run_options(profile=profile, strategy=strategy, workers=workers)
     _check_faults(profile, SCENARIOS, target_url=None, force=force)
     outcome = run_all(
