@@ -87,7 +87,7 @@ async def select_stored_key(
         return await cursor.fetchone()
 
 
-def _parameters(change: UnitChange) -> dict[str, Any]:
+def statement_parameters(change: UnitChange) -> dict[str, Any]:
     return {
         "authorization_id": change.authorization_id,
         "organization_id": change.organization_id,
@@ -110,7 +110,7 @@ async def run_change_statement(
     absolute: tuple[int, int] | None = None,
 ) -> _StatementResult:
     """Run the change's one statement; ``absolute`` is the unsafe control's (scheduled, used)."""
-    parameters = _parameters(change)
+    parameters = statement_parameters(change)
     if absolute is not None:
         parameters["scheduled_units"], parameters["used_units"] = absolute
     async with connection.cursor(row_factory=dict_row) as cursor:
