@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.util import greenlet_spawn
 
 from target import metrics
+from target.injected_delays import InjectedDelays
 from target.problems import unavailable
 from target.settings import Settings, sqlalchemy_url
 
@@ -73,6 +74,7 @@ class Database:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.engine = create_engine(settings)
+        self.injected_delays = InjectedDelays(settings)
         metrics.POOL_SIZE.set(settings.pool_size)
 
     @asynccontextmanager

@@ -212,8 +212,7 @@ async def change_units(database: Database, change: UnitChange, count: RetryCount
     settings = database.settings
     keyed = change.idempotency_key is not None and settings.idempotency
     unsafe_delay_s = settings.unsafe_delay_ms / 1000
-    if settings.extra_latency_ms:
-        await asyncio.sleep(settings.extra_latency_ms / 1000)
+    await database.injected_delays.before_change()
 
     async def work(connection: psycopg.AsyncConnection) -> ChangeOutcome:
         try:

@@ -33,8 +33,10 @@ class Settings:
     concurrency: str = "serializable"
     max_retries: int = 5
     unsafe_delay_ms: int = 0
-    # Test setting: added before every change, to give comparisons a known slowdown.
+    # Test settings (target/injected_delays.py): a known slowdown, a stall of known size.
     extra_latency_ms: int = 0
+    stall_ms: int = 0
+    stall_after_changes: int = 1
     pool_size: int = 8
     pool_timeout_s: float = 2.0
     max_body_bytes: int = 64 * 1024
@@ -53,6 +55,8 @@ class Settings:
             ("TARGET_MAX_RETRIES", self.max_retries, 0),
             ("TARGET_UNSAFE_DELAY_MS", self.unsafe_delay_ms, 0),
             ("TARGET_EXTRA_LATENCY_MS", self.extra_latency_ms, 0),
+            ("TARGET_STALL_MS", self.stall_ms, 0),
+            ("TARGET_STALL_AFTER_CHANGES", self.stall_after_changes, 1),
             ("TARGET_POOL_SIZE", self.pool_size, 1),
         ):
             if value < minimum:
@@ -77,6 +81,8 @@ class Settings:
             max_retries=_env_number(env, "TARGET_MAX_RETRIES", 5, int),
             unsafe_delay_ms=_env_number(env, "TARGET_UNSAFE_DELAY_MS", 0, int),
             extra_latency_ms=_env_number(env, "TARGET_EXTRA_LATENCY_MS", 0, int),
+            stall_ms=_env_number(env, "TARGET_STALL_MS", 0, int),
+            stall_after_changes=_env_number(env, "TARGET_STALL_AFTER_CHANGES", 1, int),
             pool_size=_env_number(env, "TARGET_POOL_SIZE", 8, int),
             pool_timeout_s=_env_number(env, "TARGET_POOL_TIMEOUT_S", 2.0, float),
             idempotency=_env_switch(env, "TARGET_IDEMPOTENCY", True),

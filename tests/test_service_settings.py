@@ -21,6 +21,7 @@ from target.serve import ServiceProcess, start_service
 from target.settings import Settings
 
 EXTRA_LATENCY_MS = 300
+STALL_MS = 600
 URL = "postgresql://nobody@127.0.0.1:1/none"
 
 
@@ -73,3 +74,29 @@ async def test_extra_latency_slows_every_change_by_at_least_that(
             elapsed_ms = (time.perf_counter() - started) * 1000
             assert response.status_code == 200, response.text
             assert elapsed_ms >= EXTRA_LATENCY_MS
+
+
+@pytest.fixture(scope="module", name="stalling_service")
+def _stalling_service(clinic: Clinic) -> Iterator[ServiceProcess]:
+    env = {"TARGET_STALL_MS": str(STALL_MS), "TARGET_STALL_AFTER_CHANGES": "3"}
+    with start_service(clinic.url, env=env) as service:
+        yield service
+
+
+async def test_a_stall_holds_the_changes_of_one_window_once(
+    stalling_service: ServiceProcess, clinic: Clinic
+) -> None:
+    authorization_id = add_authorization(clinic.url, clinic.home, total_units=1000)
+    elapsed_ms = []
+    async with client(stalling_service.base_url) as http:
+        for _ in range(5):
+            started = time.perf_counter()
+            response = await http.post(
+                f"/api/authorizations/{authorization_id}/reserve",
+                json={"units": 1},
+                headers=bearer(mint_token(clinic.home)),
+            )
+            elapsed_ms.append((time.perf_counter() - started) * 1000)
+            assert response.status_code == 200, response.text
+    stalled = [index for index, ms in enumerate(elapsed_ms) if ms >= STALL_MS]
+    assert stalled == [2], elapsed_ms
