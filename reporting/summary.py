@@ -175,6 +175,7 @@ def _integrity_summary(integrity: Mapping[str, Any] | None) -> dict[str, Any] | 
                 "name": check.get("name"),
                 "description": check.get("description"),
                 "ok": bool(check.get("ok")),
+                "checked": check.get("checked", True) is not False,
                 "violations": int(check.get("violations") or 0),
                 "detail": check.get("detail", ""),
                 "rows": list(check.get("rows") or []),

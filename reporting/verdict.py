@@ -383,6 +383,17 @@ def _integrity_findings(evidence: ScenarioEvidence) -> list[Finding]:
     ]
     if not integrity.get("ok") and not failed:
         findings.append(Finding(NO_GO, evidence.scenario, "integrity did not hold"))
+    # A check that could not run proves nothing: it must not pass as if it held.
+    findings += [
+        Finding(
+            CONDITIONAL,
+            evidence.scenario,
+            f"integrity check {check.get('name')} was not checked: "
+            f"{str(check.get('detail') or '').removeprefix('NOT CHECKED: ')}",
+        )
+        for check in integrity.get("checks") or []
+        if check.get("ok") and check.get("checked") is False
+    ]
     return findings
 
 

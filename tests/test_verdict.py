@@ -171,6 +171,25 @@ def test_any_integrity_violation_is_no_go_even_when_fast() -> None:
     )
 
 
+def test_a_check_that_could_not_run_is_conditional_not_a_pass() -> None:
+    integrity = copy.deepcopy(CLEAN_INTEGRITY)
+    integrity["checks"].append(
+        {
+            "name": "one_row_per_idempotency_key",
+            "ok": True,
+            "checked": False,
+            "violations": 0,
+            "detail": "NOT CHECKED: no ledger row carries an Idempotency-Key",
+        }
+    )
+    verdict = decide([evidence(integrity=integrity)])
+    assert verdict.decision == CONDITIONAL
+    assert verdict.reasons == (
+        "high_throughput: integrity check one_row_per_idempotency_key was not checked: "
+        "no ledger row carries an Idempotency-Key",
+    )
+
+
 def test_unverified_integrity_is_no_go() -> None:
     assert decide([evidence(integrity=None)]).decision == NO_GO
 
