@@ -141,7 +141,7 @@ def test_full_profiles_hold_the_reference_figures_and_the_issue_thresholds() -> 
         p95_ms=175, error_rate_min=0.10, error_rate_max=0.20, unexpected_error_rate_max=0.01
     )
     assert full["high_contention"].units_per_request == 10
-    assert available_profiles() == ["full", "open", "smoke"]
+    assert available_profiles() == ["faults", "full", "open", "smoke"]
     for scenario in SCENARIOS:
         smoke = load_scenario_config(scenario, "smoke")
         assert smoke.duration_s <= 10
