@@ -168,9 +168,40 @@ def capacity(
     )
 
 
+@task
+def compare(c: Context, base: str, new: str, out: str = "", tolerance: str = "") -> None:
+    """Compare run NEW with run BASE: every metric with a bootstrap interval and a judgement.
+
+    Writes compare.html, compare.json and compare.md into --out (default NEW/compare-<base>/).
+    --tolerance is the share of the base value (percent, default 10) a change must exceed.
+    """
+    from pipeline.compare_command import compare_command
+
+    compare_command(base, new, out=out or None, tolerance=tolerance or None)
+
+
+@task
+def runs(c: Context, reports_dir: str = "") -> None:
+    """List the run index of the reports folder: run id, commit, profile, strategy, verdict."""
+    from pipeline.compare_command import runs_command
+
+    runs_command(reports_dir=reports_dir or None)
+
+
 db = Collection("db", up, down, url, migrate, downgrade)
 target = Collection("target", serve)
 load_test = Collection(
-    "load_test", setup, seed, scenario1, scenario2, scenario3, verify, report, all_, capacity
+    "load_test",
+    setup,
+    seed,
+    scenario1,
+    scenario2,
+    scenario3,
+    verify,
+    report,
+    all_,
+    capacity,
+    compare,
+    runs,
 )
 namespace = Collection(db, target, load_test)

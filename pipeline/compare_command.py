@@ -1,0 +1,71 @@
+"""`invoke load-test.compare` and `load-test.runs`: compare two runs; list the run index.
+
+Exit codes: 0 when the comparison was written (whatever it found: the regression gate of
+`load-test.all --baseline` is what fails a build); 2 on bad input, with one line on stderr
+and nothing written.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from local_postgres.commands import fail
+from pipeline.rundirs import resolve_reports_root
+from reporting.compare import DEFAULT_TOLERANCE
+from reporting.compare_inputs import CompareInputError, resolve_run_folder
+from reporting.compare_report import ComparisonFiles, compare_runs, write_comparison
+from reporting.run_index import format_index, read_index
+
+COMPARE_DIR_PREFIX = "compare-"
+
+
+def compare_command(
+    base: str, new: str, *, out: str | None = None, tolerance: str | float | None = None
+) -> None:
+    """Compare run NEW with run BASE; write compare.html/.json/.md; print where and the gist."""
+    share = parse_tolerance(tolerance)
+    try:
+        new_dir = resolve_run_folder(new)
+        base_dir = resolve_run_folder(base)
+        document, spectra = compare_runs(base_dir, new_dir, tolerance=share)
+    except CompareInputError as error:
+        fail(str(error))
+    out_dir = Path(out).resolve() if out else new_dir / f"{COMPARE_DIR_PREFIX}{base_dir.name}"
+    files = write_comparison(document, spectra, out_dir)
+    print(summary_line(files))
+
+
+def runs_command(*, reports_dir: str | None = None) -> None:
+    """Print the run index of the reports folder, newest last."""
+    root = resolve_reports_root(reports_dir)
+    entries = read_index(root)
+    if not entries:
+        print(f"no run recorded in {root} yet", file=sys.stderr)
+        return
+    print(format_index(entries))
+
+
+def parse_tolerance(tolerance: str | float | None) -> float:
+    """Turn --tolerance (percent of the base value) into a share; exit 2 on a bad one."""
+    if tolerance is None or tolerance == "":
+        return DEFAULT_TOLERANCE
+    try:
+        percent = float(tolerance)
+    except ValueError:
+        fail(f"--tolerance must be a percentage such as 10, not {tolerance!r}")
+    if not 0 <= percent < 1000:
+        fail(f"--tolerance must be between 0 and 1000 (percent), not {tolerance!r}")
+    return percent / 100
+
+
+def summary_line(files: ComparisonFiles) -> str:
+    """Say in one line what the comparison found and where it is."""
+    document = files.document
+    if document["worse"]:
+        gist = "worse: " + ", ".join(document["worse"])
+    elif document["better"]:
+        gist = "better: " + ", ".join(document["better"])
+    else:
+        gist = "no significant change"
+    return f"{gist}; comparison at {files.html_path}"

@@ -1,0 +1,177 @@
+"""Read run folders for a comparison: each scenario's per-request records, cut into blocks.
+
+The I/O edge of reporting.compare. A folder that is not a run, or two runs that cannot be
+compared (different profiles or scenarios), raise CompareInputError with one line.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from load_runner.collect import collect
+from molotov_scenarios.records import Record, is_error
+from reporting.compare import Request, ScenarioSample, blocks_from_requests
+
+RUN_FILE = "run.json"
+RESULT_FILE = "result.json"
+INTEGRITY_FILE = "integrity.json"
+SUMMARY_FILE = "summary.json"
+RAW_DIR = "raw"
+RUN_NAME_GLOB = "*T*Z-*"
+
+
+class CompareInputError(ValueError):
+    """A folder that is not a run, or two runs that cannot be compared."""
+
+
+@dataclass(frozen=True)
+class RunSample:
+    """One run as the comparison sees it: who it is, and one sample per scenario."""
+
+    run_dir: Path
+    run_id: str
+    profile: str | None
+    strategy: str | None
+    commit: str | None
+    decision: str | None
+    scenarios: dict[str, ScenarioSample]
+    latencies_ms: dict[str, tuple[float, ...]]
+
+    def describe(self) -> dict[str, Any]:
+        """Return the facts compare.json records about this run."""
+        return {
+            "run_id": self.run_id,
+            "path": str(self.run_dir),
+            "profile": self.profile,
+            "strategy": self.strategy,
+            "commit": self.commit,
+            "decision": self.decision,
+        }
+
+
+def resolve_run_folder(path: str | Path) -> Path:
+    """Return the run folder ``path`` names; a reports folder stands for its newest run."""
+    folder = Path(path).expanduser().resolve()
+    if not folder.is_dir():
+        raise CompareInputError(f"{folder} is not a run folder: it does not exist")
+    if _is_run(folder):
+        return folder
+    runs = sorted(child for child in folder.glob(RUN_NAME_GLOB) if _is_run(child))
+    if runs:
+        return runs[-1]
+    raise CompareInputError(
+        f"{folder} is not a run folder: no {RUN_FILE} and no <scenario>/{RESULT_FILE} in it"
+    )
+
+
+def load_run_sample(path: str | Path) -> RunSample:
+    """Read a run folder's scenarios (records, thresholds, integrity) and its identity."""
+    run_dir = resolve_run_folder(path)
+    run = _read_json(run_dir / RUN_FILE) or {}
+    summary = _read_json(run_dir / SUMMARY_FILE) or {}
+    scenario_dirs = sorted(p.parent for p in run_dir.glob(f"*/{RESULT_FILE}"))
+    if not scenario_dirs:
+        raise CompareInputError(f"{run_dir} is not a run folder: no <scenario>/{RESULT_FILE}")
+    scenarios: dict[str, ScenarioSample] = {}
+    latencies: dict[str, tuple[float, ...]] = {}
+    profiles: set[str] = set()
+    for folder in scenario_dirs:
+        result = _read_json(folder / RESULT_FILE)
+        if result is None:
+            raise CompareInputError(f"{folder / RESULT_FILE} is unreadable")
+        if result.get("profile"):
+            profiles.add(str(result["profile"]))
+        records = _records(folder)
+        sample = scenario_sample(folder.name, result, _read_json(folder / INTEGRITY_FILE), records)
+        scenarios[folder.name] = sample
+        latencies[folder.name] = tuple(record.latency_ms for record in records)
+    profile = run.get("profile") or (sorted(profiles)[0] if len(profiles) == 1 else None)
+    git = (run.get("facts") or {}).get("git") or {}
+    return RunSample(
+        run_dir=run_dir,
+        run_id=str(run.get("run_id") or run_dir.name),
+        profile=profile,
+        strategy=run.get("strategy") or summary.get("strategy"),
+        commit=git.get("commit") or _commit_from_name(run_dir.name),
+        decision=(summary.get("verdict") or {}).get("decision"),
+        scenarios=scenarios,
+        latencies_ms=latencies,
+    )
+
+
+def scenario_sample(
+    scenario: str,
+    result: Mapping[str, Any],
+    integrity: Mapping[str, Any] | None,
+    records: Sequence[Record],
+) -> ScenarioSample:
+    """Build one scenario's sample from its result.json, integrity.json and records."""
+    config = result.get("config") or {}
+    expected = set(config.get("expected_error_codes") or [])
+    thresholds = {k: float(v) for k, v in (config.get("thresholds") or {}).items() if v is not None}
+    requests = [
+        Request(
+            started_s=record.started_s,
+            latency_ms=record.latency_ms,
+            error=is_error(record.status, record.code),
+            unexpected_error=is_error(record.status, record.code) and record.code not in expected,
+            retry=record.attempt > 1,
+        )
+        for record in records
+    ]
+    checks = (integrity or {}).get("checks") or []
+    return ScenarioSample(
+        scenario=scenario,
+        blocks=blocks_from_requests(requests),
+        integrity_ok=None if integrity is None else bool(integrity.get("ok")),
+        integrity_violations=sum(int(check.get("violations") or 0) for check in checks),
+        error_rate_capped="error_rate_max" in thresholds,
+        thresholds=thresholds,
+    )
+
+
+def check_comparable(base: RunSample, new: RunSample) -> None:
+    """Raise CompareInputError unless the two runs share their profile and scenarios."""
+    if base.profile != new.profile:
+        raise CompareInputError(
+            f"runs of different profiles cannot be compared: {base.run_id} is "
+            f"{base.profile!r}, {new.run_id} is {new.profile!r}"
+        )
+    if set(base.scenarios) != set(new.scenarios):
+        raise CompareInputError(
+            f"runs of different scenarios cannot be compared: {base.run_id} has "
+            f"{', '.join(sorted(base.scenarios))}; {new.run_id} has "
+            f"{', '.join(sorted(new.scenarios))}"
+        )
+
+
+def _records(folder: Path) -> list[Record]:
+    raw = folder / RAW_DIR
+    if not raw.is_dir():
+        raise CompareInputError(f"{folder} has no per-request records ({RAW_DIR}/ is missing)")
+    try:
+        collected = collect(raw)
+    except (OSError, ValueError, KeyError) as error:
+        raise CompareInputError(f"{raw} holds unreadable records: {error}") from error
+    return collected.records
+
+
+def _is_run(folder: Path) -> bool:
+    return (folder / RUN_FILE).exists() or any(folder.glob(f"*/{RESULT_FILE}"))
+
+
+def _commit_from_name(name: str) -> str | None:
+    parts = name.split("-")
+    return parts[1] if len(parts) > 1 else None
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return document if isinstance(document, dict) else None

@@ -1,0 +1,87 @@
+"""Compare two run folders and write compare.json, compare.html and compare.md."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from markupsafe import Markup
+
+from reporting.compare import DEFAULT_TOLERANCE, compare_scenario, comparison_document, spectrum
+from reporting.compare_inputs import RunSample, check_comparable, load_run_sample
+from reporting.render import environment
+from reporting.spectrum_chart import spectrum_svg
+
+JSON_FILE = "compare.json"
+HTML_FILE = "compare.html"
+MARKDOWN_FILE = "compare.md"
+HTML_TEMPLATE = "compare.html.j2"
+MARKDOWN_TEMPLATE = "compare.md.j2"
+
+
+@dataclass(frozen=True)
+class ComparisonFiles:
+    """Where a comparison went, and its document."""
+
+    document: dict[str, Any]
+    json_path: Path
+    html_path: Path
+    markdown_path: Path
+
+
+def compare_runs(
+    base_path: str | Path, new_path: str | Path, *, tolerance: float = DEFAULT_TOLERANCE
+) -> tuple[dict[str, Any], dict[str, Markup]]:
+    """Read two runs, compare every scenario; return compare.json's document and the charts.
+
+    Raises reporting.compare_inputs.CompareInputError on a folder that is not a run or on
+    runs that cannot be compared.
+    """
+    base = load_run_sample(base_path)
+    new = load_run_sample(new_path)
+    check_comparable(base, new)
+    return comparison_of(base, new, tolerance=tolerance)
+
+
+def comparison_of(
+    base: RunSample, new: RunSample, *, tolerance: float = DEFAULT_TOLERANCE
+) -> tuple[dict[str, Any], dict[str, Markup]]:
+    """Compare two loaded runs of the same scenarios."""
+    scenarios = [
+        compare_scenario(base.scenarios[name], new.scenarios[name], tolerance=tolerance)
+        for name in sorted(base.scenarios)
+    ]
+    document = comparison_document(
+        scenarios, {"base": base.describe(), "new": new.describe(), "tolerance": tolerance}
+    )
+    spectra = {
+        name: Markup(
+            spectrum_svg(
+                [spectrum(base.latencies_ms[name]), spectrum(new.latencies_ms[name])],
+                label=f"{name}: latency percentile spectrum, base and new",
+            )
+        )
+        for name in sorted(base.scenarios)
+    }
+    return document, spectra
+
+
+def write_comparison(
+    document: dict[str, Any], spectra: dict[str, Markup], out_dir: Path
+) -> ComparisonFiles:
+    """Write the three comparison files into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    env = environment()
+    json_path = out_dir / JSON_FILE
+    html_path = out_dir / HTML_FILE
+    markdown_path = out_dir / MARKDOWN_FILE
+    json_path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    html_path.write_text(
+        env.get_template(HTML_TEMPLATE).render(doc=document, spectra=spectra), encoding="utf-8"
+    )
+    markdown_path.write_text(
+        env.get_template(MARKDOWN_TEMPLATE).render(doc=document), encoding="utf-8"
+    )
+    return ComparisonFiles(document, json_path, html_path, markdown_path)

@@ -1,0 +1,337 @@
+"""Run comparison: the statistics on hand-made requests with known answers, the files, bad input.
+
+The runs here are written by hand in the layout the load runner uses (result.json, raw records
+of each process), so the comparison is checked through the same reader a real run goes through.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from molotov_scenarios.records import Record, encode_record
+from reporting.compare import (
+    BETTER,
+    CHANGED,
+    SAME,
+    WORSE,
+    Block,
+    Request,
+    ScenarioSample,
+    blocks_from_requests,
+    compare_scenario,
+    judge,
+    metric_values,
+    spectrum,
+)
+from reporting.compare_report import compare_runs
+from reporting.run_index import format_index, latest_go, read_index, record_run
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SCENARIO = "high_throughput"
+THRESHOLDS = {"p95_ms": 150, "p99_ms": 300, "error_rate_max": 0.02}
+
+
+def requests(
+    seconds: int = 10, per_second: int = 80, shift_ms: float = 0.0, seed: int = 1
+) -> list[Request]:
+    """Latencies of 10-30 ms (plus ``shift_ms``), spread evenly over ``seconds``."""
+    rng = random.Random(seed)
+    made = []
+    for second in range(seconds):
+        for i in range(per_second):
+            made.append(
+                Request(
+                    started_s=second + i / per_second,
+                    latency_ms=rng.uniform(10, 30) + shift_ms,
+                    error=False,
+                    unexpected_error=False,
+                    retry=False,
+                )
+            )
+    return made
+
+
+def sample(
+    made: list[Request], *, integrity_ok: bool | None = True, capped: bool = True
+) -> ScenarioSample:
+    return ScenarioSample(
+        scenario=SCENARIO,
+        blocks=blocks_from_requests(made),
+        integrity_ok=integrity_ok,
+        integrity_violations=0 if integrity_ok in (True, None) else 3,
+        error_rate_capped=capped,
+    )
+
+
+def by_metric(comparison: Any) -> dict[str, Any]:
+    return {metric.metric: metric for metric in comparison.metrics}
+
+
+# -- statistics ---------------------------------------------------------------------------
+def test_blocks_are_seconds_and_throughput_is_requests_over_the_window() -> None:
+    # 100 requests, one every 0.1 s from 0.0 to 9.9, each 100 ms: the window is exactly 10 s.
+    made = [Request(i / 10, 100.0, i % 10 == 0, False, i % 20 == 0) for i in range(100)]
+    blocks = blocks_from_requests(made)
+    assert [block.requests for block in blocks] == [10] * 10
+    assert blocks[-1].seconds == pytest.approx(1.0)
+    values = metric_values(blocks)
+    assert values["throughput_rps"] == pytest.approx(10.0)
+    assert values["error_rate"] == pytest.approx(0.10)
+    assert values["retry_rate"] == pytest.approx(0.05)
+    assert values["p50_ms"] == 100.0
+
+
+def test_percentiles_are_nearest_rank_over_every_block() -> None:
+    blocks = (
+        Block(tuple(float(v) for v in range(1, 51)), 0, 0, 0, 1.0),
+        Block(tuple(float(v) for v in range(51, 101)), 0, 0, 0, 1.0),
+    )
+    values = metric_values(blocks)
+    assert (values["p50_ms"], values["p95_ms"], values["p99_ms"]) == (50.0, 95.0, 99.0)
+
+
+def test_a_run_against_itself_is_no_change_with_a_zero_interval() -> None:
+    run = sample(requests())
+    metrics = by_metric(compare_scenario(run, run))
+    for name in ("p50_ms", "p95_ms", "p99_ms", "throughput_rps", "error_rate"):
+        assert metrics[name].difference == 0
+        assert metrics[name].judgement == SAME
+    assert metrics["integrity"].judgement == SAME
+
+
+def test_two_draws_of_the_same_distribution_are_no_change() -> None:
+    metrics = by_metric(compare_scenario(sample(requests(seed=1)), sample(requests(seed=2))))
+    assert {metrics[name].judgement for name in metrics} == {SAME}
+    # The interval is honest about the noise: it holds zero, it is not a point.
+    assert metrics["p50_ms"].low < 0 < metrics["p50_ms"].high
+
+
+def test_a_five_millisecond_shift_is_worse_and_its_interval_holds_five() -> None:
+    base = sample(requests(seed=1))
+    new = sample(requests(seed=1, shift_ms=5.0))
+    metrics = by_metric(compare_scenario(base, new))
+    p50 = metrics["p50_ms"]
+    assert p50.difference == pytest.approx(5.0)
+    assert p50.low <= 5.0 <= p50.high
+    assert p50.low > 0
+    assert p50.judgement == WORSE
+    assert metrics["throughput_rps"].judgement == SAME
+
+
+def test_the_other_way_round_is_better() -> None:
+    metrics = by_metric(compare_scenario(sample(requests(shift_ms=5.0)), sample(requests())))
+    assert metrics["p50_ms"].judgement == BETTER
+
+
+def test_a_significant_move_within_the_tolerance_is_no_change() -> None:
+    # +1 ms on a ~20 ms median is certain (no noise between the twins) but only 5 %.
+    metrics = by_metric(
+        compare_scenario(sample(requests()), sample(requests(shift_ms=1.0)), tolerance=0.10)
+    )
+    assert metrics["p50_ms"].low > 0
+    assert metrics["p50_ms"].judgement == SAME
+    assert (
+        by_metric(
+            compare_scenario(sample(requests()), sample(requests(shift_ms=1.0)), tolerance=0.02)
+        )["p50_ms"].judgement
+        == WORSE
+    )
+
+
+def test_judge_needs_the_interval_off_zero_and_the_difference_past_the_tolerance() -> None:
+    assert judge(difference=10, low=-1, high=20, tolerance=1, direction="lower") == SAME
+    assert judge(difference=10, low=2, high=20, tolerance=1, direction="lower") == WORSE
+    assert judge(difference=10, low=2, high=20, tolerance=1, direction="higher") == BETTER
+    assert judge(difference=10, low=2, high=20, tolerance=11, direction="lower") == SAME
+    assert judge(difference=-10, low=-20, high=-2, tolerance=1, direction="neither") == CHANGED
+
+
+def test_an_error_rate_provoked_on_purpose_is_changed_not_worse() -> None:
+    base = requests()
+    new = [Request(r.started_s, r.latency_ms, i % 2 == 0, False, False) for i, r in enumerate(base)]
+    capped = by_metric(compare_scenario(sample(base), sample(new)))
+    provoked = by_metric(compare_scenario(sample(base, capped=False), sample(new, capped=False)))
+    assert capped["error_rate"].judgement == WORSE
+    assert provoked["error_rate"].judgement == CHANGED
+
+
+def test_integrity_is_pass_fail_and_a_violation_is_worse() -> None:
+    clean, broken = sample(requests(), integrity_ok=True), sample(requests(), integrity_ok=False)
+    assert by_metric(compare_scenario(clean, broken))["integrity"].judgement == WORSE
+    assert by_metric(compare_scenario(broken, clean))["integrity"].judgement == BETTER
+    assert by_metric(compare_scenario(broken, broken))["integrity"].judgement == WORSE
+    assert by_metric(compare_scenario(clean, broken))["integrity"].new == 3
+
+
+def test_spectrum_walks_the_percentiles_up_to_the_slowest_request() -> None:
+    points = spectrum([float(v) for v in range(1, 101)])
+    assert points[0] == (0.0, 1.0)
+    assert points[-1] == (100.0, 100.0)
+    assert any(q == pytest.approx(90.0) and v == 90.0 for q, v in points)
+    assert [v for _, v in points] == sorted(v for _, v in points)
+
+
+# -- run folders, the command, the index ---------------------------------------------------
+def write_run(
+    root: Path,
+    name: str,
+    *,
+    profile: str = "smoke",
+    scenarios: tuple[str, ...] = (SCENARIO,),
+    shift_ms: float = 0.0,
+    decision: str = "GO",
+) -> Path:
+    """Write a run folder by hand: run.json, summary.json and per scenario its records."""
+    run_dir = root / name
+    for scenario in scenarios:
+        raw = run_dir / scenario / "raw"
+        raw.mkdir(parents=True)
+        made = requests(shift_ms=shift_ms)
+        records = [
+            Record(
+                f"1-{i}", "reserve", "a", 200, "", r.latency_ms, r.started_s, f"t{i}", "reserve", 2
+            )
+            for i, r in enumerate(made)
+        ]
+        (raw / "records-1.csv").write_text(
+            "".join(",".join(encode_record(record)) + "\n" for record in records)
+        )
+        (raw / "process-1.json").write_text(
+            json.dumps(
+                {
+                    "pid": 1,
+                    "requests": len(records),
+                    "cpu_seconds": 1.0,
+                    "wall_seconds": 10.0,
+                    "loop_lag_ms": [],
+                    "run_start_epoch": 0.0,
+                    "exceptions": 0,
+                    "scheduled_requests": 0,
+                    "first_exception": "",
+                }
+            )
+        )
+        (run_dir / scenario / "result.json").write_text(
+            json.dumps(
+                {
+                    "scenario": scenario,
+                    "profile": profile,
+                    "config": {"thresholds": THRESHOLDS, "expected_error_codes": []},
+                }
+            )
+        )
+        (run_dir / scenario / "integrity.json").write_text(json.dumps({"ok": True, "checks": []}))
+    (run_dir / "run.json").write_text(
+        json.dumps(
+            {
+                "run_id": name,
+                "profile": profile,
+                "strategy": "serializable",
+                "scenarios": list(scenarios),
+            }
+        )
+    )
+    summary = {
+        "run_id": name,
+        "profile": profile,
+        "strategy": "serializable",
+        "verdict": {"decision": decision},
+        "facts": {"git": {"commit": name[-7:]}},
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    return run_dir
+
+
+def invoke(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", *args],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_compare_command_writes_the_three_files_and_finds_the_shift(tmp_path: Path) -> None:
+    base = write_run(tmp_path, "20261201T100000Z-aaaaaaa")
+    new = write_run(tmp_path, "20261201T110000Z-bbbbbbb", shift_ms=5.0)
+    completed = invoke("load-test.compare", str(base), str(new), "--out", str(tmp_path / "cmp"))
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.startswith(f"worse: {SCENARIO} p50")
+    document = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert document["outcome"] == WORSE
+    assert document["base"]["run_id"] == base.name
+    (scenario,) = document["scenarios"]
+    p50 = next(m for m in scenario["metrics"] if m["metric"] == "p50_ms")
+    assert p50["low"] <= 5.0 <= p50["high"]
+    html = (tmp_path / "cmp" / "compare.html").read_text()
+    assert "percentile spectrum" in html
+    assert "<svg" in html
+    assert "<script" not in html
+    assert "| p50 |" in (tmp_path / "cmp" / "compare.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("make_new", "expected"),
+    [
+        (lambda root: root / "missing", "does not exist"),
+        (lambda root: root, "is not a run folder"),  # a folder with neither run nor results
+        (
+            lambda root: write_run(root, "20261201T120000Z-ccccccc", profile="full"),
+            "different profiles",
+        ),
+        (
+            lambda root: write_run(
+                root, "20261201T120000Z-ddddddd", scenarios=("high_contention",)
+            ),
+            "different scenarios",
+        ),
+    ],
+)
+def test_compare_command_refuses_bad_input_in_one_line(
+    tmp_path: Path, make_new: Any, expected: str
+) -> None:
+    base = write_run(tmp_path / "runs", "20261201T100000Z-aaaaaaa")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    new = make_new(empty)
+    completed = invoke("load-test.compare", str(base), str(new), "--out", str(tmp_path / "cmp"))
+    assert completed.returncode == 2
+    assert expected in completed.stderr
+    assert len(completed.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "cmp").exists()
+
+
+def test_compare_reads_a_reports_folder_as_its_newest_run(tmp_path: Path) -> None:
+    write_run(tmp_path, "20261201T100000Z-aaaaaaa", shift_ms=5.0)
+    newest = write_run(tmp_path, "20261201T110000Z-bbbbbbb")
+    document, _ = compare_runs(tmp_path, newest)
+    assert document["base"]["run_id"] == newest.name
+    assert document["outcome"] == SAME
+
+
+def test_run_index_lists_runs_and_finds_the_latest_go(tmp_path: Path) -> None:
+    old = write_run(tmp_path, "20261201T100000Z-aaaaaaa")  # before the index: read from summary
+    go = write_run(tmp_path, "20261201T110000Z-bbbbbbb")
+    record_run(go, json.loads((go / "summary.json").read_text()))
+    failed = write_run(tmp_path, "20261201T120000Z-ccccccc", decision="NO-GO")
+    record_run(failed, json.loads((failed / "summary.json").read_text()))
+    entries = read_index(tmp_path)
+    assert [entry["run_id"] for entry in entries] == [old.name, go.name, failed.name]
+    assert latest_go(entries, profile="smoke")["run_id"] == go.name
+    assert latest_go(entries, profile="smoke", exclude=go.name)["run_id"] == old.name
+    assert latest_go(entries, profile="full") is None
+    table = format_index(entries)
+    assert "NO-GO" in table
+    assert "bbbbbbb" in table
+    listed = invoke("load-test.runs", "--reports-dir", str(tmp_path))
+    assert listed.returncode == 0
+    assert listed.stdout.splitlines()[-1].startswith(failed.name)
