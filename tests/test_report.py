@@ -353,3 +353,16 @@ def test_unsafe_control_run_says_so(tmp_path: Path) -> None:
     files = write_report(run_dir)
     assert files.summary["warnings"] == [UNSAFE_NOTE]
     assert "This is a control run" in files.html_path.read_text()
+
+
+def test_an_error_rate_threshold_reads_as_a_percentage(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path)
+    result_path = run_dir / "high_throughput" / "result.json"
+    result = json.loads(result_path.read_text())
+    result["config"]["thresholds"]["unexpected_error_rate_max"] = 0.01
+    result_path.write_text(json.dumps(result))
+    files = write_report(run_dir)
+    text = " ".join(parse(files.html_path.read_text()).text)
+    row = text[text.index("unexpected_error_rate_max") :][:80]
+    assert "%" in row
+    assert "ms" not in row
