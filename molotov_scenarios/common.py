@@ -21,9 +21,15 @@ from typing import Any, NamedTuple
 
 import aiohttp
 import molotov
+from molotov.api import get_scenarios
 from molotov.util import stop as stop_molotov
 
-from molotov_scenarios.environment import ScenarioEnvironment
+from molotov_scenarios.environment import (
+    ScenarioEnvironment,
+    run_start_epoch,
+    start_delay_s,
+    worker_seed,
+)
 from molotov_scenarios.fixtures import (
     HIGH_CONTENTION,
     HIGH_THROUGHPUT,
@@ -78,41 +84,119 @@ class _Process:
     pid: int = 0
     recorder: Recorder | None = None
     workers: dict[int, Worker] = field(default_factory=dict)
+    connector: aiohttp.TCPConnector | None = None  # one connection pool for the process
+    http: aiohttp.ClientSession | None = None  # the plain session every worker sends through
+    sessions: int = 0  # workers whose session is open
 
 
 _PROCESS = _Process()
+# Idempotency-Keys: 128 random bits from a generator seeded by the OS once per process (after
+# the fork), not an os.urandom call per key; never from a user's seeded stream, which repeats
+# from run to run while the service keeps every key it has seen.
+_KEY_RANDOM = random.Random()
 _RUN_START_EPOCH: list[float] = []  # set once in Molotov's parent, inherited by its children
 
 
 def recorder() -> Recorder:
     """Return this process's recorder, creating it on first use after a fork."""
-    pid = os.getpid()
-    if _PROCESS.pid != pid or _PROCESS.recorder is None:
-        _PROCESS.pid = pid
+    # _forget_parent_state resets it in a forked child: no getpid() on every call.
+    if _PROCESS.recorder is None:
+        _PROCESS.pid = os.getpid()
         _PROCESS.workers = {}
         start = _RUN_START_EPOCH[0] if _RUN_START_EPOCH else time.time()
-        _PROCESS.recorder = Recorder(ENVIRONMENT.records_dir, start)
+        _PROCESS.recorder = Recorder(ENVIRONMENT.records_dir, start, ENVIRONMENT.id_prefix)
     return _PROCESS.recorder
+
+
+def _forget_parent_state() -> None:
+    _KEY_RANDOM.seed()
+    _PROCESS.pid, _PROCESS.recorder, _PROCESS.workers = 0, None, {}
+    _PROCESS.connector, _PROCESS.http, _PROCESS.sessions = None, None, 0
+
+
+os.register_at_fork(after_in_child=_forget_parent_state)
 
 
 def worker_of(session: aiohttp.ClientSession) -> Worker:
     return _PROCESS.workers[molotov.get_context(session).worker_id]
 
 
+def process_connector() -> aiohttp.TCPConnector:
+    """Return the process's one connection pool (made on first use, inside the event loop)."""
+    if _PROCESS.connector is None:
+        _PROCESS.connector = aiohttp.TCPConnector(limit=None, ttl_dns_cache=None)
+    return _PROCESS.connector
+
+
+def _weighted_scenarios() -> tuple[list[str], list[int]]:
+    # Read once Molotov has imported the scenario module (its decorators ran by then).
+    scenarios = get_scenarios()
+    return [s["name"] for s in scenarios], [s["weight"] for s in scenarios]
+
+
+_SCENARIO_NAMES: list[str] = []
+_SCENARIO_WEIGHTS: list[int] = []
+
+
 # -- Molotov fixtures -----------------------------------------------------------------------
 @molotov.global_setup()
 def _mark_run_start(args: Any) -> None:
-    # Runs in Molotov's parent once, just before it forks: every process counts from here.
-    _RUN_START_EPOCH.append(time.time())
+    # Runs in Molotov's parent once, just before it forks: every process counts from here
+    # (a shard: from the shared start time, on this host's clock; see run_start_epoch).
+    launched = time.time()
+    _RUN_START_EPOCH.extend((run_start_epoch(ENVIRONMENT, launched), launched))
+    names, weights = _weighted_scenarios()
+    _SCENARIO_NAMES.extend(names)
+    _SCENARIO_WEIGHTS.extend(weights)
 
 
 @molotov.setup()
 async def _start_worker(worker_id: int, args: Any) -> dict[str, Any]:
     record = recorder()
-    _PROCESS.workers[worker_id] = Worker(worker_id=worker_id, rng=random.Random())
+    rng = random.Random(worker_seed(ENVIRONMENT, record.process_slot, worker_id))
+    _PROCESS.workers[worker_id] = Worker(worker_id=worker_id, rng=rng)
     record.worker_started()
+    # A shard waits for the shared start time (shifting Molotov's ramp-up, not squeezing it).
+    await asyncio.sleep(start_delay_s(*_RUN_START_EPOCH))
     # Each attempt sets its own timeout (molotov_scenarios.retries): none on the session.
-    return {}
+    # Molotov's own session gets the process's pool (and must not close it): it sends nothing.
+    return {"connector": process_connector(), "connector_owner": False}
+
+
+@molotov.setup_session()
+async def _open_lean_session(worker_id: int, session: aiohttp.ClientSession) -> None:
+    # Molotov's session carries trace hooks (a TraceConfig firing an event per response and
+    # a request class firing one per request) for its verbose output and statsd, neither of
+    # which this project uses. The workers keep Molotov's session for its context (the worker
+    # id) and send through one plain session per process, on one connection pool.
+    if _PROCESS.http is None:
+        _PROCESS.http = aiohttp.ClientSession(
+            connector=process_connector(),
+            connector_owner=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
+    _PROCESS.sessions += 1
+
+
+@molotov.teardown_session()
+async def _close_lean_session(worker_id: int, session: aiohttp.ClientSession) -> None:
+    _PROCESS.sessions -= 1
+    if _PROCESS.sessions > 0:
+        return
+    if _PROCESS.http is not None:
+        await _PROCESS.http.close()
+        _PROCESS.http = None
+    if _PROCESS.connector is not None:
+        await _PROCESS.connector.close()
+        _PROCESS.connector = None
+
+
+@molotov.scenario_picker()
+def _pick_scenario(worker_id: int, step_id: int) -> str:
+    # Molotov's own picker draws from the process-wide `random`; this one draws from the
+    # worker's seeded stream, so a shard's picks are fixed by its seed, shard and worker.
+    worker = _PROCESS.workers[worker_id]
+    return worker.rng.choices(_SCENARIO_NAMES, weights=_SCENARIO_WEIGHTS)[0]
 
 
 @molotov.teardown()
@@ -329,14 +413,14 @@ async def _call(
         intended = None
         if _run_over(record.seconds_since_start(time.perf_counter())):
             return None
-    key = new_idempotency_key()
+    key = ENVIRONMENT.id_prefix + new_idempotency_key(_KEY_RANDOM)
     headers = {
         "Authorization": f"Bearer {token_for(authorization, worker)}",
         "Content-Type": "application/json",
     }
     url = f"{ENVIRONMENT.target_url}/api/authorizations/{authorization.id}/{operation}"
     attempts = await send_operation(
-        session,
+        _PROCESS.http or session,
         url,
         body=_units_body(units),
         headers=headers,
@@ -345,7 +429,7 @@ async def _call(
         rng=worker.rng,
         first_start=intended,
     )
-    worker_name = f"{record.pid}-{worker.worker_id}"
+    worker_name = f"{ENVIRONMENT.id_prefix}{record.pid}-{worker.worker_id}"
     for attempt in attempts:
         record.record(
             Record(

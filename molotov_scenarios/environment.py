@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -26,6 +27,17 @@ class ScenarioEnvironment:
     units_per_request: int
     users: int  # across all processes
     arrival_rate_rps: float | None
+    # Sharded runs (load_runner/sharding.py); the defaults are a single-host run.
+    shard_index: int = 1  # 1..shard_count
+    shard_count: int = 1
+    # Local epoch at which the run starts (the shared start time on this host's clock);
+    # None: as soon as Molotov is up.
+    start_at_epoch: float | None = None
+    # Put before every request id, Idempotency-Key and worker name: "s2-" on shard 2 of 4, so
+    # that no two shards can produce the same id; "" on a single host, as before.
+    id_prefix: str = ""
+    # Seeds the users' random streams (with the shard, the process slot and the worker id).
+    seed: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -50,3 +62,30 @@ class ScenarioEnvironment:
     @property
     def records_dir(self) -> Path:
         return Path(self.record_dir)
+
+
+def run_start_epoch(environment: ScenarioEnvironment, now: float) -> float:
+    """Return when the run starts on this host's clock: the shared start time, else ``now``.
+
+    A shard whose Molotov came up late still counts from the shared start (its first requests
+    then start a little after second 0): every shard's records share one time base.
+    """
+    return now if environment.start_at_epoch is None else environment.start_at_epoch
+
+
+def start_delay_s(run_start: float, launched: float | None = None) -> float:
+    """Return how long a worker waits after Molotov's start for the run's (shared) start."""
+    return 0.0 if launched is None else max(run_start - launched, 0.0)
+
+
+def worker_seed(environment: ScenarioEnvironment, process_slot: int, worker_id: int) -> int:
+    """Return the seed of one virtual user's random stream.
+
+    Fixed by the run's seed, the shard, the process slot and the Molotov worker id: the same
+    shard of the same run draws the same picks, and every user of every shard its own stream.
+    An empty seed (a single-host run) keeps the former behaviour: fresh randomness.
+    """
+    if not environment.seed:
+        return int.from_bytes(os.urandom(8), "big")
+    text = f"{environment.seed}/{environment.shard_index}/{process_slot}/{worker_id}"
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")

@@ -24,15 +24,18 @@ from molotov_scenarios.records import Record, add_to_live_buckets, encode_record
 
 LAG_PROBE_INTERVAL_S = 0.1  # the watch task sleeps this long and measures how late it wakes up
 PROGRESS_EVERY_PROBES = 10  # a progress file about every second
+SLOT_PREFIX = "slot-"  # slot-<n>: claimed by one process of the run (see _claim_process_slot)
 
 
 class Recorder:
     """Hold one Molotov process's records and self-watch figures."""
 
-    def __init__(self, record_dir: Path, run_start_epoch: float) -> None:
+    def __init__(self, record_dir: Path, run_start_epoch: float, id_prefix: str = "") -> None:
         self.record_dir = record_dir
         self.run_start_epoch = run_start_epoch
         self.pid = os.getpid()
+        self.id_prefix = id_prefix  # "s2-" on shard 2: request ids unique across shards
+        self.process_slot = _claim_process_slot(record_dir)
         self.records: list[Record] = []
         self.loop_lag_ms: list[float] = []
         self.exceptions = 0
@@ -52,7 +55,7 @@ class Recorder:
 
     def next_request_id(self) -> str:
         self._sequence += 1
-        return f"{self.pid}-{self._sequence}"
+        return f"{self.id_prefix}{self.pid}-{self._sequence}"
 
     def seconds_since_start(self, perf_time: float) -> float:
         return perf_time + self.offset_s
@@ -136,6 +139,21 @@ class Recorder:
 
     def _records_csv(self, handle: TextIO) -> None:
         csv.writer(handle).writerows(encode_record(record) for record in self.records)
+
+
+def _claim_process_slot(record_dir: Path) -> int:
+    """Return this process's slot, 0, 1, ...: the first `slot-<n>` file it manages to create.
+
+    Pids differ from run to run; slots do not, so they can seed the users' random streams.
+    """
+    record_dir.mkdir(parents=True, exist_ok=True)
+    for slot in range(10_000):
+        try:
+            (record_dir / f"{SLOT_PREFIX}{slot}").touch(exist_ok=False)
+        except FileExistsError:
+            continue
+        return slot
+    raise RuntimeError(f"no free process slot in {record_dir}")
 
 
 def _write_atomically(path: Path, write: Callable[[TextIO], object]) -> None:
