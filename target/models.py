@@ -32,7 +32,7 @@ class Organization(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
-    created_at: Mapped[dt.datetime] = mapped_column(
+    created_at: Mapped[dt.datetime | None] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
 
@@ -96,7 +96,7 @@ class Authorization(Base):
     start_date: Mapped[dt.date] = mapped_column(Date)
     end_date: Mapped[dt.date] = mapped_column(Date)
     status: Mapped[str] = mapped_column(String(16), server_default="active")
-    updated_at: Mapped[dt.datetime] = mapped_column(
+    updated_at: Mapped[dt.datetime | None] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
 
