@@ -8,7 +8,7 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -273,13 +273,22 @@ def run_watched_scenario(
     runner raises.
     """
     from load_runner import run_scenario
+    from pipeline.attribution_sampler import AttributionSampler
     from pipeline.nemesis import nemesis_for
+    from pipeline.quiet_database import autovacuum_paused, prepare_measured_window
     from pipeline.service_watch import ServiceWatch
     from seeding import reset_to_baseline
 
     reset_to_baseline(database_url)
+    # VACUUM, ANALYZE and CHECKPOINT finish before the measured window, not inside it.
+    hygiene: dict[str, Any] = {"before_window": prepare_measured_window(database_url)}
     result_dir = out_dir / scenario
     watch = ServiceWatch(service)
+    sampler = AttributionSampler(
+        database_url,
+        _service_workers(service),
+        metrics_url=f"{service.base_url}/metrics",
+    )
     nemesis = nemesis_for(
         scenario,
         profile=profile,
@@ -289,7 +298,8 @@ def run_watched_scenario(
         force=force,
     )
     try:
-        with watch, nemesis:
+        with autovacuum_paused(database_url) as paused, watch, sampler, nemesis:
+            hygiene["autovacuum_paused"] = paused
             run = run_scenario(
                 scenario,
                 profile=profile,
@@ -303,7 +313,15 @@ def run_watched_scenario(
         result_dir.mkdir(parents=True, exist_ok=True)
         watch.write(result_dir)
         nemesis.write(result_dir)
+        sampler.write(result_dir, measurement_hygiene=hygiene)
     return result_dir, bool(run.completed)
+
+
+def _service_workers(service: Any) -> Callable[[], Sequence[int]]:
+    """Return how to list the service's worker pids (none for a service we did not start)."""
+    if getattr(service, "pid", None) is None or not hasattr(service, "worker_pids"):
+        return list
+    return service.worker_pids  # type: ignore[no-any-return]
 
 
 class ScenarioIncomplete(RuntimeError):

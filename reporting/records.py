@@ -18,6 +18,7 @@ INTEGRITY_FILE = "integrity.json"
 SERVICE_FILE = "service.json"
 SCENARIO_FILES = (RESULT_FILE, INTEGRITY_FILE, SERVICE_FILE)
 FAULTS_FILE = "faults.json"  # only under a profile with a fault schedule (pipeline/nemesis.py)
+SAMPLES_FILE = "samples.json"  # the attribution sampler's (pipeline/attribution_sampler.py)
 
 
 class ReportInputError(ValueError):
@@ -91,6 +92,10 @@ def _load_scenario(folder: Path, name: str, step_error: str | None) -> ScenarioE
         faults, problem = _read_json(folder / FAULTS_FILE)
         if problem:
             problems.append(problem)
+    samples = None
+    if (folder / SAMPLES_FILE).exists():
+        # Unreadable samples cost the slow seconds their causes, not the scenario its verdict.
+        samples, _ = _read_json(folder / SAMPLES_FILE)
     return ScenarioEvidence(
         scenario=name,
         result=documents[RESULT_FILE],
@@ -98,6 +103,7 @@ def _load_scenario(folder: Path, name: str, step_error: str | None) -> ScenarioE
         service=documents[SERVICE_FILE],
         failure="; ".join(problems) or None,
         faults=faults,
+        samples=samples,
     )
 
 

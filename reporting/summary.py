@@ -6,6 +6,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from reporting.attribution import slow_seconds, with_causes
 from reporting.records import RunRecord
 from reporting.verdict import (
     CONDITIONAL,
@@ -58,6 +59,7 @@ def summarise(record: RunRecord) -> dict[str, Any]:
         failures=record.failures,
         expected_scenarios=record.expected_scenarios,
     )
+    verdict = with_causes(verdict, record.scenarios)  # latency findings name their slow seconds
     run = record.run
     facts = {**EMPTY_FACTS, **(run.get("facts") or {})}
     strategy = run.get("strategy") or _first(record, "strategy")
@@ -144,6 +146,12 @@ def _scenario_summary(evidence: ScenarioEvidence, verdict: Verdict) -> dict[str,
         "service": _service_summary(evidence.service),
         "faults": _faults_summary(evidence.faults),
         "generator": dict(result.get("generator") or {}),
+        # Each latency threshold's interval and stall, every slow second with what coincided
+        # with it, and the maintenance done before the measured window.
+        "latency_evidence": result.get("latency_evidence"),
+        "slow_seconds": [s.to_json() for s in slow_seconds(result, evidence.samples)],
+        "measurement_hygiene": (evidence.samples or {}).get("measurement_hygiene"),
+        "sampler_errors": list((evidence.samples or {}).get("errors") or []),
         "run": dict(result.get("run") or {}),
     }
 
@@ -160,6 +168,13 @@ def _threshold_summary(check: ThresholdCheck) -> dict[str, Any]:
         if check.missed_by_pct is None or math.isinf(check.missed_by_pct)
         else round(check.missed_by_pct, 3),
         "decision": check.decision,
+        # Latency thresholds: met / missed (for certain or not) / too small to judge / stall.
+        "status": check.status or None,
+        "interval": None
+        if check.interval_ms is None
+        else {"lower": check.interval_ms[0], "upper": check.interval_ms[1]},
+        "note": check.note or None,
+        "stall": dict(check.stall) if check.stall else None,
     }
 
 

@@ -13,6 +13,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from reporting.latency_judgement import (
+    MET,
+    MET_NOT_CERTAIN,
+    MISSED,
+    MISSED_FAR,
+    MISSED_NOT_CERTAIN,
+    STALL,
+    TOO_SMALL,
+    judge_latency,
+)
+from results.stalls import STALL_MAX_S
+from results.uncertainty import MIN_TAIL_REQUESTS
+
 GO = "GO"
 CONDITIONAL = "CONDITIONAL"
 NO_GO = "NO-GO"
@@ -36,6 +49,17 @@ POOL_EXHAUSTION_CODE = "unavailable"
 POOL_TIMEOUTS_METRIC = "db_pool_timeouts_total"
 # faults.json (pipeline/nemesis.py): what happened to each planned fault.
 FAULT_DONE, FAULT_SKIPPED, FAULT_FAILED = "done", "skipped", "failed"
+# A latency threshold judged with its interval. Only a certain miss of more than 50 % is
+# NO-GO on its own; a miss the interval cannot confirm is CONDITIONAL; one short stall is
+# named beside a GO, never folded into NO-GO (README, "How a threshold is judged").
+LATENCY_DECISIONS = {
+    MET: GO,
+    MET_NOT_CERTAIN: GO,
+    STALL: GO,
+    MISSED_NOT_CERTAIN: CONDITIONAL,
+    MISSED: CONDITIONAL,
+    MISSED_FAR: NO_GO,
+}
 
 
 @dataclass(frozen=True)
@@ -49,6 +73,9 @@ class ScenarioEvidence:
     failure: str | None = None
     # faults.json when a nemesis ran: the faults, their recovery, and the figures outside them.
     faults: Mapping[str, Any] | None = None
+    # samples.json (pipeline/attribution_sampler.py): what the database, host and service
+    # were doing, every 100 ms; reporting/attribution.py reads it.
+    samples: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -70,6 +97,12 @@ class ThresholdCheck:
     ok: bool
     missed_by_pct: float | None  # 0 when met; None when nothing was measured
     decision: str  # GO when met, else CONDITIONAL or NO-GO
+    # Latency thresholds judged with their uncertainty (reporting/latency_judgement.py): the
+    # status, the percentile's interval and its stall; empty without latency_evidence.
+    status: str = ""
+    interval_ms: tuple[float | None, float | None] | None = None
+    note: str = ""
+    stall: Mapping[str, Any] | None = None
 
     @property
     def comparison(self) -> str:
@@ -106,9 +139,14 @@ class Verdict:
 def evaluate_thresholds(scenario: str, result: Mapping[str, Any]) -> list[ThresholdCheck]:
     """Evaluate every threshold in ``result["config"]["thresholds"]`` against the result."""
     thresholds = (result.get("config") or {}).get("thresholds") or {}
+    evidence = result.get("latency_evidence") or {}
     checks = []
     for name, limit in thresholds.items():
         if limit is None:
+            continue
+        entry = (evidence.get("thresholds") or {}).get(name)
+        if entry is not None:
+            checks.append(_judge_latency(scenario, name, float(limit), entry, evidence))
             continue
         measured = _measurement(name, result)
         checks.append(_judge(scenario, name, float(limit), measured))
@@ -166,10 +204,11 @@ def judge_scenario(evidence: ScenarioEvidence) -> tuple[list[ThresholdCheck], li
     # cost is judged by recovery (below) and reported per fault.
     judged = steady_state_result(result, evidence.faults)
     thresholds = evaluate_thresholds(name, judged)
+    # A threshold too small to judge is said even when its estimate met it.
     findings += [
         Finding(check.decision, name, _threshold_reason(check))
         for check in thresholds
-        if not check.ok
+        if not check.ok or check.status == TOO_SMALL
     ]
     findings += _integrity_findings(evidence)
     findings += _service_findings(evidence)
@@ -194,6 +233,8 @@ def steady_state_result(
             "error_rate": steady.get("error_rate"),
         },
         "latency_ms": steady.get("latency_ms") or {},
+        # The intervals and stalls were of every request, not of those outside the faults.
+        "latency_evidence": None,
         "by_status": steady.get("by_status") or {},
         "by_code": steady.get("by_code") or {},
     }
@@ -305,7 +346,46 @@ def _judge(scenario: str, name: str, limit: float, measured: float | None) -> Th
     return ThresholdCheck(scenario, name, limit, measured, False, missed_by_pct, decision)
 
 
+def _judge_latency(
+    scenario: str,
+    name: str,
+    limit: float,
+    entry: Mapping[str, Any],
+    evidence: Mapping[str, Any],
+) -> ThresholdCheck:
+    """Judge a latency threshold by its interval: NO-GO needs a certain miss of over 50 %."""
+    judgement = judge_latency(
+        {**entry, "limit_ms": limit},
+        min_tail_requests=float(evidence.get("min_tail_requests") or MIN_TAIL_REQUESTS),
+        stall_max_s=float(evidence.get("stall_max_s") or STALL_MAX_S),
+    )
+    measured = judgement.estimate_ms
+    if judgement.status == TOO_SMALL:
+        decision = GO if judgement.met else CONDITIONAL
+    else:
+        decision = LATENCY_DECISIONS[judgement.status]
+    missed_by_pct = None if measured is None else max(measured - limit, 0.0) / limit * 100
+    return ThresholdCheck(
+        scenario,
+        name,
+        limit,
+        measured,
+        judgement.met,
+        missed_by_pct,
+        decision,
+        status=judgement.status,
+        interval_ms=(judgement.lower_ms, judgement.upper_ms),
+        note=judgement.note,
+        stall=judgement.stall,
+    )
+
+
 def _threshold_reason(check: ThresholdCheck) -> str:
+    if check.status and check.measured is not None:
+        return (
+            f"{check.name} {_format(check.name, check.measured)} against {check.comparison} "
+            f"{_format(check.name, check.limit)}: {check.status} ({check.note})"
+        )
     if check.measured is None:
         return f"{check.name}: nothing was measured (threshold {_format(check.name, check.limit)})"
     by = (
