@@ -122,11 +122,17 @@ def all_(
     reports_dir: str = "",
     workers: str = "",
     force: bool = False,
+    baseline: str = "",
+    regression_gate: str = "warn",
+    tolerance: str = "",
 ) -> None:
     """Run the whole load-test pipeline and exit non-zero unless the verdict is GO.
 
     --workers defaults to the profile's own (2 under `faults`, else 1); --force lets the faults
-    profile restart and pause a PostgreSQL server behind DATABASE_URL.
+    profile restart and pause a PostgreSQL server behind DATABASE_URL. --baseline DIR|latest-go
+    compares the run with that run afterwards: a significant regression beyond --tolerance
+    (percent of the base value, default 10) makes a GO CONDITIONAL (--regression-gate warn,
+    the default) or NO-GO (fail).
     """
     from pipeline.commands import all_command
 
@@ -136,6 +142,9 @@ def all_(
         reports_dir=reports_dir or None,
         workers=workers or None,
         force=force,
+        baseline=baseline or None,
+        regression_gate=regression_gate,
+        tolerance=tolerance or None,
     )
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from local_postgres.commands import fail, run_cleanly
+from pipeline.compare_command import parse_tolerance
 from pipeline.exclusive import DatabaseBusyError, exclusive_database
 from pipeline.run import DEFAULT_WORKERS, FIXTURES_FILE, RunLog, run_all, run_watched_scenario
 from pipeline.rundirs import (
@@ -45,11 +46,16 @@ def all_command(
     reports_dir: str | None = None,
     workers: int | str | None = None,
     force: bool = False,
+    baseline: str | None = None,
+    regression_gate: str = "warn",
+    tolerance: str | float | None = None,
 ) -> None:
     """Run the whole pipeline; print the verdict and the report's path; exit 0 only on GO.
 
     ``workers`` (a number, or its text from the command line) defaults to the profile's
-    `[service.<profile>] workers`, else one.
+    `[service.<profile>] workers`, else one. With ``baseline`` (a run folder or `latest-go`)
+    the run is compared with it afterwards and a regression gates the verdict
+    (pipeline/baseline.py).
     """
     from load_runner import SCENARIOS
 
@@ -62,6 +68,12 @@ def all_command(
             fail(f"--workers must be a whole number, not {workers!r}")
     _check_run_options(profile=profile, strategy=strategy, workers=workers)
     _check_faults(profile, SCENARIOS, target_url=None, force=force)
+    baseline_dir = (
+        _baseline_or_exit(baseline, reports_dir, profile, strategy, regression_gate)
+        if baseline
+        else None
+    )
+    share = parse_tolerance(tolerance) if baseline else None
     outcome = run_all(
         profile=profile,
         strategy=strategy,
@@ -69,10 +81,35 @@ def all_command(
         workers=workers,
         force=force,
     )
+    if baseline_dir is not None and share is not None:
+        from pipeline.baseline import gate_against_baseline
+
+        outcome = gate_against_baseline(
+            outcome, baseline_dir, gate=regression_gate, tolerance=share
+        )
     for reason in outcome.reasons:
         print(f"  - {reason}", file=sys.stderr)
     print(f"{outcome.decision}: report at {outcome.report_path} ({outcome.duration_s:.0f} s)")
     raise SystemExit(0 if outcome.decision == GO else EXIT_FAILED)
+
+
+def _baseline_or_exit(
+    baseline: str, reports_dir: str | None, profile: str, strategy: str, gate: str
+) -> Path:
+    """Resolve --baseline before anything starts: bad input gets one line and exit 2."""
+    from pipeline.baseline import resolve_baseline
+    from reporting.compare_inputs import CompareInputError
+
+    try:
+        return resolve_baseline(
+            baseline,
+            reports_root=resolve_reports_root(reports_dir),
+            profile=profile,
+            strategy=strategy,
+            gate=gate,
+        )
+    except CompareInputError as error:
+        fail(str(error))
 
 
 def scenario_command(

@@ -88,8 +88,8 @@ class ScenarioSample:
     blocks: tuple[Block, ...]
     integrity_ok: bool | None  # None: no integrity.json
     integrity_violations: int = 0
-    # Judge error_rate as lower-is-better only when the scenario caps it (error_rate_max);
-    # a scenario that provokes refusals on purpose (error_rate_min) moves it either way.
+    # Judge error_rate as lower-is-better only when the scenario caps it (error_rate_max and
+    # no error_rate_min); a scenario that provokes refusals on purpose moves it either way.
     error_rate_capped: bool = True
     thresholds: Mapping[str, float] = field(default_factory=dict)
 

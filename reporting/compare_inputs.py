@@ -129,7 +129,9 @@ def scenario_sample(
         blocks=blocks_from_requests(requests),
         integrity_ok=None if integrity is None else bool(integrity.get("ok")),
         integrity_violations=sum(int(check.get("violations") or 0) for check in checks),
-        error_rate_capped="error_rate_max" in thresholds,
+        # A band (error_rate_min too) means the scenario provokes refusals on purpose: fewer
+        # is not better there, so its error rate is reported as changed, never judged.
+        error_rate_capped="error_rate_max" in thresholds and "error_rate_min" not in thresholds,
         thresholds=thresholds,
     )
 

@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from reporting.records import load_run
+from reporting.regression_gate import COMPARISON_DIR, apply_regression_gate
 from reporting.render import render_html, render_markdown
+from reporting.run_index import record_run
 from reporting.summary import summarise
 
 SUMMARY_FILE = "summary.json"
@@ -39,18 +41,35 @@ def write_report(run_dir: Path) -> ReportFiles:
     capacity = _read_capacity(run_dir)
     if capacity is not None:
         summary["capacity"] = capacity
+    comparison = _read_comparison(run_dir)
+    if comparison is not None:
+        # Written by `load-test.all --baseline`: a regression against it gates the verdict.
+        summary = apply_regression_gate(summary, comparison)
     summary_path = run_dir / SUMMARY_FILE
     html_path = run_dir / HTML_FILE
     markdown_path = run_dir / MARKDOWN_FILE
     summary_path.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
     html_path.write_text(render_html(summary, record), encoding="utf-8")
     markdown_path.write_text(render_markdown(summary), encoding="utf-8")
+    record_run(run_dir, summary)
     return ReportFiles(summary, summary_path, html_path, markdown_path)
 
 
 def _read_capacity(run_dir: Path) -> dict[str, Any] | None:
     """Return the capacity search's capacity.json, if this run was one (None otherwise)."""
     path = run_dir / CAPACITY_FILE
+    if not path.exists():
+        return None
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return document if isinstance(document, dict) else None
+
+
+def _read_comparison(run_dir: Path) -> dict[str, Any] | None:
+    """Return the comparison with the run's baseline, if it was compared (None otherwise)."""
+    path = run_dir / COMPARISON_DIR / "compare.json"
     if not path.exists():
         return None
     try:

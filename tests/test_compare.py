@@ -31,6 +31,7 @@ from reporting.compare import (
     spectrum,
 )
 from reporting.compare_report import compare_runs
+from reporting.regression_gate import apply_regression_gate
 from reporting.run_index import format_index, latest_go, read_index, record_run
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -335,3 +336,55 @@ def test_run_index_lists_runs_and_finds_the_latest_go(tmp_path: Path) -> None:
     listed = invoke("load-test.runs", "--reports-dir", str(tmp_path))
     assert listed.returncode == 0
     assert listed.stdout.splitlines()[-1].startswith(failed.name)
+
+
+# -- the regression gate -------------------------------------------------------------------
+def gated_summary(decision: str, gate: str, tmp_path: Path, shift_ms: float) -> dict[str, Any]:
+    base = write_run(tmp_path, "20261201T100000Z-aaaaaaa")
+    new = write_run(tmp_path, "20261201T110000Z-bbbbbbb", shift_ms=shift_ms)
+    document, _ = compare_runs(base, new)
+    document["gate"] = gate
+    summary = {
+        "verdict": {"decision": decision, "reasons": [], "findings": []},
+        "recommendation": "",
+    }
+    return apply_regression_gate(summary, document)
+
+
+@pytest.mark.parametrize(
+    ("gate", "before", "after"),
+    [("warn", "GO", "CONDITIONAL"), ("fail", "GO", "NO-GO"), ("warn", "NO-GO", "NO-GO")],
+)
+def test_a_regression_gates_the_verdict(tmp_path: Path, gate: str, before: str, after: str) -> None:
+    gated = gated_summary(before, gate, tmp_path, shift_ms=5.0)
+    assert gated["verdict"]["decision"] == after
+    assert gated["comparison"]["worse"][0] == f"{SCENARIO} p50"
+    regressions = [
+        f for f in gated["verdict"]["findings"] if "regression against baseline" in f["reason"]
+    ]
+    assert regressions
+    assert {f["decision"] for f in regressions} == {"NO-GO" if gate == "fail" else "CONDITIONAL"}
+
+
+def test_no_regression_leaves_go_alone(tmp_path: Path) -> None:
+    gated = gated_summary("GO", "fail", tmp_path, shift_ms=0.0)
+    assert gated["verdict"]["decision"] == "GO"
+    assert gated["comparison"]["regressions"] == []
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (["--baseline", "latest-go"], "no GO run of profile 'smoke'"),
+        (["--baseline", "/nonexistent/run"], "does not exist"),
+        (["--baseline", "latest-go", "--regression-gate", "maybe"], "--regression-gate"),
+    ],
+)
+def test_all_refuses_a_bad_baseline_before_starting(
+    tmp_path: Path, options: list[str], expected: str
+) -> None:
+    completed = invoke("load-test.all", "--reports-dir", str(tmp_path), *options)
+    assert completed.returncode == 2
+    assert expected in completed.stderr
+    assert len(completed.stderr.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []

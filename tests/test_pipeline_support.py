@@ -109,7 +109,7 @@ def test_failed_setup_still_writes_a_no_go_report(tmp_path: Path) -> None:
         check=False,
     )
     assert completed.returncode == 1
-    (run_dir,) = list(tmp_path.iterdir())
+    (run_dir,) = [path for path in tmp_path.iterdir() if path.is_dir()]  # index.jsonl beside it
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["verdict"]["decision"] == "NO-GO"
     assert summary["verdict"]["reasons"][0].startswith("step setup failed:")

@@ -1,0 +1,108 @@
+"""The regression gate: a run judged worse than its baseline loses its GO.
+
+Pure: takes the summary and the comparison document (compare.json, written into the run folder
+by `load-test.all --baseline`), returns the summary with the comparison and the gate's
+findings folded into the verdict. `warn` makes a GO at most CONDITIONAL; `fail` makes it NO-GO.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+from reporting.summary import RECOMMENDATIONS
+from reporting.verdict import CONDITIONAL, DECISION_ORDER, NO_GO
+
+GATE_WARN = "warn"
+GATE_FAIL = "fail"
+GATES = (GATE_WARN, GATE_FAIL)
+GATE_DECISIONS = {GATE_WARN: CONDITIONAL, GATE_FAIL: NO_GO}
+COMPARISON_DIR = "comparison"  # inside the run folder: compare.json, .html, .md
+WORSE = "worse"
+
+
+def regression_findings(comparison: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Return one verdict finding per metric the comparison judged worse."""
+    gate = comparison.get("gate") or GATE_WARN
+    decision = GATE_DECISIONS.get(gate, CONDITIONAL)
+    base = (comparison.get("base") or {}).get("run_id")
+    findings = []
+    for scenario in comparison.get("scenarios") or []:
+        for metric in scenario.get("metrics") or []:
+            if metric.get("judgement") != WORSE:
+                continue
+            findings.append(
+                {
+                    "decision": decision,
+                    "scenario": scenario.get("scenario"),
+                    "reason": f"regression against baseline {base}: {describe(metric)}",
+                }
+            )
+    return findings
+
+
+def apply_regression_gate(
+    summary: Mapping[str, Any], comparison: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Return a copy of ``summary`` with the comparison attached and its regressions judged."""
+    gated = copy.deepcopy(dict(summary))
+    findings = regression_findings(comparison)
+    gated["comparison"] = {
+        "base": comparison.get("base"),
+        "gate": comparison.get("gate") or GATE_WARN,
+        "tolerance": comparison.get("tolerance"),
+        "outcome": comparison.get("outcome"),
+        "worse": list(comparison.get("worse") or []),
+        "better": list(comparison.get("better") or []),
+        "regressions": [f"{f['scenario']}: {f['reason']}" for f in findings],
+        "html": f"{COMPARISON_DIR}/compare.html",
+    }
+    if not findings:
+        return gated
+    verdict = gated["verdict"]
+    verdict["findings"] = sorted(
+        [*verdict.get("findings", []), *findings],
+        key=lambda f: -DECISION_ORDER.index(f["decision"]),
+    )
+    decision = max(
+        [verdict["decision"], *(f["decision"] for f in verdict["findings"])],
+        key=DECISION_ORDER.index,
+    )
+    verdict["decision"] = decision
+    verdict["reasons"] = [
+        f"{f['scenario']}: {f['reason']}" if f.get("scenario") else f["reason"]
+        for f in verdict["findings"]
+        if f["decision"] == decision
+    ]
+    gated["recommendation"] = RECOMMENDATIONS[decision]
+    return gated
+
+
+def describe(metric: Mapping[str, Any]) -> str:
+    """Say in words how a metric moved: values, difference, interval."""
+    label = metric.get("label")
+    if metric.get("metric") == "integrity" or metric.get("low") is None:
+        return f"{label} {_fmt(metric, 'base')} → {_fmt(metric, 'new')}"
+    relative = metric.get("relative")
+    share = "" if relative is None else f", {relative * 100:+.1f} %"
+    return (
+        f"{label} {_fmt(metric, 'base')} → {_fmt(metric, 'new')} "
+        f"({_fmt(metric, 'difference', signed=True)}{share}; 95 % interval "
+        f"{_fmt(metric, 'low', signed=True)} to {_fmt(metric, 'high', signed=True)})"
+    )
+
+
+def _fmt(metric: Mapping[str, Any], key: str, *, signed: bool = False) -> str:
+    value = metric.get(key)
+    if value is None:
+        return "—"
+    sign = "+" if signed else ""
+    unit = metric.get("unit")
+    if unit == "ms":
+        return f"{value:{sign}.1f} ms"
+    if unit == "rps":
+        return f"{value:{sign}.1f}/s"
+    if unit == "rate":
+        return f"{value * 100:{sign}.2f} %"
+    return f"{value:{sign}.0f}"
