@@ -81,15 +81,41 @@ def setup(
 def _scenario_task(number: int, scenario: str) -> Callable[..., None]:
     @task(name=f"scenario{number}")
     def run(
-        c: Context, profile: str = "smoke", target_url: str = "", out: str = "", force: bool = False
+        c: Context,
+        profile: str = "smoke",
+        target_url: str = "",
+        out: str = "",
+        force: bool = False,
+        shard: str = "",
+        start_at: str = "",
+        clock_offset: str = "",
+        seed: str = "",
     ) -> None:
+        if shard or start_at:
+            # One shard of a run spread over several hosts (pipeline/shard.py).
+            from pipeline.shard import shard_command
+
+            shard_command(
+                scenario,
+                shard=shard or "(missing)",
+                start_at=start_at or "(missing)",
+                target_url=target_url or None,
+                profile=profile,
+                out=out or None,
+                clock_offset=clock_offset or None,
+                seed=seed,
+            )
+            return
         from pipeline.commands import scenario_command
 
         scenario_command(
             scenario, profile=profile, target_url=target_url or None, out=out or None, force=force
         )
 
-    run.__doc__ = f"Run scenario {number} ({scenario}) and write its results to --out."
+    run.__doc__ = (
+        f"Run scenario {number} ({scenario}) and write its results to --out; with --shard I/N "
+        "--start-at UNIX_TIME, this host's shard of a run spread over N hosts."
+    )
     return run
 
 
@@ -197,6 +223,20 @@ def runs(c: Context, reports_dir: str = "") -> None:
     runs_command(reports_dir=reports_dir or None)
 
 
+@task
+def merge(
+    c: Context, shards: str, out: str = "", allow_missing: bool = False, fixtures: str = ""
+) -> None:
+    """Merge shard result folders exactly, check integrity over all of them, write the report.
+
+    SHARDS: shard folders (each a shard's --out), separated by spaces or commas, or a folder
+    holding them: `invoke load-test.merge "out/s1 out/s2" --out RUN_DIR`. Exit 0 only on GO.
+    """
+    from pipeline.merge import merge_command
+
+    merge_command(shards, out=out or None, allow_missing=allow_missing, fixtures=fixtures or None)
+
+
 db = Collection("db", up, down, url, migrate, downgrade)
 target = Collection("target", serve)
 load_test = Collection(
@@ -212,5 +252,6 @@ load_test = Collection(
     capacity,
     compare,
     runs,
+    merge,
 )
 namespace = Collection(db, target, load_test)

@@ -317,7 +317,9 @@ async def think(session: aiohttp.ClientSession, *, until_s: float | None = None)
         low, high = ENVIRONMENT.think_time_s
         pause = worker_of(session).rng.uniform(low, high)
         limit = min(ENVIRONMENT.duration_s, math.inf if until_s is None else until_s)
-        await asyncio.sleep(max(min(pause, limit - now_s()), 0.0))
+        pause = min(pause, limit - now_s())
+        if pause > 0:  # no think time, no pause: a sleep(0) would cost a loop round per call
+            await asyncio.sleep(pause)
     return not _run_over(now_s())
 
 

@@ -12,6 +12,7 @@ import asyncio
 import csv
 import json
 import os
+import shutil
 import time
 import traceback
 from collections import Counter
@@ -24,6 +25,10 @@ from molotov_scenarios.records import Record, add_to_live_buckets, encode_record
 
 LAG_PROBE_INTERVAL_S = 0.1  # the watch task sleeps this long and measures how late it wakes up
 PROGRESS_EVERY_PROBES = 10  # a progress file about every second
+# Records are kept in memory up to this many, then appended to records-<pid>.csv.spill and
+# dropped: a shard's million requests take a few MB of memory instead of about 500 MB.
+SPILL_EVERY_RECORDS = 20_000
+SPILL_SUFFIX = ".spill"
 SLOT_PREFIX = "slot-"  # slot-<n>: claimed by one process of the run (see _claim_process_slot)
 
 
@@ -36,7 +41,9 @@ class Recorder:
         self.pid = os.getpid()
         self.id_prefix = id_prefix  # "s2-" on shard 2: request ids unique across shards
         self.process_slot = _claim_process_slot(record_dir)
-        self.records: list[Record] = []
+        self.records: list[Record] = []  # the records not yet spilled to disk
+        self.spilled = 0  # records already appended to the spill file
+        self.spill_every = SPILL_EVERY_RECORDS
         self.loop_lag_ms: list[float] = []
         self.exceptions = 0
         self.scheduled_requests = 0  # open model: slots within the run, sent or not
@@ -60,8 +67,29 @@ class Recorder:
     def seconds_since_start(self, perf_time: float) -> float:
         return perf_time + self.offset_s
 
+    @property
+    def recorded(self) -> int:
+        """Return how many requests this process has recorded, spilled or not."""
+        return self.spilled + len(self.records)
+
     def record(self, record: Record) -> None:
         self.records.append(record)
+        if len(self.records) >= self.spill_every:
+            self.spill()
+
+    def spill(self) -> None:
+        """Append the records in memory to the spill file and let them go."""
+        self._count_live()  # the progress line has seen them before they leave
+        self.record_dir.mkdir(parents=True, exist_ok=True)
+        with self._spill_path.open("a", newline="") as handle:
+            self._records_csv(handle)
+        self.spilled += len(self.records)
+        self.records = []
+        self._live_counted = 0
+
+    @property
+    def _spill_path(self) -> Path:
+        return self.record_dir / f"{RECORDS_PREFIX}{self.pid}.csv{SPILL_SUFFIX}"
 
     def record_exception(self, error: BaseException) -> None:
         self.exceptions += 1
@@ -93,11 +121,15 @@ class Recorder:
         """Write every record so far and the process summary, each atomically."""
         self.record_dir.mkdir(parents=True, exist_ok=True)
         records_path = self.record_dir / f"{RECORDS_PREFIX}{self.pid}.csv"
-        _write_atomically(records_path, self._records_csv)
+        if self.spilled or self._spill_path.exists():
+            self.spill()
+            _write_atomically(records_path, self._copy_spill)
+        else:
+            _write_atomically(records_path, self._records_csv)
         summary = {
             "pid": self.pid,
             "run_start_epoch": self.run_start_epoch,
-            "requests": len(self.records),
+            "requests": self.recorded,
             "workers": self.workers_seen,
             "cpu_seconds": time.process_time() - self._cpu_start,
             "wall_seconds": time.perf_counter() - self._wall_start,
@@ -111,13 +143,10 @@ class Recorder:
 
     def write_progress(self) -> None:
         """Write counts and live latency buckets so far for the runner's progress line."""
-        fresh = self.records[self._live_counted :]
-        self._live_counted += len(fresh)
-        add_to_live_buckets(self._live_buckets, (record.latency_ms for record in fresh))
-        self._live_errors += sum(1 for record in fresh if is_error(record.status, record.code))
+        self._count_live()
         progress = {
             "pid": self.pid,
-            "requests": self._live_counted,
+            "requests": self.recorded,
             "errors": self._live_errors,
             "buckets": {str(bucket): count for bucket, count in self._live_buckets.items()},
             "cpu_seconds": time.process_time() - self._cpu_start,
@@ -125,6 +154,16 @@ class Recorder:
         self.record_dir.mkdir(parents=True, exist_ok=True)
         path = self.record_dir / f"{PROGRESS_PREFIX}{self.pid}.json"
         _write_atomically(path, lambda handle: json.dump(progress, handle))
+
+    def _count_live(self) -> None:
+        fresh = self.records[self._live_counted :]
+        self._live_counted += len(fresh)
+        add_to_live_buckets(self._live_buckets, (record.latency_ms for record in fresh))
+        self._live_errors += sum(1 for record in fresh if is_error(record.status, record.code))
+
+    def _copy_spill(self, handle: TextIO) -> None:
+        with self._spill_path.open(newline="") as spill:
+            shutil.copyfileobj(spill, handle)
 
     async def _watch_loop(self) -> None:
         probes = 0

@@ -1,0 +1,108 @@
+"""Measure a generator process's memory for 1,000,000 recorded requests, spilling and not.
+
+    python benchmarks/shard_memory.py [--requests 1000000] [--json PATH]
+
+Each case runs in a fresh interpreter: it builds a Recorder (molotov_scenarios/recorder.py),
+records `--requests` realistic records (shard-prefixed request ids and Idempotency-Keys,
+uuid transaction ids, a live-progress update every 10,000 as the watch task does about once a
+second), writes the files as the last worker does, and prints its peak RSS (getrusage
+ru_maxrss) before and after. Cases: `spill` (the default, records appended to disk every
+20,000), `memory` (spilling off: every record held to the end, as before), and `collect`
+(the runner reading the written files back to summarise them, which holds every record).
+
+A script, not a test: it prints figures and passes or fails on nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_JSON = PROJECT_ROOT / ".loadtest" / "shard_memory.json"
+
+CASE = r"""
+import json, resource, sys, time, uuid, random
+from pathlib import Path
+from molotov_scenarios.recorder import Recorder
+from molotov_scenarios.records import Record
+
+def peak_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+case, requests, folder = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
+if case == "collect":
+    from load_runner.collect import collect
+    before = peak_mb()
+    collected = collect(folder)
+    print(json.dumps({"case": case, "requests": len(collected.records),
+                      "rss_before_mb": before, "peak_rss_mb": peak_mb()}))
+    sys.exit()
+rng = random.Random(1)
+recorder = Recorder(folder, time.time(), "s1-")
+if case == "memory":
+    recorder.spill_every = 10**12
+before = peak_mb()
+authorizations = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(55)]
+started = time.perf_counter()
+for sequence in range(requests):
+    ok = sequence % 10 != 0
+    recorder.record(Record(
+        request_id=recorder.next_request_id(), operation="reserve",
+        authorization_id=authorizations[sequence % 55], status=200 if ok else 409,
+        code="" if ok else "insufficient_units", latency_ms=rng.uniform(1, 50),
+        started_s=sequence / 1000, transaction_id=str(uuid.UUID(int=rng.getrandbits(128),
+        version=4)) if ok else "", kind="reserve", units=2,
+        idempotency_key="s1-%032x" % rng.getrandbits(128), attempt=1,
+        worker=f"s1-{recorder.pid}-{sequence % 50}", outcome="ok" if ok else "fail"))
+    if sequence % 10_000 == 0:
+        recorder.write_progress()
+recorder.write_progress()
+recorder.flush()
+print(json.dumps({"case": case, "requests": recorder.recorded, "rss_before_mb": before,
+                  "peak_rss_mb": peak_mb(), "seconds": time.perf_counter() - started}))
+"""
+
+
+def run_case(case: str, requests: int, folder: Path) -> dict[str, float]:
+    output = subprocess.run(
+        [sys.executable, "-c", CASE, case, str(requests), str(folder)],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="A generator process's memory per records.")
+    parser.add_argument("--requests", type=int, default=1_000_000)
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="shard-memory-") as folder:
+        for case in ("spill", "memory"):
+            target = Path(folder) / case
+            row = run_case(case, args.requests, target)
+            row["records_file_mb"] = (
+                sum(p.stat().st_size for p in target.glob("records-*.csv")) / 2**20
+            )
+            rows.append(row)
+        rows.append(run_case("collect", args.requests, Path(folder) / "spill"))
+    for row in rows:
+        print(
+            f"{row['case']:8s} {row['requests']:>9,} records: peak RSS {row['peak_rss_mb']:6.0f} MB"
+            f" (interpreter and imports {row['rss_before_mb']:.0f} MB)"
+        )
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"requests": args.requests, "cases": rows}, indent=2))
+    print(f"written to {args.json}")
+
+
+if __name__ == "__main__":
+    main()
