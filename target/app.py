@@ -16,6 +16,7 @@ from target.blueprints import authorizations, health, openapi, tokens
 from target.blueprints import metrics as metrics_routes
 from target.blueprints.health import UNSAFE_WARNING
 from target.database import Database, is_database_unreachable
+from target.loop_lag import watch_loop_lag
 from target.problems import (
     CODES_BY_STATUS,
     HTTP_ERROR,
@@ -48,15 +49,18 @@ def create_app(settings: Settings | None = None) -> Quart:
     @app.before_serving
     async def open_database() -> None:
         state.database = Database(settings)
-        state.log_flusher = asyncio.create_task(flush_request_log_periodically())
+        state.background = [
+            asyncio.create_task(flush_request_log_periodically()),
+            asyncio.create_task(watch_loop_lag()),
+        ]
         if settings.concurrency == "unsafe":
             log.warning("!!! %s !!!", UNSAFE_WARNING)
         log.info("serving with TARGET_CONCURRENCY=%s", settings.concurrency)
 
     @app.after_serving
     async def close_database() -> None:
-        if state.log_flusher is not None:
-            state.log_flusher.cancel()
+        for task in state.background:
+            task.cancel()
         if state.database is not None:
             await state.database.dispose()
         metrics.forget_this_worker()

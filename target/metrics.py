@@ -60,6 +60,11 @@ POOL_WAITING = Gauge(
     "Requests waiting for a pooled connection, summed over live workers.",
     multiprocess_mode="livesum",
 )
+EVENT_LOOP_LAG = Gauge(
+    "service_event_loop_lag_seconds",
+    "Worst lateness of a 50 ms timer over the last second, the worst live worker's.",
+    multiprocess_mode="livemax",
+)
 POOL_TIMEOUTS = Counter(
     "db_pool_timeouts",
     "Requests answered 503 because no pooled connection came within the pool timeout.",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from quart import current_app
 
@@ -17,7 +17,7 @@ EXTENSION_KEY = "clinic_target"
 class ServiceState:
     settings: Settings
     database: Database | None = None
-    log_flusher: asyncio.Task[None] | None = None
+    background: list[asyncio.Task[None]] = field(default_factory=list)
 
 
 def service_state() -> ServiceState:

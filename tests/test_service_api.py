@@ -45,6 +45,7 @@ METRIC_NAMES = (
     "db_pool_checked_out",
     "db_pool_waiting",
     "db_pool_timeouts_total",
+    "service_event_loop_lag_seconds",
 )
 SPREAD_ROUNDS = 20
 SPREAD_REQUESTS = 20
@@ -88,7 +89,8 @@ async def test_healthz_names_the_strategy(service: ServiceProcess) -> None:
 
 def test_start_service_reports_a_database_it_cannot_reach() -> None:
     with pytest.raises(ServiceStartError, match="503"):
-        start_service(UNREACHABLE_URL, ready_timeout_s=3.0)
+        # Long enough for two interpreters to start on a busy machine; the 503 ends it.
+        start_service(UNREACHABLE_URL, ready_timeout_s=15.0)
 
 
 def test_start_service_refuses_an_unknown_strategy() -> None:
