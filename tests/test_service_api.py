@@ -90,7 +90,7 @@ async def test_healthz_names_the_strategy(service: ServiceProcess) -> None:
 def test_start_service_reports_a_database_it_cannot_reach() -> None:
     with pytest.raises(ServiceStartError, match="503"):
         # Long enough for two interpreters to start on a busy machine; the 503 ends it.
-        start_service(UNREACHABLE_URL, ready_timeout_s=15.0)
+        start_service(UNREACHABLE_URL, ready_timeout_s=8.0)
 
 
 def test_start_service_refuses_an_unknown_strategy() -> None:
