@@ -237,6 +237,31 @@ def merge(
     merge_command(shards, out=out or None, allow_missing=allow_missing, fixtures=fixtures or None)
 
 
+@task
+def matrix(
+    c: Context,
+    strategies: str = "serializable,for_update,atomic",
+    repeats: str = "2",
+    profile: str = "smoke",
+    workers: str = "",
+    reports_dir: str = "",
+) -> None:
+    """Run the suite for each strategy in interleaved repeats; compare them and recommend one.
+
+    Writes matrix.html, matrix.json and matrix.md into <reports>/matrix-<time>/; `unsafe` may be
+    listed and then shows its violations. Exit 0 when a strategy met every threshold.
+    """
+    from pipeline.matrix_command import matrix_command
+
+    matrix_command(
+        strategies=strategies,
+        repeats=repeats,
+        profile=profile,
+        workers=workers or None,
+        reports_dir=reports_dir or None,
+    )
+
+
 db = Collection("db", up, down, url, migrate, downgrade)
 target = Collection("target", serve)
 load_test = Collection(
@@ -252,6 +277,7 @@ load_test = Collection(
     capacity,
     compare,
     runs,
+    matrix,
     merge,
 )
 namespace = Collection(db, target, load_test)

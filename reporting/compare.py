@@ -20,6 +20,9 @@ The resampling, in one place so the report can say it:
   counts for its length); error, unexpected-error and retry rates are their counts over the
   drawn requests; latency percentiles are nearest-rank over the drawn requests, as in
   result.json.
+- *Repeats* (the strategy matrix pools several runs per side): each round first draws runs
+  with replacement, then blocks within each drawn run (a two-stage bootstrap), so the
+  run-to-run noise is in the interval too. A single run per side cannot show that noise.
 - *Integrity* is not resampled: it is pass/fail from integrity.json.
 
 The judgement: *worse* (or *better*) only when the whole interval lies on that side of zero
@@ -63,6 +66,7 @@ class Block:
     unexpected_errors: int
     retries: int
     seconds: float  # 1.0, or the length of the run's last, partial second
+    run: int = 0  # which run of a side it came from, when repeats are pooled
 
     @property
     def requests(self) -> int:
@@ -208,14 +212,32 @@ def bootstrap_differences(
     differences: dict[str, list[float]] = {metric.name: [] for metric in METRICS}
     if not base or not new:
         return differences
+    base_runs, new_runs = _by_run(base), _by_run(new)
     for _ in range(resamples):
-        drawn_base = metric_values(rng.choices(base, k=len(base)))
-        drawn_new = metric_values(rng.choices(new, k=len(new)))
+        drawn_base = metric_values(_draw(rng, base_runs))
+        drawn_new = metric_values(_draw(rng, new_runs))
         for name, values in differences.items():
             before, after = drawn_base[name], drawn_new[name]
             if before is not None and after is not None:
                 values.append(after - before)
     return differences
+
+
+def _by_run(blocks: Sequence[Block]) -> list[list[Block]]:
+    runs: dict[int, list[Block]] = {}
+    for block in blocks:
+        runs.setdefault(block.run, []).append(block)
+    return list(runs.values())
+
+
+def _draw(rng: random.Random, runs: Sequence[Sequence[Block]]) -> list[Block]:
+    """Draw one resample: runs with replacement (when repeats were pooled), then blocks in each.
+
+    Drawing whole runs first carries the run-to-run noise (another job on the machine slows a
+    whole run) into the interval; with one run per side only the within-run noise is there.
+    """
+    chosen = rng.choices(runs, k=len(runs)) if len(runs) > 1 else runs
+    return [block for run in chosen for block in rng.choices(run, k=len(run))]
 
 
 def interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float]:

@@ -1,0 +1,122 @@
+"""`invoke load-test.matrix`: the suite once per strategy, in interleaved repeats, one comparison.
+
+Interleaved (repeat 1: A B C, repeat 2: A B C, ...) rather than blocked (A A B B C C), so a
+slow spell of the machine lands on every strategy alike instead of on one. Each run is an
+ordinary `load-test.all` run (its own folder, report and index line); the matrix goes to
+`<reports>/matrix-<UTC time>/` as matrix.html, matrix.json and matrix.md.
+
+Exit codes: 0 when a strategy is recommended, 1 when none met every threshold, 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+
+from markupsafe import Markup
+
+from local_postgres.commands import fail
+from pipeline.rundirs import resolve_reports_root
+from reporting.compare import spectrum
+from reporting.compare_inputs import CompareInputError, RunSample, load_run_sample
+from reporting.matrix import StrategyRuns, matrix_document
+from reporting.render import environment
+from reporting.spectrum_chart import spectrum_svg
+
+DEFAULT_STRATEGIES = "serializable,for_update,atomic"
+MATRIX_PREFIX = "matrix-"
+COLOURS = ("#1c7ed6", "#e8590c", "#2b8a3e", "#c92a2a", "#862e9c")
+
+
+def matrix_command(
+    *,
+    strategies: str = DEFAULT_STRATEGIES,
+    repeats: str | int = 2,
+    profile: str = "smoke",
+    reports_dir: str | None = None,
+    workers: str | int | None = None,
+) -> None:
+    """Run every strategy ``repeats`` times, interleaved; write and summarise the matrix."""
+    from pipeline.commands import _check_run_options, _profile_workers
+    from pipeline.run import run_all
+
+    chosen = [name.strip() for name in strategies.split(",") if name.strip()]
+    count = _whole_number("--repeats", repeats)
+    worker_count = _whole_number("--workers", workers) if workers else _profile_workers(profile)
+    if not chosen or len(set(chosen)) != len(chosen):
+        fail(f"--strategies must name each strategy once, comma-separated, not {strategies!r}")
+    for strategy in chosen:
+        _check_run_options(profile=profile, strategy=strategy, workers=worker_count)
+    root = resolve_reports_root(reports_dir)
+    run_dirs: dict[str, list[Path]] = {strategy: [] for strategy in chosen}
+    for repeat in range(1, count + 1):
+        for strategy in chosen:
+            print(f"[matrix] repeat {repeat}/{count}: {strategy}", file=sys.stderr, flush=True)
+            outcome = run_all(
+                profile=profile, strategy=strategy, reports_root=root, workers=worker_count
+            )
+            print(f"[matrix] {strategy}: {outcome.decision} ({outcome.run_dir.name})", file=sys.stderr)
+            run_dirs[strategy].append(outcome.run_dir)
+    out_dir = root / f"{MATRIX_PREFIX}{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%SZ')}"
+    document = write_matrix(run_dirs, out_dir, profile=profile, repeats=count)
+    recommended = document["recommendation"]
+    print(
+        f"{'recommended: ' + recommended if recommended else 'no recommendation'}: "
+        f"{document['recommendation_reason']}; matrix at {out_dir / 'matrix.html'}"
+    )
+    raise SystemExit(0 if recommended else 1)
+
+
+def write_matrix(
+    run_dirs: dict[str, list[Path]], out_dir: Path, *, profile: str, repeats: int
+) -> dict:
+    """Load each strategy's runs, build matrix.json and write it with its HTML and Markdown."""
+    entries = []
+    for strategy, folders in run_dirs.items():
+        runs: list[RunSample] = []
+        summaries = []
+        for folder in folders:
+            summaries.append(json.loads((folder / "summary.json").read_text(encoding="utf-8")))
+            try:
+                runs.append(load_run_sample(folder))
+            except CompareInputError as error:
+                print(f"[matrix] {folder.name} left out of the figures: {error}", file=sys.stderr)
+        entries.append(StrategyRuns(strategy, tuple(runs), tuple(summaries)))
+    document = matrix_document(entries, profile=profile, repeats=repeats)
+    with_runs = [entry for entry in entries if entry.runs]
+    spectra = {
+        name: Markup(
+            spectrum_svg(
+                [
+                    spectrum([v for run in entry.runs for v in run.latencies_ms.get(name, ())])
+                    for entry in with_runs
+                ],
+                label=f"{name}: latency percentile spectrum per strategy",
+                names=[entry.strategy for entry in with_runs],
+                colours=COLOURS,
+            )
+        )
+        for name in document["scenarios"]
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    env = environment()
+    (out_dir / "matrix.json").write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    (out_dir / "matrix.html").write_text(
+        env.get_template("matrix.html.j2").render(doc=document, spectra=spectra), encoding="utf-8"
+    )
+    (out_dir / "matrix.md").write_text(
+        env.get_template("matrix.md.j2").render(doc=document), encoding="utf-8"
+    )
+    return document
+
+
+def _whole_number(option: str, value: str | int) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        fail(f"{option} must be a whole number, not {value!r}")
+    if number < 1:
+        fail(f"{option} must be at least 1, not {number}")
+    return number

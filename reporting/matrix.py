@@ -1,0 +1,180 @@
+"""The strategy matrix: pool each strategy's repeated runs, compare them, recommend one.
+
+Pure functions over loaded runs (reporting.compare_inputs) and their summary.json documents.
+A strategy *meets every threshold* when, in every repeat, every threshold of every scenario
+passed and every integrity check held. Its *headroom* is the smallest margin left to any
+threshold in any repeat, as a share of the limit ((limit - measured) / limit; for a minimum,
+(measured - limit) / limit). The recommendation is the strategy that meets every threshold
+with the largest headroom.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from reporting.compare import (
+    DEFAULT_TOLERANCE,
+    ScenarioSample,
+    compare_scenario,
+    metric_values,
+)
+from reporting.compare_inputs import RunSample
+
+ERROR_RATE_MIN = "error_rate_min"
+MATRIX_KIND = "clinic-loadtest-matrix"
+
+
+@dataclass(frozen=True)
+class StrategyRuns:
+    """One strategy's repeated runs: the loaded records and each run's summary.json."""
+
+    strategy: str
+    runs: tuple[RunSample, ...]
+    summaries: tuple[Mapping[str, Any], ...]
+
+
+def pooled_sample(runs: Sequence[RunSample], scenario: str) -> ScenarioSample:
+    """Pool one scenario over repeats: every run's one-second blocks, integrity of all."""
+    samples = [run.scenarios[scenario] for run in runs if scenario in run.scenarios]
+    first = samples[0]
+    known = [s.integrity_ok for s in samples if s.integrity_ok is not None]
+    return ScenarioSample(
+        scenario=scenario,
+        blocks=tuple(
+            dataclasses.replace(block, run=index)
+            for index, sample in enumerate(samples)
+            for block in sample.blocks
+        ),
+        integrity_ok=all(known) if known else None,
+        integrity_violations=sum(s.integrity_violations for s in samples),
+        error_rate_capped=first.error_rate_capped,
+        thresholds=first.thresholds,
+    )
+
+
+def headroom(summaries: Sequence[Mapping[str, Any]]) -> tuple[float | None, str | None]:
+    """Return the smallest margin to any threshold over the runs, and which threshold it was."""
+    smallest: tuple[float | None, str | None] = (None, None)
+    for summary in summaries:
+        for scenario in summary.get("scenarios") or []:
+            for check in scenario.get("thresholds") or []:
+                limit, measured = check.get("limit"), check.get("measured")
+                if measured is None or not limit:
+                    margin = -1.0  # nothing measured: no margin at all
+                elif check.get("name") == ERROR_RATE_MIN:
+                    margin = (measured - limit) / limit
+                else:
+                    margin = (limit - measured) / limit
+                if smallest[0] is None or margin < smallest[0]:
+                    smallest = (margin, f"{scenario.get('scenario')} {check.get('name')}")
+    return smallest
+
+
+def meets_every_threshold(summaries: Sequence[Mapping[str, Any]]) -> bool:
+    """Tell whether every threshold passed and integrity held in every run."""
+    return bool(summaries) and all(
+        scenario.get("integrity") is not None
+        and scenario["integrity"].get("ok")
+        and all(check.get("ok") for check in scenario.get("thresholds") or [])
+        for summary in summaries
+        for scenario in summary.get("scenarios") or []
+    )
+
+
+def integrity_violations(summaries: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Return one line per integrity check that failed, with its run and violation count."""
+    lines = []
+    for summary in summaries:
+        for scenario in summary.get("scenarios") or []:
+            for check in (scenario.get("integrity") or {}).get("checks") or []:
+                if not check.get("ok"):
+                    lines.append(
+                        f"{summary.get('run_id')} {scenario.get('scenario')}: {check.get('name')} "
+                        f"({check.get('violations')} violation(s))"
+                    )
+    return lines
+
+
+def matrix_document(
+    strategies: Sequence[StrategyRuns], *, profile: str, repeats: int
+) -> dict[str, Any]:
+    """Return matrix.json: per strategy its pooled figures, verdicts, headroom, violations;
+    per scenario each strategy against the first with bootstrap intervals; the recommendation.
+    """
+    loaded = [entry for entry in strategies if entry.runs]
+    if not loaded:
+        raise ValueError("no strategy has a run with records to compare")
+    reference = loaded[0]
+    scenarios = sorted(reference.runs[0].scenarios)
+    rows = []
+    for entry in strategies:
+        margin, tightest = headroom(entry.summaries)
+        rows.append(
+            {
+                "strategy": entry.strategy,
+                "runs": [run.run_id for run in entry.runs],
+                "verdicts": [
+                    (summary.get("verdict") or {}).get("decision") for summary in entry.summaries
+                ],
+                "meets_every_threshold": meets_every_threshold(entry.summaries),
+                "headroom": margin,
+                "tightest_threshold": tightest,
+                "integrity_violations": integrity_violations(entry.summaries),
+                "scenarios": {
+                    name: {
+                        **metric_values(pooled_sample(entry.runs, name).blocks),
+                        "integrity_ok": pooled_sample(entry.runs, name).integrity_ok,
+                    }
+                    for name in scenarios
+                    if entry.runs
+                },
+            }
+        )
+    against_reference = {
+        entry.strategy: {
+            name: [
+                vars(metric)
+                for metric in compare_scenario(
+                    pooled_sample(reference.runs, name),
+                    pooled_sample(entry.runs, name),
+                    tolerance=DEFAULT_TOLERANCE,
+                ).metrics
+            ]
+            for name in scenarios
+        }
+        for entry in loaded[1:]
+    }
+    eligible = [row for row in rows if row["meets_every_threshold"]]
+    best = max(eligible, key=lambda row: row["headroom"] or 0.0) if eligible else None
+    return {
+        "schema_version": 1,
+        "kind": MATRIX_KIND,
+        "profile": profile,
+        "repeats": repeats,
+        "order": "interleaved: each repeat runs every strategy once, in the order given",
+        "reference": reference.strategy,
+        "scenarios": scenarios,
+        "strategies": rows,
+        "against_reference": against_reference,
+        "recommendation": None if best is None else best["strategy"],
+        "recommendation_reason": _reason(best, rows),
+    }
+
+
+def _reason(best: Mapping[str, Any] | None, rows: Sequence[Mapping[str, Any]]) -> str:
+    if best is None:
+        closest = max(rows, key=lambda row: row["headroom"] if row["headroom"] is not None else -1e9)
+        return (
+            "no strategy met every threshold with integrity intact in every repeat; closest: "
+            f"{closest['strategy']} ({closest['tightest_threshold']})"
+        )
+    others = [row["strategy"] for row in rows if row is not best and row["meets_every_threshold"]]
+    margin = best["headroom"]
+    text = (
+        f"{best['strategy']} met every threshold with integrity intact in every repeat, "
+        f"with {margin * 100:.0f} % headroom at its tightest ({best['tightest_threshold']})"
+    )
+    return text + (f"; more than {', '.join(others)}" if others else "; the only one that did")
