@@ -149,7 +149,7 @@ def all_(
     workers: str = "",
     force: bool = False,
     baseline: str = "",
-    regression_gate: str = "warn",
+    regression_gate: str = "",
     tolerance: str = "",
 ) -> None:
     """Run the whole load-test pipeline and exit non-zero unless the verdict is GO.
@@ -158,7 +158,8 @@ def all_(
     profile restart and pause a PostgreSQL server behind DATABASE_URL. --baseline DIR|latest-go
     compares the run with that run afterwards: a significant regression beyond --tolerance
     (percent of the base value, default 10) makes a GO CONDITIONAL (--regression-gate warn,
-    the default) or NO-GO (fail).
+    the default) or NO-GO (fail). $LOADTEST_BASELINE and $LOADTEST_REGRESSION_GATE stand in
+    for the options when they are not given.
     """
     from pipeline.commands import all_command
 
@@ -169,7 +170,7 @@ def all_(
         workers=workers or None,
         force=force,
         baseline=baseline or None,
-        regression_gate=regression_gate,
+        regression_gate=regression_gate or None,
         tolerance=tolerance or None,
     )
 

@@ -33,6 +33,8 @@ T = TypeVar("T")
 GO = "GO"
 EXIT_FAILED = 1
 REACHABILITY_TIMEOUT_S = 3.0
+BASELINE_ENV = "LOADTEST_BASELINE"  # --baseline when the option is not given
+REGRESSION_GATE_ENV = "LOADTEST_REGRESSION_GATE"  # --regression-gate likewise (default warn)
 TARGET_NEEDS_DATABASE = (
     "--target-url needs DATABASE_URL pointing at that service's database, "
     "so the checks read the right one"
@@ -47,7 +49,7 @@ def all_command(
     workers: int | str | None = None,
     force: bool = False,
     baseline: str | None = None,
-    regression_gate: str = "warn",
+    regression_gate: str | None = None,
     tolerance: str | float | None = None,
 ) -> None:
     """Run the whole pipeline; print the verdict and the report's path; exit 0 only on GO.
@@ -68,6 +70,9 @@ def all_command(
             fail(f"--workers must be a whole number, not {workers!r}")
     _check_run_options(profile=profile, strategy=strategy, workers=workers)
     _check_faults(profile, SCENARIOS, target_url=None, force=force)
+    # CI passes them by environment, so its step runs the README's command unchanged.
+    baseline = baseline or os.environ.get(BASELINE_ENV) or None
+    regression_gate = regression_gate or os.environ.get(REGRESSION_GATE_ENV) or "warn"
     baseline_dir = (
         _baseline_or_exit(baseline, reports_dir, profile, strategy, regression_gate)
         if baseline

@@ -7,6 +7,7 @@ of each process), so the comparison is checked through the same reader a real ru
 from __future__ import annotations
 
 import json
+import os
 import random
 import subprocess
 import sys
@@ -250,10 +251,11 @@ def write_run(
     return run_dir
 
 
-def invoke(*args: str) -> subprocess.CompletedProcess[str]:
+def invoke(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "invoke", *args],
         cwd=PROJECT_ROOT,
+        env={**os.environ, **env},
         capture_output=True,
         text=True,
         timeout=120,
@@ -387,4 +389,13 @@ def test_all_refuses_a_bad_baseline_before_starting(
     assert completed.returncode == 2
     assert expected in completed.stderr
     assert len(completed.stderr.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_all_takes_the_baseline_from_the_environment_as_ci_does(tmp_path: Path) -> None:
+    completed = invoke(
+        "load-test.all", "--reports-dir", str(tmp_path), LOADTEST_BASELINE="/nonexistent/run"
+    )
+    assert completed.returncode == 2
+    assert "/nonexistent/run is not a run folder" in completed.stderr
     assert list(tmp_path.iterdir()) == []

@@ -28,6 +28,10 @@ def steps() -> list[dict[str, Any]]:
     return job["steps"]
 
 
+def uploads() -> list[dict[str, Any]]:
+    return [s for s in steps() if s.get("uses", "").startswith("actions/upload-artifact")]
+
+
 def test_workflow_parses_and_runs_on_a_fresh_ubuntu_runner() -> None:
     workflow = yaml.safe_load(WORKFLOW.read_text())
     # YAML 1.1 reads the bare key `on` as True.
@@ -55,8 +59,28 @@ def test_workflow_installs_postgresql_and_python_before_running() -> None:
 
 
 def test_workflow_uploads_the_reports_even_when_the_verdict_fails() -> None:
-    (upload,) = [s for s in steps() if s.get("uses", "").startswith("actions/upload-artifact")]
+    (upload,) = [s for s in uploads() if s["with"]["name"] == "load-test-report"]
     assert upload["if"] == "always()"
     assert upload["with"]["path"].rstrip("/") == "reports"
     pipeline = [s.get("run", "").strip() for s in steps()].index(readme_pipeline_command())
     assert steps().index(upload) > pipeline
+
+
+def test_a_pull_request_is_compared_with_the_latest_report_of_main() -> None:
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    assert workflow["permissions"]["actions"] == "read"  # to download main's artifact
+    texts = [step.get("run", "") for step in steps()]
+    download = next(i for i, text in enumerate(texts) if "gh run download" in text)
+    assert steps()[download]["if"] == "github.event_name == 'pull_request'"
+    assert "--branch main" in texts[download]
+    assert "--name load-test-report" in texts[download]
+    # The pipeline step runs the README's command as is; the baseline comes by environment.
+    pipeline = texts.index(readme_pipeline_command())
+    assert download < pipeline
+    env = steps()[pipeline]["env"]
+    assert env["LOADTEST_BASELINE"] == "${{ steps.baseline.outputs.dir }}"
+    assert env["LOADTEST_REGRESSION_GATE"] in ("warn", "fail")
+    (comparison,) = [s for s in uploads() if s["with"]["name"] == "load-test-comparison"]
+    assert comparison["if"].startswith("always()")
+    assert comparison["with"]["path"] == "reports/*/comparison/"
+    assert steps().index(comparison) > pipeline
