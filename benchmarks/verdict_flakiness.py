@@ -36,7 +36,7 @@ RUN_TIMEOUT_S = 600
 
 def run_once(invoke: Path, profile: str, reports_dir: Path, database_url: str) -> dict[str, Any]:
     """Run the pipeline once; return its verdict, reasons and figures from summary.json."""
-    before = set(reports_dir.glob("*")) if reports_dir.exists() else set()
+    before = _run_dirs(reports_dir)
     load = os.getloadavg()[0]
     started = time.perf_counter()
     completed = subprocess.run(
@@ -49,14 +49,21 @@ def run_once(invoke: Path, profile: str, reports_dir: Path, database_url: str) -
         check=False,
     )
     wall = time.perf_counter() - started
-    new = sorted(set(reports_dir.glob("*")) - before)
+    new = sorted(_run_dirs(reports_dir) - before)
     summary_path = new[-1] / "summary.json" if new else None
     if summary_path is None or not summary_path.exists():
         tail = (completed.stderr or completed.stdout).strip().splitlines()[-1:]
-        return {"decision": "NO REPORT", "reasons": tail, "wall_s": round(wall, 1)}
+        return {
+            "decision": "NO REPORT",
+            "reasons": tail,
+            "wall_s": round(wall, 1),
+            "load_average_1m": round(load, 2),
+        }
     summary = json.loads(summary_path.read_text())
     return {
         "run_dir": str(new[-1]),
+        # The folder's name ends with the commit: other engineers may commit meanwhile.
+        "commit": new[-1].name.rsplit("-", 1)[-1],
         "decision": summary["verdict"]["decision"],
         "reasons": summary["verdict"]["reasons"],
         "exit_code": completed.returncode,
@@ -77,6 +84,13 @@ def run_once(invoke: Path, profile: str, reports_dir: Path, database_url: str) -
             for scenario in summary["scenarios"]
         },
     }
+
+
+def _run_dirs(reports_dir: Path) -> set[Path]:
+    """Return the run folders (other files, such as a run index, may sit beside them)."""
+    return (
+        {path for path in reports_dir.glob("*") if path.is_dir()} if reports_dir.exists() else set()
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
