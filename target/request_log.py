@@ -8,7 +8,9 @@ import logging
 import os
 import sys
 import time
+from functools import lru_cache
 
+from prometheus_client import Counter, Histogram
 from quart import Quart, Response, g, request
 
 from target import metrics
@@ -95,8 +97,8 @@ async def finish_request(response: Response) -> Response:
     retries = retry_count.retries if retry_count is not None else 0
     request_id = g.get("request_id", "")
     response.headers[REQUEST_ID_HEADER] = request_id
-    metrics.HTTP_REQUESTS.labels(route, request.method, str(response.status_code), code).inc()
-    metrics.HTTP_REQUEST_DURATION.labels(route).observe(duration_s)
+    request_counter(route, request.method, response.status_code, code).inc()
+    duration_histogram(route).observe(duration_s)
     access_log.info(
         json.dumps(
             {
@@ -113,6 +115,18 @@ async def finish_request(response: Response) -> Response:
         )
     )
     return response
+
+
+@lru_cache(maxsize=1024)
+def request_counter(route: str, method: str, status: int, code: str) -> Counter:
+    """Return the request counter's child for these labels (labels() validates every call)."""
+    return metrics.HTTP_REQUESTS.labels(route, method, str(status), code)
+
+
+@lru_cache(maxsize=256)
+def duration_histogram(route: str) -> Histogram:
+    """Return the duration histogram's child for a route."""
+    return metrics.HTTP_REQUEST_DURATION.labels(route)
 
 
 def install_request_hooks(app: Quart) -> None:

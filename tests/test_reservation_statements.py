@@ -8,6 +8,7 @@ overbooks: its safety comes from the isolation level, not from the SQL alone.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import uuid
@@ -17,8 +18,8 @@ import psycopg
 import pytest
 from test_service_support import add_authorization, seed_clinic
 
-from target.operations import Operation, UnitChange
-from target.reservation_sql import CHANGE_STATEMENTS
+from target.operations import AuthorizationRecord, Operation, UnitChange
+from target.reservation_sql import AUTHORIZATION_COLUMNS, CHANGE_STATEMENTS
 from target.reservations import statement_parameters
 
 TOTAL_UNITS = 10
@@ -120,3 +121,10 @@ def test_the_serializable_statement_overbooks_without_serializable_isolation(
     )
     assert outcome.get("applied") is True
     assert scheduled_units(database_url, authorization_id) == 2 * TOTAL_UNITS
+
+
+def test_the_statement_returns_the_columns_the_record_is_built_from() -> None:
+    assert [field.name for field in dataclasses.fields(AuthorizationRecord)] == [
+        *AUTHORIZATION_COLUMNS,
+        "today",
+    ]
