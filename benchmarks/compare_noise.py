@@ -3,7 +3,8 @@
     python benchmarks/compare_noise.py run --count 20 --reports-dir /tmp/aa     # smoke runs
     TARGET_EXTRA_LATENCY_MS=5 python benchmarks/compare_noise.py run --count 1 --reports-dir /tmp/ab
     python benchmarks/compare_noise.py aa /tmp/aa      # consecutive runs paired: 1-2, 3-4, ...
-    python benchmarks/compare_noise.py ab BASE_RUN NEW_RUN
+    python benchmarks/compare_noise.py aa /tmp/aa --per-side 2   # runs 1+3 against 2+4, ...
+    python benchmarks/compare_noise.py ab BASE_RUN[,BASE_RUN...] NEW_RUN[,NEW_RUN...]
 
 `run` calls `invoke load-test.all` (smoke profile unless --profile) one run after another, with
 the environment as given (DATABASE_URL, TARGET_EXTRA_LATENCY_MS...). `aa` compares each pair
@@ -24,7 +25,7 @@ from typing import Any
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from reporting.compare import NOT_COMPARABLE, WORSE  # noqa: E402
+from reporting.compare import BETTER, NOT_COMPARABLE, WORSE  # noqa: E402
 from reporting.compare_report import compare_runs  # noqa: E402
 
 RUN_GLOB = "*T*Z-*"
@@ -42,31 +43,48 @@ def run_many(count: int, reports_dir: Path, profile: str) -> None:
         print((completed.stdout.strip().splitlines() or ["(no output)"])[-1], flush=True)
 
 
-def pair_calls(reports_dir: Path, tolerance: float) -> list[dict[str, Any]]:
-    """Compare runs 1-2, 3-4, ... of ``reports_dir``; return every metric row of every pair."""
+def pair_calls(reports_dir: Path, tolerance: float, per_side: int = 1) -> list[dict[str, Any]]:
+    """Compare consecutive groups of ``per_side`` runs (1-2, 3-4, ... for one a side).
+
+    Return every metric row of every pair. Runs in order of time, so with several a side the
+    groups interleave: runs 1 and 3 against 2 and 4, as the matrix orders its repeats.
+    """
     # Finished runs only: a run still going has no summary.json yet.
     runs = sorted(path.parent for path in reports_dir.glob(f"{RUN_GLOB}/summary.json"))
+    size = 2 * per_side
     rows = []
-    for base, new in zip(runs[0::2], runs[1::2], strict=False):
-        document, _ = compare_runs(base, new, tolerance=tolerance)
+    for start in range(0, len(runs) - size + 1, size):
+        group = runs[start : start + size]
+        base, new = group[0::2], group[1::2]
+        document, _ = compare_runs(
+            ",".join(map(str, base)), ",".join(map(str, new)), tolerance=tolerance
+        )
+        label = f"{'+'.join(p.name for p in base)} → {'+'.join(p.name for p in new)}"
         for scenario in document["scenarios"]:
             for metric in scenario["metrics"]:
-                rows.append({"pair": f"{base.name} → {new.name}", **metric})
+                rows.append({"pair": label, **metric})
     return rows
 
 
-def report_aa(reports_dir: Path, tolerance: float) -> None:
-    """Print the share of false "worse" calls over all A/A pairs."""
-    rows = [row for row in pair_calls(reports_dir, tolerance) if row["judgement"] != NOT_COMPARABLE]
+def report_aa(reports_dir: Path, tolerance: float, per_side: int = 1) -> None:
+    """Print the share of false "worse" (and "better") calls over all A/A pairs."""
+    calls = pair_calls(reports_dir, tolerance, per_side)
+    rows = [row for row in calls if row["judgement"] != NOT_COMPARABLE]
     pairs = len({row["pair"] for row in rows})
     worse = [row for row in rows if row["judgement"] == WORSE]
     noisy = [row for row in rows if row["metric"] in NOISY]
     noisy_worse = [row for row in noisy if row["judgement"] == WORSE]
-    print(f"{pairs} A/A pairs, tolerance {tolerance:.0%}")
-    print(f"  all judged metrics: {len(worse)} worse of {len(rows)} ({_share(worse, rows)})")
+    better = [row for row in rows if row["judgement"] == BETTER]
+    noisy_better = [row for row in noisy if row["judgement"] == BETTER]
+    print(f"{pairs} A/A pairs, {per_side} run(s) a side, tolerance {tolerance:.0%}")
+    # Which side ran first is arbitrary: a false "better" is a false "worse" the other way.
     print(
-        f"  latency and throughput: {len(noisy_worse)} worse of {len(noisy)} "
-        f"({_share(noisy_worse, noisy)})"
+        f"  all judged metrics: {len(worse)} worse ({_share(worse, rows)}), {len(better)} "
+        f"better ({_share(better, rows)}) of {len(rows)}"
+    )
+    print(
+        f"  latency and throughput: {len(noisy_worse)} worse ({_share(noisy_worse, noisy)}), "
+        f"{len(noisy_better)} better ({_share(noisy_better, noisy)}) of {len(noisy)}"
     )
     print(f"  judgements: {dict(Counter(row['judgement'] for row in rows))}")
     for row in worse:
@@ -78,7 +96,7 @@ def report_aa(reports_dir: Path, tolerance: float) -> None:
         )
 
 
-def report_ab(base: Path, new: Path, tolerance: float) -> None:
+def report_ab(base: str, new: str, tolerance: float) -> None:
     """Print every metric of one comparison."""
     document, _ = compare_runs(base, new, tolerance=tolerance)
     for scenario in document["scenarios"]:
@@ -106,15 +124,16 @@ def main() -> None:
     runner.add_argument("--profile", default="smoke")
     aa = commands.add_parser("aa")
     aa.add_argument("reports_dir", type=Path)
+    aa.add_argument("--per-side", type=int, default=1, help="runs a side (repeats, pooled)")
     ab = commands.add_parser("ab")
-    ab.add_argument("base", type=Path)
-    ab.add_argument("new", type=Path)
+    ab.add_argument("base")
+    ab.add_argument("new")
     arguments = parser.parse_args()
     share = arguments.tolerance / 100
     if arguments.command == "run":
         run_many(arguments.count, arguments.reports_dir, arguments.profile)
     elif arguments.command == "aa":
-        report_aa(arguments.reports_dir, share)
+        report_aa(arguments.reports_dir, share, arguments.per_side)
     else:
         report_ab(arguments.base, arguments.new, share)
 

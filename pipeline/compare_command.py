@@ -23,11 +23,15 @@ COMPARE_DIR_PREFIX = "compare-"
 def compare_command(
     base: str, new: str, *, out: str | None = None, tolerance: str | float | None = None
 ) -> None:
-    """Compare run NEW with run BASE; write compare.html/.json/.md; print where and the gist."""
+    """Compare run NEW with run BASE; write compare.html/.json/.md; print where and the gist.
+
+    BASE and NEW may each list several runs separated by commas: repeats, pooled.
+    """
     share = parse_tolerance(tolerance)
     try:
-        new_dir = resolve_run_folder(new)
-        base_dir = resolve_run_folder(base)
+        # Several runs a side (repeats, comma-separated): named after the first of each.
+        new_dir = resolve_run_folder(new.split(",")[0].strip())
+        base_dir = resolve_run_folder(base.split(",")[0].strip())
         document, spectra = compare_runs(base_dir, new_dir, tolerance=share)
     except CompareInputError as error:
         fail(str(error))

@@ -6,8 +6,9 @@ compared (different profiles or scenarios), raise CompareInputError with one lin
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -134,6 +135,63 @@ def scenario_sample(
         error_rate_capped="error_rate_max" in thresholds and "error_rate_min" not in thresholds,
         thresholds=thresholds,
     )
+
+
+def load_side(spec: str | Path) -> RunSample:
+    """Read one side of a comparison: a run folder, or several separated by commas (repeats).
+
+    Repeats are pooled into one sample whose blocks remember their run, so the bootstrap
+    resamples runs first (reporting.compare) and run-to-run noise reaches the interval.
+    """
+    parts = [part.strip() for part in str(spec).split(",") if part.strip()]
+    if not parts:
+        raise CompareInputError("no run folder given")
+    runs = [load_run_sample(part) for part in parts]
+    for other in runs[1:]:
+        check_comparable(runs[0], other)
+    return runs[0] if len(runs) == 1 else pool_runs(runs)
+
+
+def pool_runs(runs: Sequence[RunSample]) -> RunSample:
+    """Pool repeated runs of the same profile and scenarios into one sample."""
+    first = runs[0]
+    return RunSample(
+        run_dir=first.run_dir,
+        run_id=" + ".join(run.run_id for run in runs),
+        profile=first.profile,
+        strategy=_common(run.strategy for run in runs),
+        commit=_common(run.commit for run in runs),
+        decision=_common(run.decision for run in runs),
+        scenarios={name: pooled_sample(runs, name) for name in first.scenarios},
+        latencies_ms={
+            name: tuple(v for run in runs for v in run.latencies_ms.get(name, ()))
+            for name in first.scenarios
+        },
+    )
+
+
+def pooled_sample(runs: Sequence[RunSample], scenario: str) -> ScenarioSample:
+    """Pool one scenario over repeats: every run's one-second blocks, integrity of all."""
+    samples = [run.scenarios[scenario] for run in runs if scenario in run.scenarios]
+    first = samples[0]
+    known = [s.integrity_ok for s in samples if s.integrity_ok is not None]
+    return ScenarioSample(
+        scenario=scenario,
+        blocks=tuple(
+            dataclasses.replace(block, run=index)
+            for index, sample in enumerate(samples)
+            for block in sample.blocks
+        ),
+        integrity_ok=all(known) if known else None,
+        integrity_violations=sum(s.integrity_violations for s in samples),
+        error_rate_capped=first.error_rate_capped,
+        thresholds=first.thresholds,
+    )
+
+
+def _common(values: Iterable[str | None]) -> str | None:
+    distinct = sorted({str(value) for value in values if value})
+    return ", ".join(distinct) or None
 
 
 def check_comparable(base: RunSample, new: RunSample) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 from markupsafe import Markup
 
 from reporting.compare import DEFAULT_TOLERANCE, compare_scenario, comparison_document, spectrum
-from reporting.compare_inputs import RunSample, check_comparable, load_run_sample
+from reporting.compare_inputs import RunSample, check_comparable, load_side
 from reporting.render import environment
 from reporting.spectrum_chart import spectrum_svg
 
@@ -36,11 +36,12 @@ def compare_runs(
 ) -> tuple[dict[str, Any], dict[str, Markup]]:
     """Read two runs, compare every scenario; return compare.json's document and the charts.
 
-    Raises reporting.compare_inputs.CompareInputError on a folder that is not a run or on
-    runs that cannot be compared.
+    Either side may name several runs separated by commas (repeats, pooled). Raises
+    reporting.compare_inputs.CompareInputError on a folder that is not a run or on runs
+    that cannot be compared.
     """
-    base = load_run_sample(base_path)
-    new = load_run_sample(new_path)
+    base = load_side(base_path)
+    new = load_side(new_path)
     check_comparable(base, new)
     return comparison_of(base, new, tolerance=tolerance)
 

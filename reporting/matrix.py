@@ -10,18 +10,16 @@ with the largest headroom.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from reporting.compare import (
     DEFAULT_TOLERANCE,
-    ScenarioSample,
     compare_scenario,
     metric_values,
 )
-from reporting.compare_inputs import RunSample
+from reporting.compare_inputs import RunSample, pooled_sample
 
 ERROR_RATE_MIN = "error_rate_min"
 MATRIX_KIND = "clinic-loadtest-matrix"
@@ -34,25 +32,6 @@ class StrategyRuns:
     strategy: str
     runs: tuple[RunSample, ...]
     summaries: tuple[Mapping[str, Any], ...]
-
-
-def pooled_sample(runs: Sequence[RunSample], scenario: str) -> ScenarioSample:
-    """Pool one scenario over repeats: every run's one-second blocks, integrity of all."""
-    samples = [run.scenarios[scenario] for run in runs if scenario in run.scenarios]
-    first = samples[0]
-    known = [s.integrity_ok for s in samples if s.integrity_ok is not None]
-    return ScenarioSample(
-        scenario=scenario,
-        blocks=tuple(
-            dataclasses.replace(block, run=index)
-            for index, sample in enumerate(samples)
-            for block in sample.blocks
-        ),
-        integrity_ok=all(known) if known else None,
-        integrity_violations=sum(s.integrity_violations for s in samples),
-        error_rate_capped=first.error_rate_capped,
-        thresholds=first.thresholds,
-    )
 
 
 def headroom(summaries: Sequence[Mapping[str, Any]]) -> tuple[float | None, str | None]:
@@ -166,7 +145,9 @@ def matrix_document(
 
 def _reason(best: Mapping[str, Any] | None, rows: Sequence[Mapping[str, Any]]) -> str:
     if best is None:
-        closest = max(rows, key=lambda row: row["headroom"] if row["headroom"] is not None else -1e9)
+        closest = max(
+            rows, key=lambda row: row["headroom"] if row["headroom"] is not None else -1e9
+        )
         return (
             "no strategy met every threshold with integrity intact in every repeat; closest: "
             f"{closest['strategy']} ({closest['tightest_threshold']})"

@@ -6,6 +6,7 @@ of each process), so the comparison is checked through the same reader a real ru
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -31,6 +32,7 @@ from reporting.compare import (
     metric_values,
     spectrum,
 )
+from reporting.compare_inputs import RunSample, pool_runs
 from reporting.compare_report import compare_runs
 from reporting.regression_gate import apply_regression_gate
 from reporting.run_index import format_index, latest_go, read_index, record_run
@@ -399,3 +401,34 @@ def test_all_takes_the_baseline_from_the_environment_as_ci_does(tmp_path: Path) 
     assert completed.returncode == 2
     assert "/nonexistent/run is not a run folder" in completed.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+# -- repeats: several runs a side ----------------------------------------------------------
+def test_repeats_pooled_carry_run_to_run_noise_into_the_interval() -> None:
+    quick, slow = sample(requests(seed=1)), sample(requests(seed=2, shift_ms=10.0))
+    runs = [
+        RunSample(Path(name), name, "smoke", None, None, None, {SCENARIO: s}, {SCENARIO: ()})
+        for name, s in (("quick", quick), ("slow", slow))
+    ]
+    two_stage = pool_runs(runs).scenarios[SCENARIO]
+    # The same blocks as if they came from one run: only the within-run noise is left.
+    one_run = dataclasses.replace(
+        two_stage, blocks=tuple(dataclasses.replace(b, run=0) for b in two_stage.blocks)
+    )
+    new = sample(requests(seed=3, shift_ms=5.0))
+    wide = by_metric(compare_scenario(two_stage, new))["p50_ms"]
+    narrow = by_metric(compare_scenario(one_run, new))["p50_ms"]
+    assert wide.difference == narrow.difference
+    assert wide.high - wide.low > 1.5 * (narrow.high - narrow.low)
+
+
+def test_compare_command_pools_comma_separated_repeats(tmp_path: Path) -> None:
+    bases = [write_run(tmp_path, f"20261201T10000{i}Z-aaaaaaa") for i in range(2)]
+    news = [write_run(tmp_path, f"20261201T11000{i}Z-bbbbbbb", shift_ms=5.0) for i in range(2)]
+    document, _ = compare_runs(",".join(map(str, bases)), ",".join(map(str, news)))
+    assert document["base"]["run_id"] == " + ".join(b.name for b in bases)
+    (scenario,) = document["scenarios"]
+    assert scenario["base_requests"] == 2 * 800
+    p50 = next(m for m in scenario["metrics"] if m["metric"] == "p50_ms")
+    assert p50["low"] <= 5.0 <= p50["high"]
+    assert p50["judgement"] == WORSE
