@@ -82,7 +82,8 @@ WARMUP_S = 2.0
 WRK_THREADS = 2
 WRK_TIMEOUT_S = 10
 FLOOR_APP = "benchmarks.floor_app:create_app()"
-PARTIES = ("pgbench", "service", "floor")
+PARTIES = ("pgbench", "driver", "service", "floor")
+DRIVER_SCRIPT = Path(__file__).resolve().parent / "driver_alone.py"
 PERCENTILES = (50, 95, 99)
 BENCHMARK_JWT_SECRET = "benchmark-only-secret-of-32-bytes-or-more"
 ANCHOR_DATABASE = "anchor"
@@ -491,6 +492,47 @@ def run_http(
     )
 
 
+def run_driver(
+    url: str,
+    strategy: str,
+    seconds: float,
+    repeat: int,
+    workers: int,
+    pool_size: int,
+    postgres: PostgresCpu,
+) -> Measurement:
+    """Run the service's statement from bare psycopg: one process per worker, its pool size."""
+    reset_service_database(url)
+    command = [sys.executable, str(DRIVER_SCRIPT), url, strategy]
+    # A short run first, as the service gets its warm-up: connections, plans, caches.
+    subprocess.run([*command, str(WARMUP_S), str(pool_size)], check=True, capture_output=True)
+    postgres_before = postgres.cpu_s()
+    processes = [
+        subprocess.Popen(
+            [*command, str(seconds), str(pool_size)], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(workers)
+    ]
+    outputs = [json.loads(process.communicate()[0]) for process in processes]
+    postgres_cpu = postgres.cpu_s() - postgres_before
+    duration_s = max(output["seconds"] for output in outputs)
+    reservations = sum(output["reservations"] for output in outputs)
+    cpu_s = {"driver": sum(output["cpu_s"] for output in outputs), "postgres": postgres_cpu}
+    return Measurement(
+        system="driver",
+        strategy=strategy,
+        repeat=repeat,
+        duration_s=round(duration_s, 3),
+        reservations=reservations,
+        failures=0,
+        reservations_per_s=round(reservations / duration_s, 1),
+        latency_ms={"p50": float("nan"), "p95": float("nan"), "p99": float("nan")},
+        retries=sum(output["retries"] for output in outputs),
+        cpu_ms_per_reservation=per_reservation_ms(cpu_s, reservations),
+        details={"workers": workers, "connections_each": pool_size},
+    )
+
+
 def start_profilers(service: ServiceProcess, out_dir: Path, tag: str) -> list[subprocess.Popen]:
     """Record each worker with py-spy (raw collapsed stacks) while the counted run lasts."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -557,6 +599,9 @@ def measure(
                 }
                 for measurement in (
                     run_pgbench(bin_dir, anchor_url, strategy, seconds, repeat, workdir, postgres),
+                    run_driver(
+                        service_url, strategy, seconds, repeat, workers, pool_size, postgres
+                    ),
                     run_http(http["service"], service_url, seconds, workdir, postgres, profile_dir),
                     run_http(http["floor"], service_url, seconds, workdir, postgres, None),
                 ):
@@ -603,6 +648,7 @@ def summarise(measurements: list[Measurement]) -> list[dict[str, Any]]:
         service = row["service"]["reservations_per_s"]
         row["service_share_of_pgbench"] = round(service / row["pgbench"]["reservations_per_s"], 3)
         row["service_share_of_floor"] = round(service / row["floor"]["reservations_per_s"], 3)
+        row["service_share_of_driver"] = round(service / row["driver"]["reservations_per_s"], 3)
         rows.append(row)
     return rows
 
@@ -617,6 +663,7 @@ def render_table(rows: list[dict[str, Any]]) -> str:
         shares = {
             "pgbench": row["service_share_of_pgbench"],
             "floor": row["service_share_of_floor"],
+            "driver": row["service_share_of_driver"],
         }
         for system in PARTIES:
             party = row[system]
@@ -628,7 +675,7 @@ def render_table(rows: list[dict[str, Any]]) -> str:
             )
     lines += [
         "",
-        "| strategy | party | CPU ms per reservation: service / PostgreSQL / client |",
+        "| strategy | party | CPU ms per reservation: service / driver / PostgreSQL / client |",
         "|---|---|---:|",
     ]
     for row in rows:
@@ -636,7 +683,7 @@ def render_table(rows: list[dict[str, Any]]) -> str:
             cpu = row[system]["cpu_ms_per_reservation"]
             figures = " / ".join(
                 f"{cpu[party]:.3f}" if party in cpu else "-"
-                for party in ("service", "postgres", "client")
+                for party in ("service", "driver", "postgres", "client")
             )
             lines.append(f"| {row['strategy']} | {system} | {figures} |")
     return "\n".join(lines)
