@@ -144,7 +144,8 @@ def test_full_profiles_hold_the_reference_figures_and_the_issue_thresholds() -> 
     assert available_profiles() == ["faults", "full", "open", "smoke"]
     for scenario in SCENARIOS:
         smoke = load_scenario_config(scenario, "smoke")
-        assert smoke.duration_s <= 10
+        # Long enough to judge its own p95 (issue 10), short enough for a pipeline under 60 s.
+        assert smoke.duration_s <= 12
         assert smoke.load_model == "closed"
         assert load_scenario_config(scenario, "open").load_model == "open"
         assert smoke.thresholds == full[scenario].thresholds

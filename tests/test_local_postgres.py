@@ -15,6 +15,7 @@ EXPECTED_TABLES = {
     "practitioners",
     "authorizations",
     "unit_transactions",
+    "idempotency_keys",
 }
 
 
