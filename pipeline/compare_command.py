@@ -32,7 +32,7 @@ def compare_command(
         # Several runs a side (repeats, comma-separated): named after the first of each.
         new_dir = resolve_run_folder(new.split(",")[0].strip())
         base_dir = resolve_run_folder(base.split(",")[0].strip())
-        document, spectra = compare_runs(base_dir, new_dir, tolerance=share)
+        document, spectra = compare_runs(base, new, tolerance=share)
     except CompareInputError as error:
         fail(str(error))
     out_dir = Path(out).resolve() if out else new_dir / f"{COMPARE_DIR_PREFIX}{base_dir.name}"

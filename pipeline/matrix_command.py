@@ -57,7 +57,8 @@ def matrix_command(
             outcome = run_all(
                 profile=profile, strategy=strategy, reports_root=root, workers=worker_count
             )
-            print(f"[matrix] {strategy}: {outcome.decision} ({outcome.run_dir.name})", file=sys.stderr)
+            result = f"{outcome.decision} ({outcome.run_dir.name})"
+            print(f"[matrix] {strategy}: {result}", file=sys.stderr)
             run_dirs[strategy].append(outcome.run_dir)
     out_dir = root / f"{MATRIX_PREFIX}{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%SZ')}"
     document = write_matrix(run_dirs, out_dir, profile=profile, repeats=count)

@@ -391,7 +391,7 @@ def spectrum(latencies_ms: Sequence[float], points: int = 200) -> list[tuple[flo
 
 
 def comparison_document(
-    scenarios: Sequence[ScenarioComparison], meta: Mapping[str, Any]
+    scenarios: Sequence[ScenarioComparison], meta: Mapping[str, Any], *, repeats: bool = False
 ) -> dict[str, Any]:
     """Return compare.json: the runs compared, the method, every metric and the overall call."""
     rows = [vars(metric) for comparison in scenarios for metric in comparison.metrics]
@@ -401,7 +401,7 @@ def comparison_document(
         "schema_version": 1,
         "kind": "clinic-loadtest-comparison",
         **meta,
-        "method": method_description(meta.get("tolerance", DEFAULT_TOLERANCE)),
+        "method": method_description(meta.get("tolerance", DEFAULT_TOLERANCE), repeats=repeats),
         "outcome": WORSE if worse else BETTER if better else SAME,
         "worse": [f"{row['scenario']} {row['label']}" for row in worse],
         "better": [f"{row['scenario']} {row['label']}" for row in better],
@@ -417,11 +417,18 @@ def comparison_document(
     }
 
 
-def method_description(tolerance: float) -> dict[str, Any]:
+def method_description(tolerance: float, *, repeats: bool = False) -> dict[str, Any]:
     """Say, machine-readably, how the intervals and judgements were made."""
+    drawn = (
+        "two-stage: the runs of a side drawn with replacement, then 1-second blocks of "
+        "requests within each drawn run"
+        if repeats
+        else "non-overlapping 1-second blocks of requests drawn with replacement, each run "
+        "independently"
+    )
     return {
-        "bootstrap": "percentile, non-overlapping 1-second blocks of requests resampled "
-        "with replacement, each run independently",
+        "bootstrap": f"percentile; {drawn}",
+        "repeats": repeats,
         "resamples": RESAMPLES,
         "seed": SEED,
         "confidence": CONFIDENCE,

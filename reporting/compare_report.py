@@ -54,8 +54,15 @@ def comparison_of(
         compare_scenario(base.scenarios[name], new.scenarios[name], tolerance=tolerance)
         for name in sorted(base.scenarios)
     ]
+    repeats = any(
+        len({block.run for block in sample.blocks}) > 1
+        for run in (base, new)
+        for sample in run.scenarios.values()
+    )
     document = comparison_document(
-        scenarios, {"base": base.describe(), "new": new.describe(), "tolerance": tolerance}
+        scenarios,
+        {"base": base.describe(), "new": new.describe(), "tolerance": tolerance},
+        repeats=repeats,
     )
     spectra = {
         name: Markup(

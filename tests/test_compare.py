@@ -425,8 +425,14 @@ def test_repeats_pooled_carry_run_to_run_noise_into_the_interval() -> None:
 def test_compare_command_pools_comma_separated_repeats(tmp_path: Path) -> None:
     bases = [write_run(tmp_path, f"20261201T10000{i}Z-aaaaaaa") for i in range(2)]
     news = [write_run(tmp_path, f"20261201T11000{i}Z-bbbbbbb", shift_ms=5.0) for i in range(2)]
-    document, _ = compare_runs(",".join(map(str, bases)), ",".join(map(str, news)))
+    out = tmp_path / "cmp"
+    completed = invoke(
+        "load-test.compare", ",".join(map(str, bases)), ",".join(map(str, news)), "--out", str(out)
+    )
+    assert completed.returncode == 0, completed.stderr
+    document = json.loads((out / "compare.json").read_text())
     assert document["base"]["run_id"] == " + ".join(b.name for b in bases)
+    assert document["method"]["repeats"] is True
     (scenario,) = document["scenarios"]
     assert scenario["base_requests"] == 2 * 800
     p50 = next(m for m in scenario["metrics"] if m["metric"] == "p50_ms")
