@@ -39,6 +39,7 @@ from prometheus_client.parser import text_string_to_metric_families
 SAMPLES_FILE = "samples.json"
 SAMPLE_INTERVAL_S = 0.1
 CONNECT_TIMEOUT_S = 5
+RECONNECT_EVERY_S = 1.0
 GENERATOR_PROCESS_GLOB = "process-*.json"
 GENERATOR_LAG_INTERVAL_S = 0.1  # molotov_scenarios/recorder.py probes this often
 SERVICE_LOOP_LAG_METRIC = "service_event_loop_lag_seconds"
@@ -94,19 +95,14 @@ class AttributionSampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="attribution-sampler", daemon=True)
         self._conn: psycopg.Connection[Any] | None = None
+        self._last_connect = 0.0
         self._cpu: Any = None
         # pid → (process, when its CPU time was last read, that CPU time)
         self._workers: dict[int, tuple[psutil.Process, float, float]] = {}
 
     def __enter__(self) -> AttributionSampler:
         self.started_epoch = time.time()
-        try:
-            self._conn = psycopg.connect(
-                self.database_url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
-            )
-            self._conn.execute("SET application_name = 'clinic-loadtest attribution sampler'")
-        except psycopg.Error as error:
-            self._error(f"no database samples: {error}")
+        self._connect()
         self._cpu = psutil.cpu_times()
         self._thread.start()
         return self
@@ -154,14 +150,32 @@ class AttributionSampler:
             next_at = max(next_at, time.monotonic())
             self._stop.wait(next_at - time.monotonic())
 
+    def _connect(self) -> None:
+        """Open the sampling connection; on failure, say so and try again a second later."""
+        self._last_connect = time.monotonic()
+        try:
+            self._conn = psycopg.connect(
+                self.database_url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
+            )
+            self._conn.execute("SET application_name = 'clinic-loadtest attribution sampler'")
+        except psycopg.Error as error:
+            self._conn = None
+            self._error(f"no database samples: {error}")
+
     def sample(self) -> dict[str, Any]:
         """Take one sample now."""
         sample: dict[str, Any] = {"t": round(time.time(), 3)}
+        # A fault (a PostgreSQL restart) ends the connection: reconnect, at most once a second.
+        if self._conn is None and time.monotonic() - self._last_connect >= RECONNECT_EVERY_S:
+            self._connect()
         if self._conn is not None:
             try:
                 sample["pg"] = self._database()
             except psycopg.Error as error:
                 self._error(f"database sample failed: {error}")
+                if self._conn.broken or self._conn.closed:
+                    self._conn.close()
+                    self._conn = None
         sample["host"] = self._host()
         sample["service"] = self._service()
         if self.metrics_url and len(self.samples) % SERVICE_LAG_EVERY_SAMPLES == 0:

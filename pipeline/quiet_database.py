@@ -44,7 +44,10 @@ def prepare_measured_window(database_url: str, tables: Sequence[str] = WRITTEN_T
 def autovacuum_paused(
     database_url: str, tables: Sequence[str] = WRITTEN_TABLES
 ) -> Iterator[dict[str, Any]]:
-    """Turn autovacuum off on ``tables`` for the block; restore each table's own setting."""
+    """Turn autovacuum off on ``tables`` for the block; restore each table's own setting.
+
+    No connection is held across the block: a fault may restart PostgreSQL meanwhile.
+    """
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
         before = _autovacuum_settings(conn, _present(conn, tables))
@@ -58,9 +61,11 @@ def autovacuum_paused(
                 )
         except psycopg.Error as error:
             paused["error"] = f"autovacuum not paused: {str(error).strip().splitlines()[0]}"
-        try:
-            yield paused
-        finally:
+    try:
+        yield paused
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
             _restore(conn, before)
 
 
