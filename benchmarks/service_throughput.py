@@ -81,8 +81,11 @@ SERVICE_POOL_SIZE = 8
 WARMUP_S = 2.0
 WRK_THREADS = 2
 WRK_TIMEOUT_S = 10
-FLOOR_APP = "benchmarks.floor_app:create_app()"
-PARTIES = ("pgbench", "driver", "service", "floor")
+FLOOR_APPS = {
+    "floor": "benchmarks.floor_app:create_app()",
+    "floor+sql": "benchmarks.floor_app:create_app_with_sql()",
+}
+PARTIES = ("pgbench", "driver", "service", "floor+sql", "floor")
 DRIVER_SCRIPT = Path(__file__).resolve().parent / "driver_alone.py"
 PERCENTILES = (50, 95, 99)
 BENCHMARK_JWT_SECRET = "benchmark-only-secret-of-32-bytes-or-more"
@@ -409,7 +412,7 @@ def ledger_rows(url: str) -> int:
 class HttpRun:
     """How to run one HTTP party."""
 
-    system: str  # "service" or "floor"
+    system: str  # "service", "floor+sql" or "floor"
     strategy: str
     repeat: int
     workers: int
@@ -436,10 +439,11 @@ def run_http(
         workers=run.workers,
         env={"JWT_SECRET": BENCHMARK_JWT_SECRET, "TARGET_POOL_SIZE": str(run.pool_size)},
         log_path=log_dir / f"{tag}.log",
-        app_path=FLOOR_APP if run.system == "floor" else None,
+        app_path=FLOOR_APPS.get(run.system),
     ) as service:
         run_wrk(service.base_url, script, WARMUP_S, f"{tag}-warmup")
         is_service = run.system == "service"
+        writes = run.system in ("service", "floor+sql")
         retries_before = (
             scrape_counter(service.base_url, "db_serialization_retries_total") if is_service else 0
         )
@@ -464,8 +468,8 @@ def run_http(
         )
     duration_s = summary["duration_us"] / 1e6
     answered_ok = summary["requests"] - summary["non_2xx"] - summary["socket_errors"]
-    committed = ledger_rows(url) - rows_before if is_service else answered_ok
-    reservations = min(answered_ok, committed) if is_service else answered_ok
+    committed = ledger_rows(url) - rows_before if writes else answered_ok
+    reservations = min(answered_ok, committed) if writes else answered_ok
     return Measurement(
         system=run.system,
         strategy=run.strategy,
@@ -483,7 +487,7 @@ def run_http(
         cpu_ms_per_reservation=per_reservation_ms(cpu_s, reservations),
         details={
             "wrk": summary,
-            "ledger_rows": committed if is_service else None,
+            "ledger_rows": committed if writes else None,
             "workers": run.workers,
             "pool_size": run.pool_size,
             "keyed": run.keyed,
@@ -595,7 +599,7 @@ def measure(
                 profile_dir = py_spy_dir if repeat == 1 else None
                 http = {
                     system: HttpRun(system, strategy, repeat, workers, pool_size, keyed)
-                    for system in ("service", "floor")
+                    for system in ("service", "floor+sql", "floor")
                 }
                 for measurement in (
                     run_pgbench(bin_dir, anchor_url, strategy, seconds, repeat, workdir, postgres),
@@ -603,6 +607,7 @@ def measure(
                         service_url, strategy, seconds, repeat, workers, pool_size, postgres
                     ),
                     run_http(http["service"], service_url, seconds, workdir, postgres, profile_dir),
+                    run_http(http["floor+sql"], service_url, seconds, workdir, postgres, None),
                     run_http(http["floor"], service_url, seconds, workdir, postgres, None),
                 ):
                     measurements.append(measurement)
@@ -649,6 +654,9 @@ def summarise(measurements: list[Measurement]) -> list[dict[str, Any]]:
         row["service_share_of_pgbench"] = round(service / row["pgbench"]["reservations_per_s"], 3)
         row["service_share_of_floor"] = round(service / row["floor"]["reservations_per_s"], 3)
         row["service_share_of_driver"] = round(service / row["driver"]["reservations_per_s"], 3)
+        row["service_share_of_floor_sql"] = round(
+            service / row["floor+sql"]["reservations_per_s"], 3
+        )
         rows.append(row)
     return rows
 
@@ -664,6 +672,7 @@ def render_table(rows: list[dict[str, Any]]) -> str:
             "pgbench": row["service_share_of_pgbench"],
             "floor": row["service_share_of_floor"],
             "driver": row["service_share_of_driver"],
+            "floor+sql": row["service_share_of_floor_sql"],
         }
         for system in PARTIES:
             party = row[system]
