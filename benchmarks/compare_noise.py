@@ -16,6 +16,7 @@ metric of one comparison.
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 from collections import Counter
@@ -29,6 +30,7 @@ from reporting.compare import BETTER, NOT_COMPARABLE, WORSE  # noqa: E402
 from reporting.compare_report import compare_runs  # noqa: E402
 
 RUN_GLOB = "*T*Z-*"
+GO = "GO"
 NOISY = ("p50_ms", "p95_ms", "p99_ms", "throughput_rps")
 
 
@@ -43,7 +45,9 @@ def run_many(count: int, reports_dir: Path, profile: str) -> None:
         print((completed.stdout.strip().splitlines() or ["(no output)"])[-1], flush=True)
 
 
-def pair_calls(reports_dir: Path, tolerance: float, per_side: int = 1) -> list[dict[str, Any]]:
+def pair_calls(
+    reports_dir: Path, tolerance: float, per_side: int = 1, go_only: bool = False
+) -> list[dict[str, Any]]:
     """Compare consecutive groups of ``per_side`` runs (1-2, 3-4, ... for one a side).
 
     Return every metric row of every pair. Runs in order of time, so with several a side the
@@ -51,6 +55,9 @@ def pair_calls(reports_dir: Path, tolerance: float, per_side: int = 1) -> list[d
     """
     # Finished runs only: a run still going has no summary.json yet.
     runs = sorted(path.parent for path in reports_dir.glob(f"{RUN_GLOB}/summary.json"))
+    if go_only:
+        # What the gate meets: a GO baseline, and a run that would be GO but for the gate.
+        runs = [run for run in runs if _decision(run) == GO]
     size = 2 * per_side
     rows = []
     for start in range(0, len(runs) - size + 1, size):
@@ -66,9 +73,11 @@ def pair_calls(reports_dir: Path, tolerance: float, per_side: int = 1) -> list[d
     return rows
 
 
-def report_aa(reports_dir: Path, tolerance: float, per_side: int = 1) -> None:
+def report_aa(
+    reports_dir: Path, tolerance: float, per_side: int = 1, go_only: bool = False
+) -> None:
     """Print the share of false "worse" (and "better") calls over all A/A pairs."""
-    calls = pair_calls(reports_dir, tolerance, per_side)
+    calls = pair_calls(reports_dir, tolerance, per_side, go_only)
     rows = [row for row in calls if row["judgement"] != NOT_COMPARABLE]
     pairs = len({row["pair"] for row in rows})
     worse = [row for row in rows if row["judgement"] == WORSE]
@@ -76,7 +85,8 @@ def report_aa(reports_dir: Path, tolerance: float, per_side: int = 1) -> None:
     noisy_worse = [row for row in noisy if row["judgement"] == WORSE]
     better = [row for row in rows if row["judgement"] == BETTER]
     noisy_better = [row for row in noisy if row["judgement"] == BETTER]
-    print(f"{pairs} A/A pairs, {per_side} run(s) a side, tolerance {tolerance:.0%}")
+    scope = "GO runs only" if go_only else "all runs"
+    print(f"{pairs} A/A pairs ({scope}), {per_side} run(s) a side, tolerance {tolerance:.0%}")
     # Which side ran first is arbitrary: a false "better" is a false "worse" the other way.
     print(
         f"  all judged metrics: {len(worse)} worse ({_share(worse, rows)}), {len(better)} "
@@ -110,6 +120,11 @@ def report_ab(base: str, new: str, tolerance: float) -> None:
             )
 
 
+def _decision(run_dir: Path) -> str | None:
+    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    return (summary.get("verdict") or {}).get("decision")
+
+
 def _share(part: list[Any], whole: list[Any]) -> str:
     return f"{100 * len(part) / len(whole):.1f} %" if whole else "n/a"
 
@@ -125,6 +140,7 @@ def main() -> None:
     aa = commands.add_parser("aa")
     aa.add_argument("reports_dir", type=Path)
     aa.add_argument("--per-side", type=int, default=1, help="runs a side (repeats, pooled)")
+    aa.add_argument("--go-only", action="store_true", help="pair only the runs that were GO")
     ab = commands.add_parser("ab")
     ab.add_argument("base")
     ab.add_argument("new")
@@ -133,7 +149,7 @@ def main() -> None:
     if arguments.command == "run":
         run_many(arguments.count, arguments.reports_dir, arguments.profile)
     elif arguments.command == "aa":
-        report_aa(arguments.reports_dir, share, arguments.per_side)
+        report_aa(arguments.reports_dir, share, arguments.per_side, arguments.go_only)
     else:
         report_ab(arguments.base, arguments.new, share)
 
