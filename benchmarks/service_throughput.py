@@ -50,8 +50,8 @@ import psycopg
 
 from local_postgres import LocalCluster, create_marked_database
 from local_postgres.cluster import find_bin_dir, url_for
+from pipeline.service_process import ServiceProcess, start_service
 from target.migrate import upgrade
-from target.serve import ServiceProcess, start_service
 
 # The anchors ship beside the project root, in shared/ (as on the CI machine).
 ANCHORS_DIR = Path(

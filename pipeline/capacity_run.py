@@ -10,6 +10,7 @@ sustainable rate.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 import os
@@ -19,13 +20,58 @@ import time
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-from load_runner.profiles import ScenarioConfig
+from integrity import run_checks, write_integrity_json
+from load_runner import SCENARIOS
+from load_runner.collect import collect
+from load_runner.profiles import ProfileError, ScenarioConfig, load_scenario_config
+from load_runner.runner import SCENARIO_DIR, execute
+from local_postgres import LocalCluster
 from pipeline.capacity import SearchPlan, SearchResult, StepOutcome, bracket, search
-from pipeline.cpu_watch import CpuWatch
-from pipeline.run import FIXTURES_FILE, SERVICE_LOG, RunLog
+from pipeline.cpu_watch import (
+    GENERATOR,
+    POSTGRES,
+    SERVICE,
+    CpuWatch,
+    own_children_except,
+    postgres_finder,
+    process_tree,
+)
+from pipeline.exclusive import exclusive_database
+from pipeline.exits import EXIT_FAILED, cleanly, described, fail
+from pipeline.facts import collect_facts
+from pipeline.run import RunLog
 from pipeline.rundirs import new_run_dir, resolve_reports_root
+from pipeline.service_process import start_service
+from pipeline.service_watch import ServiceWatch
+from pipeline.setup import bring_up_database, setup_database
+from reporting.capacity import (
+    CAPACITY_KIND,
+    CAPACITY_SCHEMA_VERSION,
+    judge_step,
+    limit_observations,
+    measured_window,
+    step_record,
+    step_resources,
+)
+from reporting.report import write_report
+from reporting.verdict import ScenarioEvidence
+from results.files import (
+    CAPACITY_FILE,
+    CAPACITY_STEPS_DIR,
+    FIXTURES_FILE,
+    INTEGRITY_FILE,
+    MEASURED_FILE,
+    OPERATIONS_FILE,
+    RAW_DIR,
+    RESULT_FILE,
+    SERVICE_FILE,
+    SERVICE_LOG,
+    UNANSWERED_FILE,
+)
+from seeding import reset_to_baseline
+from target.settings import CONCURRENCY_STRATEGIES
 
 # Reserve-then-release never runs an authorization dry, and every step starts from the seeded
 # baseline anyway: the default scenario measures throughput, not a shrinking budget.
@@ -36,17 +82,12 @@ BASE_PROFILE = "open"  # the open-model profile: its processes, units, threshold
 DEFAULT_MAX_DURATION_S = 300.0
 MIN_STEP_S = 10.0  # the issue: each step lasts at least 10 s after its warm-up
 DEFAULT_WARMUP_S = 3.0
-CAPACITY_FILE = "capacity.json"
-MEASURED_FILE = "measured.json"  # a step's result over its measured window (warm-up excluded)
-STEPS_DIR = "capacity"
 # Files of the published step copied beside the report (its result.json is the window's).
-PUBLISHED_FILES = ("integrity.json", "service.json", "operations.csv", "unanswered.csv")
+PUBLISHED_FILES = (INTEGRITY_FILE, SERVICE_FILE, OPERATIONS_FILE, UNANSWERED_FILE)
 # Virtual users per step: enough to keep this many seconds of requests in flight (Little's
 # law), so a slow answer does not hold back the schedule before the latency limit is broken.
 IN_FLIGHT_FALLBACK_S = 0.5
 MAX_USERS = 2000
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
 
 
 @dataclass(frozen=True)
@@ -94,10 +135,6 @@ def capacity_command(
     reports_dir: str | None = None,
 ) -> None:
     """Check the options, take the database, run the search; exit 0 when a rate was found."""
-    from local_postgres import LocalCluster
-    from local_postgres.commands import run_cleanly
-    from pipeline.exclusive import DatabaseBusyError, exclusive_database
-
     settings = checked_settings(
         scenario=scenario,
         strategy=strategy,
@@ -106,13 +143,10 @@ def capacity_command(
         step_duration=step_duration,
         workers=workers,
     )
-    url, started_cluster = run_cleanly(_bring_up_database)
+    url, started_cluster = cleanly(bring_up_database)
     try:
         with ExitStack() as held:
-            try:
-                run_cleanly(lambda: held.enter_context(exclusive_database(url)))
-            except DatabaseBusyError as error:
-                _fail(str(error))
+            cleanly(lambda: held.enter_context(exclusive_database(url)))
             outcome = run_capacity(
                 settings, database_url=url, reports_root=resolve_reports_root(reports_dir)
             )
@@ -133,21 +167,17 @@ def checked_settings(
     workers: str | int,
 ) -> CapacitySettings:
     """Turn the command's options into settings, or exit 2 with one line saying what is wrong."""
-    from load_runner import SCENARIOS
-    from load_runner.profiles import ProfileError, load_scenario_config
-    from target.settings import CONCURRENCY_STRATEGIES
-
     if scenario not in SCENARIOS:
-        _fail(f"--scenario must be one of {', '.join(SCENARIOS)}, not {scenario!r}")
+        fail(f"--scenario must be one of {', '.join(SCENARIOS)}, not {scenario!r}")
     if strategy not in CONCURRENCY_STRATEGIES:
-        _fail(f"--strategy must be one of {', '.join(CONCURRENCY_STRATEGIES)}, not {strategy!r}")
+        fail(f"--strategy must be one of {', '.join(CONCURRENCY_STRATEGIES)}, not {strategy!r}")
     worker_count = positive_number("--workers", workers)
     if worker_count != int(worker_count):
-        _fail(f"--workers must be a whole number, not {workers!r}")
+        fail(f"--workers must be a whole number, not {workers!r}")
     rate = None if start_rate in (None, "") else positive_number("--start-rate", start_rate)
     step_s = positive_number("--step-duration", step_duration)
     if step_s < MIN_STEP_S:
-        _fail(f"--step-duration must be at least {MIN_STEP_S:g} s, not {step_s:g}")
+        fail(f"--step-duration must be at least {MIN_STEP_S:g} s, not {step_s:g}")
     duration_s = positive_number("--max-duration", max_duration)
     settings = CapacitySettings(
         scenario=scenario,
@@ -159,15 +189,15 @@ def checked_settings(
     )
     one_step_s = plan_for(settings, start_rate_rps=1.0).nominal_step_s()
     if duration_s < one_step_s:
-        _fail(
+        fail(
             f"--max-duration {duration_s:g} s leaves no room for one step (about {one_step_s:g} s)"
         )
     try:
         base = load_scenario_config(scenario, BASE_PROFILE)
     except ProfileError as error:
-        _fail(str(error))
+        fail(str(error))
     if rate is None and base.arrival_rate_rps is None:
-        _fail(
+        fail(
             f"{scenario} has no arrival_rate_rps in its {BASE_PROFILE!r} profile: give --start-rate"
         )
     return settings
@@ -178,9 +208,9 @@ def positive_number(option: str, value: str | float | int) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        _fail(f"{option} must be a positive number, not {value!r}")
+        fail(f"{option} must be a positive number, not {value!r}")
     if isinstance(value, bool) or not math.isfinite(number) or number <= 0:
-        _fail(f"{option} must be a positive number, not {value!r}")
+        fail(f"{option} must be a positive number, not {value!r}")
     return number
 
 
@@ -216,20 +246,6 @@ def run_capacity(
 
     The caller holds the database (pipeline.exclusive) for as long as this runs.
     """
-    from load_runner.profiles import load_scenario_config
-    from pipeline.cpu_watch import (
-        GENERATOR,
-        POSTGRES,
-        SERVICE,
-        own_children_except,
-        postgres_finder,
-        process_tree,
-    )
-    from pipeline.facts import collect_facts
-    from pipeline.setup import setup_database
-    from reporting.report import write_report
-    from target.serve import start_service
-
     base = load_scenario_config(settings.scenario, BASE_PROFILE)
     start_rate = settings.start_rate_rps or base.arrival_rate_rps or 1.0
     plan = plan_for(settings, start_rate_rps=start_rate)
@@ -358,7 +374,7 @@ class CapacityStepper:
         try:
             record = self._measure(index, name, rate_rps, users)
         except Exception as error:
-            message = _one_line(error)
+            message = described(error)
             record = {
                 "index": index,
                 "rate_rps": rate_rps,
@@ -366,7 +382,7 @@ class CapacityStepper:
                 "passed": False,
                 "fatal": True,
                 "reasons": [f"the step failed: {message}"],
-                "result_dir": f"{STEPS_DIR}/{name}",
+                "result_dir": f"{CAPACITY_STEPS_DIR}/{name}",
             }
         self.records.append(record)
         if record["fatal"]:
@@ -377,14 +393,6 @@ class CapacityStepper:
         )
 
     def _measure(self, index: int, name: str, rate_rps: float, users: int) -> dict[str, Any]:
-        from integrity import run_checks, write_integrity_json
-        from load_runner.collect import collect
-        from load_runner.runner import RAW_DIR, SCENARIO_DIR, execute
-        from pipeline.service_watch import ServiceWatch
-        from reporting.capacity import judge_step, measured_window, step_record, step_resources
-        from reporting.verdict import ScenarioEvidence
-        from seeding import reset_to_baseline
-
         settings = self.settings
         config = replace(
             self.base,
@@ -393,7 +401,7 @@ class CapacityStepper:
             duration_s=settings.warmup_s + settings.step_s,
             ramp_up_s=0.0,
         )
-        out_dir = self.run_dir / STEPS_DIR / name
+        out_dir = self.run_dir / CAPACITY_STEPS_DIR / name
         result_dir = out_dir / settings.scenario
         # A fresh budget of units: every step starts from the seeded counters, ledger empty.
         reset_to_baseline(self.database_url)
@@ -414,7 +422,7 @@ class CapacityStepper:
         # Before the next step's reset empties the ledger: the checks need it as it is now.
         report = run_checks(self.database_url, [result_dir], fixtures_path=self.fixtures_path)
         write_integrity_json(report, result_dir)
-        integrity = json.loads((result_dir / "integrity.json").read_text())
+        integrity = json.loads((result_dir / INTEGRITY_FILE).read_text())
         collected = collect(result_dir / RAW_DIR)
         window = measured_window(
             run.result, collected.records, warmup_s=settings.warmup_s, step_s=settings.step_s
@@ -468,7 +476,7 @@ def publish_step(
         if (source / name).exists():
             shutil.copy2(source / name, target / name)
     if (source / MEASURED_FILE).exists():
-        shutil.copy2(source / MEASURED_FILE, target / "result.json")
+        shutil.copy2(source / MEASURED_FILE, target / RESULT_FILE)
     return chosen
 
 
@@ -483,8 +491,6 @@ def capacity_document(
     search_s: float,
 ) -> dict[str, Any]:
     """Return capacity.json: the settings, every step, the rate found and what limited it."""
-    from reporting.capacity import CAPACITY_KIND, CAPACITY_SCHEMA_VERSION, limit_observations
-
     cpu_count = os.cpu_count() or 1
     good, bad = bracket(result.steps) if result else (None, None)
     sustainable = next((r for r in records if r["rate_rps"] == good and r["passed"]), None)
@@ -548,23 +554,6 @@ def step_line(record: dict[str, Any]) -> str:
     return f"{head}: {figures}{why}"
 
 
-def _bring_up_database() -> tuple[str, bool]:
-    """Return the database's URL and whether this call started the local cluster for it."""
-    from local_postgres import LocalCluster
-
-    explicit = os.environ.get("DATABASE_URL")
-    if explicit:
-        return explicit, False
-    cluster = LocalCluster().up()
-    return cluster.url, cluster.started_here
-
-
-def _fail(message: str) -> NoReturn:
-    from local_postgres.commands import fail
-
-    fail(message, EXIT_BAD_INPUT)
-
-
 def _ms(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f} ms"
 
@@ -574,14 +563,7 @@ def _cores(value: float | None) -> str:
 
 
 def _now() -> str:
-    import datetime as dt
-
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-
-def _one_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
 
 
 def _say(message: str) -> None:

@@ -9,30 +9,39 @@ from __future__ import annotations
 import json
 import os
 import sys
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import TypeVar
 
-from local_postgres.commands import fail, run_cleanly
+import psycopg
+
+from integrity import IntegrityInputError, format_report, run_checks, write_integrity_json
+from load_runner import SCENARIOS
+from load_runner.profiles import ProfileError, load_scenario_config, service_workers
+from local_postgres import database_url
+from molotov_scenarios.fixtures import FixturesError, load_fixtures
+from pipeline.baseline import gate_against_baseline, resolve_baseline
 from pipeline.compare_command import parse_tolerance
-from pipeline.exclusive import DatabaseBusyError, exclusive_database
+from pipeline.exclusive import exclusive_database
+from pipeline.exits import EXIT_FAILED, cleanly, fail
+from pipeline.nemesis import load_schedule, postgres_refusal
 from pipeline.run import DEFAULT_WORKERS, FIXTURES_FILE, RunLog, run_all, run_watched_scenario
 from pipeline.rundirs import (
-    RESULT_FILE,
     RunDirError,
     latest_result_dir,
     latest_run_dir,
     new_run_dir,
     resolve_reports_root,
 )
+from pipeline.service_process import RemoteService, ServiceProcess, check_reachable, start_service
+from pipeline.setup import resolve_fixtures_path, setup_database
+from reporting.compare_inputs import CompareInputError
+from reporting.records import ReportInputError
+from reporting.report import write_report
+from results.files import RESULT_FILE
+from target.settings import CONCURRENCY_STRATEGIES
 
-T = TypeVar("T")
 GO = "GO"
-EXIT_FAILED = 1
-REACHABILITY_TIMEOUT_S = 3.0
 BASELINE_ENV = "LOADTEST_BASELINE"  # --baseline when the option is not given
 REGRESSION_GATE_ENV = "LOADTEST_REGRESSION_GATE"  # --regression-gate likewise (default warn)
 TARGET_NEEDS_DATABASE = (
@@ -59,16 +68,14 @@ def all_command(
     the run is compared with it afterwards and a regression gates the verdict
     (pipeline/baseline.py).
     """
-    from load_runner import SCENARIOS
-
     if workers is None or workers == "":
-        workers = _profile_workers(profile)
+        workers = profile_workers(profile)
     elif isinstance(workers, str):
         try:
             workers = int(workers)
         except ValueError:
             fail(f"--workers must be a whole number, not {workers!r}")
-    _check_run_options(profile=profile, strategy=strategy, workers=workers)
+    check_run_options(profile=profile, strategy=strategy, workers=workers)
     _check_faults(profile, SCENARIOS, target_url=None, force=force)
     # CI passes them by environment, so its step runs the README's command unchanged.
     baseline = baseline or os.environ.get(BASELINE_ENV) or None
@@ -87,8 +94,6 @@ def all_command(
         force=force,
     )
     if baseline_dir is not None and share is not None:
-        from pipeline.baseline import gate_against_baseline
-
         outcome = gate_against_baseline(
             outcome, baseline_dir, gate=regression_gate, tolerance=share
         )
@@ -102,9 +107,6 @@ def _baseline_or_exit(
     baseline: str, reports_dir: str | None, profile: str, strategy: str, gate: str
 ) -> Path:
     """Resolve --baseline before anything starts: bad input gets one line and exit 2."""
-    from pipeline.baseline import resolve_baseline
-    from reporting.compare_inputs import CompareInputError
-
     try:
         return resolve_baseline(
             baseline,
@@ -126,8 +128,6 @@ def scenario_command(
     force: bool = False,
 ) -> None:
     """Run one scenario from the seeded baseline against our own service (or ``target_url``)."""
-    from local_postgres import database_url
-
     _check_profile(profile, [scenario])
     _check_faults(profile, [scenario], target_url=target_url, force=force)
     if target_url:
@@ -135,23 +135,19 @@ def scenario_command(
         # must reach the target's own database, never our local one.
         if not os.environ.get("DATABASE_URL"):
             fail(TARGET_NEEDS_DATABASE)
-        _cleanly(lambda: check_reachable(target_url))
-    url = _cleanly(database_url)
+        cleanly(lambda: check_reachable(target_url))
+    url = cleanly(database_url)
     with ExitStack() as held:
-        _cleanly(lambda: held.enter_context(exclusive_database(url)))
+        cleanly(lambda: held.enter_context(exclusive_database(url)))
         fixtures_path = default_fixtures_path()
-        if not _cleanly(lambda: is_seeded(url, fixtures_path)):
-            from pipeline.setup import setup_database
-
+        if not cleanly(lambda: is_seeded(url, fixtures_path)):
             print("the database is not seeded yet: setting it up first", file=sys.stderr)
-            url = _cleanly(lambda: setup_database(fixtures_path=fixtures_path))
+            url = cleanly(lambda: setup_database(fixtures_path=fixtures_path))
         # Before the reset and the service: stale tokens would make the whole run 401s.
         _check_fixtures_fresh(fixtures_path, scenario, profile)
         out_dir = Path(out).resolve() if out else new_run_dir(resolve_reports_root())
         out_dir.mkdir(parents=True, exist_ok=True)
-        service = (
-            RemoteService(target_url) if target_url else _cleanly(lambda: _start(url, out_dir))
-        )
+        service = RemoteService(target_url) if target_url else cleanly(lambda: _start(url, out_dir))
         log = RunLog(out_dir, profile=profile, scenarios=[scenario], target_url=service.base_url)
         try:
             with log.step(scenario, scenario=scenario):
@@ -177,14 +173,11 @@ def scenario_command(
 
 def verify_command(*, results: str | None = None) -> None:
     """Check the database against the last scenario's results; exit 1 on any violation."""
-    from integrity import IntegrityInputError, format_report, run_checks, write_integrity_json
-    from local_postgres import database_url
-
-    result_dirs = _cleanly(lambda: resolve_result_dirs(results))
+    result_dirs = cleanly(lambda: resolve_result_dirs(results))
     fixtures_path = fixtures_for(result_dirs[0])
-    url = _cleanly(database_url)
+    url = cleanly(database_url)
     try:
-        report = _cleanly(lambda: run_checks(url, result_dirs, fixtures_path=fixtures_path))
+        report = cleanly(lambda: run_checks(url, result_dirs, fixtures_path=fixtures_path))
     except IntegrityInputError as error:
         fail(str(error))
     for result_dir in result_dirs:
@@ -196,43 +189,12 @@ def verify_command(*, results: str | None = None) -> None:
 
 def report_command(*, run_dir: str | None = None) -> None:
     """Write report.html, summary.json and PERFORMANCE_TEST_RESULTS.md for a run folder."""
-    from reporting.records import ReportInputError
-    from reporting.report import write_report
-
-    folder = Path(run_dir) if run_dir else _cleanly(lambda: latest_run_dir(resolve_reports_root()))
+    folder = Path(run_dir) if run_dir else cleanly(lambda: latest_run_dir(resolve_reports_root()))
     try:
         files = write_report(folder)
     except ReportInputError as error:
         fail(str(error))
     print(f"{files.decision}: report at {files.html_path}")
-
-
-class TargetUnreachableError(ValueError):
-    """The --target-url given answers nothing."""
-
-
-def check_reachable(base_url: str, timeout_s: float = REACHABILITY_TIMEOUT_S) -> None:
-    """Raise TargetUnreachableError unless ``base_url`` answers HTTP at all (any status)."""
-    try:
-        with urllib.request.urlopen(f"{base_url.rstrip('/')}/healthz", timeout=timeout_s):
-            return
-    except urllib.error.HTTPError:
-        return  # it answered: the scenario's own checks judge what it said
-    except (urllib.error.URLError, OSError, ValueError) as error:
-        reason = getattr(error, "reason", error)
-        raise TargetUnreachableError(f"target {base_url} is unreachable: {reason}") from error
-
-
-class RemoteService:
-    """A service we did not start: watched over HTTP only."""
-
-    pid = None
-
-    def __init__(self, base_url: str) -> None:
-        self.base_url = base_url.rstrip("/")
-
-    def is_alive(self) -> bool:
-        return True  # no process of ours to poll; /healthz tells whether it answers
 
 
 def resolve_result_dirs(results: str | None) -> list[Path]:
@@ -260,15 +222,11 @@ def fixtures_for(result_dir: Path) -> Path:
 def default_fixtures_path() -> Path:
     """Return $LOADTEST_FIXTURES_PATH, else the fixtures file seeding writes by default."""
     # The seed and setup commands resolve it the same way, so they write what we read here.
-    from pipeline.setup import resolve_fixtures_path
-
     return resolve_fixtures_path()
 
 
 def is_seeded(database_url: str, fixtures_path: Path) -> bool:
     """Tell whether the database holds the seed that ``fixtures_path`` describes."""
-    import psycopg
-
     try:
         fixtures = json.loads(fixtures_path.read_text(encoding="utf-8"))
         sample = fixtures["pools"]["high_contention"][0]["id"]
@@ -283,22 +241,16 @@ def is_seeded(database_url: str, fixtures_path: Path) -> bool:
     return row is not None
 
 
-def _check_run_options(*, profile: str, strategy: str, workers: int) -> None:
-    from target.settings import CONCURRENCY_STRATEGIES
-
+def check_run_options(*, profile: str, strategy: str, workers: int) -> None:
     if strategy not in CONCURRENCY_STRATEGIES:
         fail(f"--strategy must be one of {', '.join(CONCURRENCY_STRATEGIES)}, not {strategy!r}")
     if workers < 1:
         fail(f"--workers must be at least 1, not {workers}")
-    from load_runner import SCENARIOS
 
     _check_profile(profile, SCENARIOS)
 
 
 def _check_profile(profile: str, scenarios: list[str] | tuple[str, ...]) -> None:
-    from load_runner import SCENARIOS
-    from load_runner.profiles import ProfileError, load_scenario_config
-
     for scenario in scenarios:
         if scenario not in SCENARIOS:
             fail(f"unknown scenario {scenario!r}: expected one of {', '.join(SCENARIOS)}")
@@ -312,9 +264,6 @@ def _check_faults(
     profile: str, scenarios: Sequence[str], *, target_url: str | None, force: bool
 ) -> None:
     """Exit 2 on a bad fault schedule, or on PostgreSQL faults aimed at a server not ours."""
-    from load_runner.profiles import ProfileError
-    from pipeline.nemesis import load_schedule, postgres_refusal
-
     try:
         schedules = [load_schedule(scenario, profile) for scenario in scenarios]
     except ProfileError as error:
@@ -324,9 +273,7 @@ def _check_faults(
         fail(refusal)
 
 
-def _profile_workers(profile: str) -> int:
-    from load_runner.profiles import ProfileError, service_workers
-
+def profile_workers(profile: str) -> int:
     try:
         return service_workers(profile) or DEFAULT_WORKERS
     except ProfileError as error:
@@ -335,9 +282,6 @@ def _profile_workers(profile: str) -> int:
 
 def _check_fixtures_fresh(fixtures_path: Path, scenario: str, profile: str) -> None:
     """Exit 2 with one line unless the fixtures' tokens outlast the scenario's run."""
-    from load_runner.profiles import load_scenario_config
-    from molotov_scenarios.fixtures import FixturesError, load_fixtures
-
     duration_s = load_scenario_config(scenario, profile).duration_s
     try:
         load_fixtures(fixtures_path, valid_for_s=duration_s)
@@ -345,9 +289,7 @@ def _check_fixtures_fresh(fixtures_path: Path, scenario: str, profile: str) -> N
         fail(str(error))
 
 
-def _start(database_url: str, out_dir: Path) -> object:
-    from target.serve import start_service
-
+def _start(database_url: str, out_dir: Path) -> ServiceProcess:
     return start_service(database_url, log_path=out_dir / "service.log")
 
 
@@ -360,17 +302,3 @@ def _result_line(result_dir: Path) -> str:
         f"{result.get('scenario')}: {totals.get('requests', 0)} requests, "
         f"error rate {100 * (totals.get('error_rate') or 0):.2f} %, p95 {p95_text} → {result_dir}"
     )
-
-
-def _cleanly(step: Callable[[], T]) -> T:
-    """Run ``step``; turn an error the user can fix into one `error:` line and exit 2."""
-    from seeding import SeedingError
-    from target.serve import ServiceStartError
-
-    try:
-        # run_cleanly already handles a cluster that will not start or an unreachable database.
-        return run_cleanly(step)
-    except (RunDirError, SeedingError, DatabaseBusyError, TargetUnreachableError) as error:
-        fail(str(error))
-    except ServiceStartError as error:
-        fail(str(error).splitlines()[0])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from local_postgres.commands import fail
+from pipeline.exits import fail
 from pipeline.rundirs import resolve_reports_root
 from reporting.compare import DEFAULT_TOLERANCE
 from reporting.compare_inputs import CompareInputError, resolve_run_folder

@@ -17,7 +17,9 @@ from pathlib import Path
 
 from markupsafe import Markup
 
-from local_postgres.commands import fail
+from pipeline.commands import check_run_options, profile_workers
+from pipeline.exits import fail
+from pipeline.run import run_all
 from pipeline.rundirs import resolve_reports_root
 from reporting.compare import spectrum
 from reporting.compare_inputs import CompareInputError, RunSample, load_run_sample
@@ -39,16 +41,13 @@ def matrix_command(
     workers: str | int | None = None,
 ) -> None:
     """Run every strategy ``repeats`` times, interleaved; write and summarise the matrix."""
-    from pipeline.commands import _check_run_options, _profile_workers
-    from pipeline.run import run_all
-
     chosen = [name.strip() for name in strategies.split(",") if name.strip()]
     count = _whole_number("--repeats", repeats)
-    worker_count = _whole_number("--workers", workers) if workers else _profile_workers(profile)
+    worker_count = _whole_number("--workers", workers) if workers else profile_workers(profile)
     if not chosen or len(set(chosen)) != len(chosen):
         fail(f"--strategies must name each strategy once, comma-separated, not {strategies!r}")
     for strategy in chosen:
-        _check_run_options(profile=profile, strategy=strategy, workers=worker_count)
+        check_run_options(profile=profile, strategy=strategy, workers=worker_count)
     root = resolve_reports_root(reports_dir)
     run_dirs: dict[str, list[Path]] = {strategy: [] for strategy in chosen}
     for repeat in range(1, count + 1):

@@ -15,10 +15,16 @@ import shutil
 import sys
 from pathlib import Path
 
-from local_postgres.commands import fail
-
-GO = "GO"
-EXIT_FAILED = 1
+from integrity import format_report, run_checks, write_integrity_json
+from load_runner.merge import find_shard_results, merge_shards, read_shard_result
+from local_postgres import database_url
+from pipeline.commands import GO, default_fixtures_path
+from pipeline.exits import EXIT_FAILED, fail
+from pipeline.run import RunLog
+from pipeline.rundirs import new_run_dir, resolve_reports_root
+from reporting.report import write_report
+from results.files import FIXTURES_FILE, HTML_FILE
+from results.merge import ShardMergeError, check_shards
 
 
 def merge_command(
@@ -29,18 +35,12 @@ def merge_command(
     fixtures: str | None = None,
 ) -> None:
     """Merge, check and report; print the verdict and the report's path; exit 0 only on GO."""
-    from load_runner.merge import find_shard_results, read_shard_result
-    from pipeline.commands import default_fixtures_path
-    from pipeline.rundirs import new_run_dir, resolve_reports_root
-    from results.merge import ShardMergeError
-
     paths = [Path(part).resolve() for part in re.split(r"[,\s]+", shards.strip()) if part]
     if not paths:
         fail("name the shard folders to merge")
     fixtures_path = Path(fixtures).resolve() if fixtures else default_fixtures_path()
     if not fixtures_path.exists():
         fail(f"fixtures file {fixtures_path} does not exist (the run's test-data.json; --fixtures)")
-    from results.merge import check_shards
 
     # Check everything before writing anything: bad input leaves no half-made run folder.
     try:
@@ -53,7 +53,7 @@ def merge_command(
     decision, reasons = merge_and_report(paths, run_dir, fixtures_path, allow_missing=allow_missing)
     for reason in reasons:
         print(f"  - {reason}", file=sys.stderr)
-    print(f"{decision}: report at {run_dir / 'report.html'}")
+    print(f"{decision}: report at {run_dir / HTML_FILE}")
     raise SystemExit(0 if decision == GO else EXIT_FAILED)
 
 
@@ -61,12 +61,6 @@ def merge_and_report(
     paths: list[Path], run_dir: Path, fixtures_path: Path, *, allow_missing: bool
 ) -> tuple[str, list[str]]:
     """Merge into ``run_dir``, check integrity, write the report; return (decision, reasons)."""
-    from integrity import format_report, run_checks, write_integrity_json
-    from load_runner.merge import merge_shards
-    from local_postgres import database_url
-    from pipeline.run import FIXTURES_FILE, RunLog
-    from reporting.report import write_report
-
     shutil.copyfile(fixtures_path, run_dir / FIXTURES_FILE)
     merged = merge_shards(paths, run_dir, allow_missing=allow_missing)
     log = RunLog(

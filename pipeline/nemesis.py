@@ -57,9 +57,14 @@ from types import TracebackType
 from typing import Any, Protocol
 
 import psutil
+import psycopg
 
+from load_runner.collect import collect
 from load_runner.profiles import ProfileError, load_scenario_config, nemesis_table
+from local_postgres import LocalCluster
+from local_postgres.cluster import SERVER_ACCOUNT, find_bin_dir
 from pipeline.service_watch import probe_health
+from results.files import FAULTS_FILE, RAW_DIR
 from results.recovery import (
     RECOVERY_LIMIT_S,
     FaultWindow,
@@ -68,7 +73,6 @@ from results.recovery import (
     steady_state,
 )
 
-FAULTS_FILE = "faults.json"
 SCHEMA_VERSION = 1
 KILL_WORKER = "kill_worker"
 POSTGRES_RESTART = "postgres_restart"
@@ -238,8 +242,6 @@ class PostgresServer:
 
     def restart(self) -> None:
         """Restart fast (`pg_ctl restart -m fast -w`) with the options it was started with."""
-        from local_postgres.cluster import find_bin_dir
-
         argv = [str(find_bin_dir() / "pg_ctl"), "restart", "-D", str(self.data_dir), "-m",
                 "fast", "-w", "-t", str(RESTART_TIMEOUT_S), "-l", str(self.log_file)]  # fmt: skip
         if os.geteuid() == 0:
@@ -253,9 +255,6 @@ class PostgresServer:
 
 def own_postgres() -> PostgresServer:
     """Return the project's own cluster (local_postgres), the one the pipeline starts."""
-    from local_postgres import LocalCluster
-    from local_postgres.cluster import SERVER_ACCOUNT
-
     cluster = LocalCluster()
     account = SERVER_ACCOUNT if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
     return PostgresServer(cluster.data_dir, account, cluster.log_file)
@@ -263,8 +262,6 @@ def own_postgres() -> PostgresServer:
 
 def postgres_at(database_url: str) -> PostgresServer:
     """Find the server behind ``database_url`` on this machine (only with --force)."""
-    import psycopg
-
     with psycopg.connect(database_url, connect_timeout=5) as conn:
         data_dir = Path(conn.execute("SHOW data_directory").fetchone()[0])  # type: ignore[index]
     if not (data_dir / "postmaster.pid").exists():
@@ -516,7 +513,6 @@ class Nemesis:
         """Write faults.json into ``folder`` from the scenario's records; nothing without faults."""
         if not self.schedule:
             return None
-        from load_runner.collect import collect
 
         collected = collect(self.raw_dir) if self.raw_dir.is_dir() else None
         records = collected.records if collected else []
@@ -587,8 +583,6 @@ def nemesis_for(
     PostgreSQL faults act on the project's own cluster; on the server behind DATABASE_URL only
     with ``force`` (the commands refuse earlier, in one line; here they are skipped).
     """
-    from load_runner.runner import RAW_DIR
-
     schedule = load_schedule(scenario, profile)
     postgres: PostgresServer | None = None
     unavailable = ""

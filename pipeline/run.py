@@ -15,12 +15,23 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from integrity import format_report, run_checks, write_integrity_json
+from load_runner import SCENARIOS, run_scenario
+from local_postgres import LocalCluster
+from pipeline.attribution_sampler import AttributionSampler
+from pipeline.exclusive import exclusive_database
+from pipeline.exits import described
+from pipeline.facts import collect_facts
+from pipeline.nemesis import nemesis_for
+from pipeline.quiet_database import autovacuum_paused, prepare_measured_window
 from pipeline.rundirs import new_run_dir, resolve_reports_root
+from pipeline.service_process import ServiceProcess, start_service
+from pipeline.service_watch import ServiceWatch
+from pipeline.setup import bring_up_database, setup_database
+from reporting.report import write_report
+from results.files import ERRORS_LOG, FIXTURES_FILE, RESULT_FILE, RUN_FILE, SERVICE_LOG
+from seeding import reset_to_baseline
 
-RUN_FILE = "run.json"
-FIXTURES_FILE = "test-data.json"
-SERVICE_LOG = "service.log"
-ERRORS_LOG = "errors.log"
 DEFAULT_PROFILE = "smoke"
 DEFAULT_STRATEGY = "serializable"
 # One Hypercorn worker: on the 2-core machines this runs on, the generator needs the other.
@@ -125,7 +136,7 @@ class StepContext:
         self.step.duration_s = round(time.perf_counter() - self.step._started, 3)
         if exc is not None:
             self.step.ok = False
-            self.step.error = _one_line(exc)
+            self.step.error = described(exc)
             with (self.log.run_dir / ERRORS_LOG).open("a") as errors:
                 errors.write(f"--- {self.step.name} at {_now()}\n")
                 errors.write("".join(traceback.format_exception(exc_type, exc, tb)))
@@ -148,10 +159,6 @@ def run_all(
     force: bool = False,
 ) -> RunOutcome:
     """Set up, serve, run each scenario with its checks, stop, report; the report always."""
-    from load_runner import SCENARIOS
-    from local_postgres import LocalCluster
-    from reporting.report import write_report
-
     chosen = tuple(scenarios or SCENARIOS)
     run_dir = new_run_dir(resolve_reports_root(reports_root))
     log = RunLog(
@@ -172,7 +179,7 @@ def run_all(
     held = ExitStack()
     try:
         with log.step("setup") as step:
-            url, started_cluster = _bring_up_database()
+            url, started_cluster = bring_up_database()
             database_url = _setup(url, run_dir / FIXTURES_FILE, held)
         if step.ok and database_url:
             with log.step("start_service") as step:
@@ -197,8 +204,6 @@ def run_all(
             for scenario in chosen:
                 log.fail(scenario, "not run: an earlier step failed", scenario=scenario)
         with log.step("collect_facts"):
-            from pipeline.facts import collect_facts
-
             log.facts = collect_facts(database_url)
     finally:
         if service is not None:
@@ -234,8 +239,6 @@ def run_scenario_with_checks(
     force: bool = False,
 ) -> Path:
     """Run one scenario from the baseline under watch, then check integrity; return its folder."""
-    from integrity import format_report, run_checks, write_integrity_json
-
     result_dir, completed = run_watched_scenario(
         scenario,
         database_url=database_url,
@@ -250,7 +253,7 @@ def run_scenario_with_checks(
     write_integrity_json(report, result_dir)
     _say(format_report(report))
     if not completed:
-        raise ScenarioIncomplete(f"{scenario} did not complete (see {result_dir / 'result.json'})")
+        raise ScenarioIncomplete(f"{scenario} did not complete (see {result_dir / RESULT_FILE})")
     return result_dir
 
 
@@ -272,13 +275,6 @@ def run_watched_scenario(
     whether the run completed; service.json (and faults.json) are written even when the
     runner raises.
     """
-    from load_runner import run_scenario
-    from pipeline.attribution_sampler import AttributionSampler
-    from pipeline.nemesis import nemesis_for
-    from pipeline.quiet_database import autovacuum_paused, prepare_measured_window
-    from pipeline.service_watch import ServiceWatch
-    from seeding import reset_to_baseline
-
     reset_to_baseline(database_url)
     # VACUUM, ANALYZE and CHECKPOINT finish before the measured window, not inside it.
     hygiene: dict[str, Any] = {"before_window": prepare_measured_window(database_url)}
@@ -328,32 +324,13 @@ class ScenarioIncomplete(RuntimeError):
     """The load generator crashed or timed out; its partial results were still checked."""
 
 
-def _bring_up_database() -> tuple[str, bool]:
-    """Return the database's URL and whether this call started the local cluster for it.
-
-    Never True under DATABASE_URL: a server we were pointed at is never ours to stop.
-    """
-    from local_postgres import LocalCluster
-
-    explicit = os.environ.get("DATABASE_URL")
-    if explicit:
-        return explicit, False
-    cluster = LocalCluster().up()
-    return cluster.url, cluster.started_here
-
-
 def _setup(database_url: str, fixtures_path: Path, held: ExitStack) -> str:
     """Take the database for this run (one load test at a time), then migrate and seed it."""
-    from pipeline.exclusive import exclusive_database
-    from pipeline.setup import setup_database
-
     held.enter_context(exclusive_database(database_url))
     return setup_database(fixtures_path=fixtures_path)
 
 
-def _start(database_url: str, run_dir: Path, *, strategy: str, workers: int) -> Any:
-    from target.serve import start_service
-
+def _start(database_url: str, run_dir: Path, *, strategy: str, workers: int) -> ServiceProcess:
     # The service inherits our environment, so TARGET_UNSAFE_DELAY_MS reaches it as set.
     return start_service(
         database_url, strategy=strategy, workers=workers, log_path=run_dir / SERVICE_LOG
@@ -362,11 +339,6 @@ def _start(database_url: str, run_dir: Path, *, strategy: str, workers: int) -> 
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-
-def _one_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
 
 
 def _say(message: str) -> None:

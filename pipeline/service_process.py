@@ -1,7 +1,7 @@
-"""Run the service in a subprocess: for tests, tools and `invoke target.serve`.
+"""Run the service in a subprocess for the pipeline, the tests and the tools.
 
 This process binds the port; target.supervisor gets the socket and keeps W Hypercorn workers
-serving it, replacing any that dies.
+serving it, replacing any that dies. A service we did not start is a RemoteService.
 """
 
 from __future__ import annotations
@@ -34,10 +34,15 @@ LOG_TAIL_LINES = 20
 MIGRATED_TABLE = "authorizations"
 # The supervisor stops its workers within their graceful timeout plus a margin: wait a bit more.
 STOP_TIMEOUT_S = GRACEFUL_TIMEOUT_S + STOP_MARGIN_S + 2
+REACHABILITY_TIMEOUT_S = 3.0
 
 
 class ServiceStartError(RuntimeError):
     """The service did not come up; the message carries the end of its log."""
+
+
+class TargetUnreachableError(ValueError):
+    """The --target-url given answers nothing."""
 
 
 class ServiceProcess:
@@ -246,55 +251,25 @@ def _tail(path: Path, lines: int) -> str:
         return "(no log)"
 
 
-def check_database_ready(database_url: str) -> str | None:
-    """Return why the service cannot use this database, or None when it can."""
-    import psycopg
+class RemoteService:
+    """A service we did not start: watched over HTTP only."""
 
+    pid = None
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url.rstrip("/")
+
+    def is_alive(self) -> bool:
+        return True  # no process of ours to poll; /healthz tells whether it answers
+
+
+def check_reachable(base_url: str, timeout_s: float = REACHABILITY_TIMEOUT_S) -> None:
+    """Raise TargetUnreachableError unless ``base_url`` answers HTTP at all (any status)."""
     try:
-        with psycopg.connect(database_url, connect_timeout=5) as connection:
-            row = connection.execute("SELECT to_regclass(%s)", (MIGRATED_TABLE,)).fetchone()
-    except psycopg.Error as error:
-        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        return f"database unreachable: {first_line}"
-    if row is None or row[0] is None:
-        return "database is not migrated: run `invoke db.migrate`"
-    return None
-
-
-def serve_forever(port: int, workers: int, strategy: str | None) -> None:
-    """Serve in the foreground until interrupted; one clear line and exit 2 on a setup error."""
-    from local_postgres import ClusterError, database_url
-
-    try:
-        url = database_url()
-        check_launch(url, strategy, workers, None)
-        problem = check_database_ready(url)
-        if problem is not None:
-            raise ServiceStartError(problem)
-        listener = bind_listener(port)
-    except (ClusterError, ValueError, ServiceStartError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
-    metrics_dir = Path(tempfile.mkdtemp(prefix="target-metrics-"))
-    bound_port = listener.getsockname()[1]
-    with listener:
-        process = subprocess.Popen(
-            supervisor_command(listener.fileno(), workers),
-            env=service_environment(url, strategy, metrics_dir, None),
-            cwd=PROJECT_ROOT,
-            pass_fds=(listener.fileno(),),
-        )
-    print(f"serving on http://{HOST}:{bound_port} (Ctrl-C to stop)", file=sys.stderr)
-    try:
-        process.wait()
-    except KeyboardInterrupt:
-        # The supervisor got the same SIGINT from the terminal and is stopping its workers.
-        try:
-            process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    finally:
-        shutil.rmtree(metrics_dir, ignore_errors=True)
-    if process.returncode not in (0, -signal.SIGINT, -signal.SIGTERM):
-        raise SystemExit(process.returncode)
+        with urllib.request.urlopen(f"{base_url.rstrip('/')}/healthz", timeout=timeout_s):
+            return
+    except urllib.error.HTTPError:
+        return  # it answered: the scenario's own checks judge what it said
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        reason = getattr(error, "reason", error)
+        raise TargetUnreachableError(f"target {base_url} is unreachable: {reason}") from error

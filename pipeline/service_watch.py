@@ -53,7 +53,7 @@ RESOURCE_TRACKER = "multiprocessing.resource_tracker"
 
 
 class WatchedService(Protocol):
-    """What the watch needs of a running service (target.serve.ServiceProcess has it)."""
+    """What the watch needs of a running service (service_process.ServiceProcess has it)."""
 
     base_url: str
     pid: int | None  # None for a service we did not start: no process to watch

@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
-from typing import TypeVar
 
-import alembic.util
-import psycopg
-import sqlalchemy.exc
-
-from local_postgres import ClusterError, LocalCluster, database_url
-from local_postgres.commands import fail
-from pipeline.exclusive import DatabaseBusyError, exclusive_database
+from local_postgres import LocalCluster, database_url
+from pipeline.exclusive import exclusive_database
+from pipeline.exits import cleanly
 from seeding import (
     DEFAULT_FIXTURES_PATH,
     SeedingError,
@@ -23,13 +17,12 @@ from seeding import (
     check_seedable,
     seed_database,
 )
-from seeding.database import connect, first_line
+from seeding.database import connect
 from target.migrate import upgrade
 from target.settings import DEFAULT_JWT_SECRET
 
 JWT_SECRET_ENV = "JWT_SECRET"
 FIXTURES_PATH_ENV = "LOADTEST_FIXTURES_PATH"
-T = TypeVar("T")
 
 
 def jwt_secret() -> str:
@@ -103,6 +96,18 @@ def seed_existing(
     )
 
 
+def bring_up_database() -> tuple[str, bool]:
+    """Return the database's URL and whether this call started the local cluster for it.
+
+    Never True under DATABASE_URL: a server we were pointed at is never ours to stop.
+    """
+    explicit = os.environ.get("DATABASE_URL")
+    if explicit:
+        return explicit, False
+    cluster = LocalCluster().up()
+    return cluster.url, cluster.started_here
+
+
 def existing_database_url() -> str:
     """Return DATABASE_URL or the running local cluster's URL, starting nothing."""
     url = os.environ.get("DATABASE_URL")
@@ -134,11 +139,11 @@ def seed_command(
 ) -> None:
     """Reset and seed the database; print one summary line, or one error line and exit 2."""
     resolved = resolve_fixtures_path(fixtures_path)
-    _cleanly(lambda: check_options(scale=scale, background=background))
-    url = _cleanly(existing_database_url)
+    cleanly(lambda: check_options(scale=scale, background=background))
+    url = cleanly(existing_database_url)
     with ExitStack() as held:
-        _cleanly(lambda: hold_database(held, url))
-        summary = _cleanly(
+        cleanly(lambda: hold_database(held, url))
+        summary = cleanly(
             lambda: seed_existing(
                 seed=seed,
                 scale=scale,
@@ -160,10 +165,10 @@ def setup_command(
 ) -> None:
     """Database up, migrations, seed; print the URL and a summary line, or one error line."""
     resolved = resolve_fixtures_path(fixtures_path)
-    _cleanly(lambda: check_options(scale=scale, background=background))
+    cleanly(lambda: check_options(scale=scale, background=background))
     with ExitStack() as held:
-        _cleanly(lambda: hold_database(held, database_url()))
-        url, summary = _cleanly(
+        cleanly(lambda: hold_database(held, database_url()))
+        url, summary = cleanly(
             lambda: setup_and_seed(
                 seed=seed,
                 scale=scale,
@@ -181,13 +186,3 @@ def hold_database(held: ExitStack, url: str) -> None:
     # Seeding's own connect first: an unreachable database gets its one-line wording.
     connect(url).close()
     held.enter_context(exclusive_database(url))
-
-
-def _cleanly(step: Callable[[], T]) -> T:
-    """Run ``step``; turn an error the user can fix into one `error:` line and exit 2."""
-    try:
-        return step()
-    except (SeedingError, ClusterError, DatabaseBusyError, alembic.util.CommandError) as error:
-        fail(str(error))
-    except (psycopg.Error, sqlalchemy.exc.DBAPIError) as error:
-        fail(f"database error: {first_line(error)}")

@@ -14,8 +14,16 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from load_runner.profiles import ProfileError
+from load_runner.runner import (
+    SCENARIO_DIR,
+    LoadRunError,
+    ScenarioRun,
+    _checked_config,
+    _checked_target,
+    execute,
+)
 from load_runner.sharding import (
     LAUNCH_LEAD_S,
     ClockOffset,
@@ -28,12 +36,14 @@ from load_runner.sharding import (
     run_key,
     shard_config,
 )
-from local_postgres.commands import fail
+from molotov_scenarios.fixtures import FixturesError, load_fixtures
+from pipeline.commands import default_fixtures_path
+from pipeline.exits import EXIT_FAILED, fail
+from pipeline.nemesis import load_schedule
+from pipeline.service_process import RemoteService
+from pipeline.service_watch import ServiceWatch
+from results.files import RESULT_FILE
 
-if TYPE_CHECKING:
-    from load_runner.runner import ScenarioRun
-
-EXIT_FAILED = 1
 WATCHING_SHARD = 1  # the shard that writes service.json
 
 
@@ -50,8 +60,6 @@ def shard_command(
     progress: bool = True,
 ) -> None:
     """Run this host's shard of a scenario from the shared start time; write DIR/<scenario>/."""
-    from load_runner.runner import LoadRunError
-
     try:
         spec = parse_shard(shard)
         start = parse_start_at(start_at)
@@ -82,7 +90,7 @@ def shard_command(
         f"{100 * totals['error_rate']:.2f} % → {run.result_dir}"
     )
     if not run.completed:
-        fail(f"shard {spec} did not complete: see {run.result_dir / 'result.json'}", EXIT_FAILED)
+        fail(f"shard {spec} did not complete: see {run.result_dir / RESULT_FILE}", EXIT_FAILED)
 
 
 def run_shard(
@@ -102,19 +110,6 @@ def run_shard(
 
     Raises ShardError or LoadRunError on bad input, before anything is run or written.
     """
-    from load_runner.profiles import ProfileError
-    from load_runner.runner import (
-        SCENARIO_DIR,
-        LoadRunError,
-        _checked_config,
-        _checked_target,
-        execute,
-    )
-    from molotov_scenarios.fixtures import FixturesError, load_fixtures
-    from pipeline.commands import RemoteService, default_fixtures_path
-    from pipeline.nemesis import load_schedule
-    from pipeline.service_watch import ServiceWatch
-
     config = shard_config(_checked_config(scenario, profile, None, None), shard)
     try:
         if load_schedule(scenario, profile):

@@ -43,9 +43,9 @@ from molotov_scenarios.retries import (
     new_idempotency_key,
     send_operation,
 )
+from pipeline.service_process import start_service
 from results.history import HISTORY_FILE
 from seeding import reset_to_baseline, seed_database
-from target.serve import start_service
 from target.settings import DEFAULT_JWT_SECRET
 
 DROP_ANSWER = "drop_answer"  # forward, let it commit, then hang up without answering

@@ -38,11 +38,11 @@ from pipeline.nemesis import (
     postgres_refusal,
     restart_postgres,
 )
+from pipeline.service_process import ServiceProcess, start_service
 from pipeline.service_watch import probe_health
 from reporting.charts import FaultBand, throughput_over_time_svg
 from reporting.verdict import CONDITIONAL, GO, NO_GO, ScenarioEvidence, decide
 from results.recovery import FaultWindow, fault_cost, measure_recovery, steady_state
-from target.serve import ServiceProcess, start_service
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 

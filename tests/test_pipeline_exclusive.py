@@ -8,6 +8,7 @@ that write test data hold an advisory lock and refuse, in one line, when it is t
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -139,6 +140,14 @@ class FakeCluster:
         return True
 
 
+def replace_local_cluster(
+    monkeypatch: pytest.MonkeyPatch, factory: Callable[[], FakeCluster]
+) -> None:
+    """Make every module that starts or stops the local cluster use ``factory`` instead."""
+    for where in ("local_postgres", "pipeline.setup", "pipeline.run"):
+        monkeypatch.setattr(f"{where}.LocalCluster", factory)
+
+
 @pytest.mark.parametrize(("starts_it", "expected"), [(False, ["up"]), (True, ["up", "down"])])
 def test_the_pipeline_stops_the_local_cluster_only_if_it_started_it(
     starts_it: bool,
@@ -150,9 +159,8 @@ def test_the_pipeline_stops_the_local_cluster_only_if_it_started_it(
     """Two runs on a stopped cluster: the one that did not start it must not stop it."""
     calls: list[str] = []
     monkeypatch.delenv("DATABASE_URL")
-    monkeypatch.setattr(
-        "local_postgres.LocalCluster",
-        lambda: FakeCluster(seeded_url, starts_it=starts_it, calls=calls),
+    replace_local_cluster(
+        monkeypatch, lambda: FakeCluster(seeded_url, starts_it=starts_it, calls=calls)
     )
     with exclusive_database(seeded_url):  # the other run holds the database
         outcome = run_all(reports_root=tmp_path / "reports", progress=False)
@@ -164,10 +172,7 @@ def test_the_pipeline_never_stops_the_local_cluster_under_database_url(
     seeded_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[str] = []
-    monkeypatch.setattr(
-        "local_postgres.LocalCluster",
-        lambda: FakeCluster(seeded_url, starts_it=True, calls=calls),
-    )
+    replace_local_cluster(monkeypatch, lambda: FakeCluster(seeded_url, starts_it=True, calls=calls))
     with exclusive_database(seeded_url):
         run_all(reports_root=tmp_path / "reports", progress=False)
     assert calls == []
@@ -182,9 +187,8 @@ def test_a_target_url_without_database_url_is_refused_before_anything_is_touched
     calls: list[str] = []
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.setenv("LOADTEST_FIXTURES_PATH", str(fixtures_path(tmp_path)))
-    monkeypatch.setattr(
-        "local_postgres.LocalCluster",
-        lambda: FakeCluster("postgresql://nowhere", starts_it=True, calls=calls),
+    replace_local_cluster(
+        monkeypatch, lambda: FakeCluster("postgresql://nowhere", starts_it=True, calls=calls)
     )
     with pytest.raises(SystemExit) as exit_info:
         scenario_command(

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.service_process import start_service
 from pipeline.service_watch import (
     COUNTERS,
     FIRST_SCRAPE_ATTEMPTS,
@@ -23,7 +24,6 @@ from pipeline.service_watch import (
     metric_delta,
     parse_metrics,
 )
-from target.serve import start_service
 
 METRICS_TEXT = """\
 # HELP http_requests_total HTTP requests

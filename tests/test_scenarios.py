@@ -28,8 +28,8 @@ from load_runner.profiles import load_scenario_config
 from local_postgres import ClusterInfo, create_marked_database
 from local_postgres.cluster import url_for
 from molotov_scenarios.environment import PROCESS_PREFIX, RECORDS_PREFIX
+from pipeline.service_process import start_service
 from seeding import reset_to_baseline, seed_database
-from target.serve import start_service
 from target.settings import DEFAULT_JWT_SECRET
 
 # Enough closed history behind the active rows for PostgreSQL to look authorizations up by

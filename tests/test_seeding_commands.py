@@ -18,6 +18,7 @@ from test_seeding_support import (
 
 from local_postgres import ClusterInfo, LocalCluster
 from local_postgres.cluster import free_port, url_for
+from pipeline.commands import default_fixtures_path
 from pipeline.setup import resolve_fixtures_path, seed_command, setup_command, setup_database
 
 SMALL = 25
@@ -69,8 +70,6 @@ def test_seed_and_setup_write_the_fixtures_the_scenarios_read(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Without --fixtures-path both honour LOADTEST_FIXTURES_PATH, as scenario and verify do."""
-    from pipeline.commands import default_fixtures_path
-
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setattr("pipeline.setup.DEFAULT_FIXTURES_PATH", tmp_path / "default.json")
     monkeypatch.setenv("LOADTEST_FIXTURES_PATH", str(tmp_path / "env.json"))

@@ -9,8 +9,8 @@ import httpx
 import psycopg
 from test_seeding_support import DUMPED_TABLES, TEST_JWT_SECRET, dump, fixtures_path, scalar
 
+from pipeline.service_process import start_service
 from seeding import KNOWN_PASSWORD, POOL_NAMES, reset_to_baseline, seed_database
-from target.serve import start_service
 
 CLIENT_TIMEOUT_S = 30.0
 RESERVED_UNITS = 5

@@ -27,9 +27,9 @@ from test_service_support import (
 )
 
 from local_postgres import ClusterInfo
+from pipeline.service_process import ServiceProcess, ServiceStartError, start_service
 from target.app import create_app
 from target.openapi import OPENAPI_DOCUMENT
-from target.serve import ServiceProcess, ServiceStartError, start_service
 from target.settings import DEFAULT_JWT_SECRET, Settings
 
 WORKERS = 2

@@ -30,7 +30,7 @@ from test_service_support import (
 )
 
 from local_postgres import ClusterInfo
-from target.serve import ServiceProcess, start_service
+from pipeline.service_process import ServiceProcess, start_service
 
 SAFE_STRATEGIES = ("serializable", "for_update", "atomic")
 CONCURRENT_REQUESTS = 50

@@ -26,7 +26,7 @@ from test_service_support import (
 
 from local_postgres import ClusterInfo
 from local_postgres.cluster import url_for
-from target.serve import ServiceProcess, start_service
+from pipeline.service_process import ServiceProcess, start_service
 
 MAX_BODY_BYTES = 64 * 1024
 OPERATIONS = ("reserve", "release", "consume")

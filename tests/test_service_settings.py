@@ -17,7 +17,7 @@ from test_service_support import (
 )
 
 from local_postgres import ClusterInfo
-from target.serve import ServiceProcess, start_service
+from pipeline.service_process import ServiceProcess, start_service
 from target.settings import Settings
 
 EXTRA_LATENCY_MS = 300

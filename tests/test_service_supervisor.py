@@ -23,8 +23,8 @@ import psutil
 from prometheus_client import CollectorRegistry, multiprocess
 from test_service_support import PASSWORD, seed_clinic
 
+from pipeline.service_process import PROJECT_ROOT, ServiceProcess, bind_listener, start_service
 from target.metrics import MULTIPROC_DIR_ENV
-from target.serve import PROJECT_ROOT, ServiceProcess, bind_listener, start_service
 from target.supervisor import (
     CRASH_LIMIT,
     CRASH_WINDOW_S,

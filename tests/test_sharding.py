@@ -41,10 +41,10 @@ from local_postgres import ClusterInfo, create_marked_database
 from local_postgres.cluster import url_for
 from molotov_scenarios.records import decode_record
 from pipeline.merge import merge_and_report
+from pipeline.service_process import start_service
 from results.latency import latency_summary
 from results.merge import ShardMergeError
 from seeding import reset_to_baseline, seed_database
-from target.serve import start_service
 from target.settings import DEFAULT_JWT_SECRET
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
