@@ -28,6 +28,7 @@ sys.path.insert(0, str(PROJECT_ROOT))
 
 from reporting.compare import BETTER, NOT_COMPARABLE, WORSE  # noqa: E402
 from reporting.compare_report import compare_runs  # noqa: E402
+from results.files import SUMMARY_FILE  # noqa: E402
 
 RUN_GLOB = "*T*Z-*"
 GO = "GO"
@@ -121,7 +122,7 @@ def report_ab(base: str, new: str, tolerance: float) -> None:
 
 
 def _decision(run_dir: Path) -> str | None:
-    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    summary = json.loads((run_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
     return (summary.get("verdict") or {}).get("decision")
 
 

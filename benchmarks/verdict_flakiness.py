@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from local_postgres import LocalCluster  # noqa: E402
+from results.files import SUMMARY_FILE  # noqa: E402
 
 DEFAULT_RUNS = 20
 RUN_TIMEOUT_S = 600
@@ -50,7 +51,7 @@ def run_once(invoke: Path, profile: str, reports_dir: Path, database_url: str) -
     )
     wall = time.perf_counter() - started
     new = sorted(_run_dirs(reports_dir) - before)
-    summary_path = new[-1] / "summary.json" if new else None
+    summary_path = new[-1] / SUMMARY_FILE if new else None
     if summary_path is None or not summary_path.exists():
         tail = (completed.stderr or completed.stdout).strip().splitlines()[-1:]
         return {

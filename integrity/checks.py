@@ -13,7 +13,6 @@ from psycopg.rows import dict_row
 
 from integrity.history import (
     HIGH_CONTENTION_SCENARIO,
-    HISTORY_FILE,
     IntegrityInputError,
     ScenarioRecord,
     read_high_contention_ids,
@@ -23,6 +22,7 @@ from integrity.history import (
     read_unanswered,
 )
 from integrity.queries import query
+from results.files import HISTORY_FILE
 
 ROW_LIMIT = 50
 DEFAULT_FIXTURES_PATH = Path(__file__).resolve().parent.parent / "fixtures" / "test-data.json"

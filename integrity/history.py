@@ -9,12 +9,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-OPERATIONS_FILE = "operations.csv"
-RESULT_FILE = "result.json"
+from results.files import HISTORY_FILE, OPERATIONS_FILE, RESULT_FILE, UNANSWERED_FILE
+
 OPERATIONS_HEADER = ("transaction_id", "authorization_id", "kind", "units")
-UNANSWERED_FILE = "unanswered.csv"
 UNANSWERED_HEADER = ("request_id", "authorization_id", "kind", "units")
-HISTORY_FILE = "history.jsonl"
 HISTORY_COMPLETIONS = ("ok", "fail", "info")
 HIGH_CONTENTION_SCENARIO = "high_contention"
 HIGH_CONTENTION_POOL = "high_contention"

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from integrity.checks import IntegrityReport
+from results.files import INTEGRITY_FILE
 
 SCHEMA_VERSION = 1
-INTEGRITY_FILE = "integrity.json"
 PRINTED_ROWS = 10
 
 

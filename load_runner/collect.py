@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from molotov_scenarios.environment import PROCESS_PREFIX, PROGRESS_PREFIX, RECORDS_PREFIX
 from molotov_scenarios.records import Record, decode_record
+from results.latency import merge_live_buckets
 from results.records import DuplicateRecordError, merge_records
 from results.summary import ProcessReport
 
@@ -92,7 +92,7 @@ def collect(record_dir: Path) -> Collected:
 def read_progress(record_dir: Path) -> LiveProgress:
     """Add up the progress files the processes rewrite about once a second."""
     requests = errors = 0
-    buckets: dict[int, int] = {}
+    per_process: list[dict[int, int]] = []
     for path in record_dir.glob(f"{PROGRESS_PREFIX}*.json"):
         try:
             progress = json.loads(path.read_text())
@@ -100,10 +100,7 @@ def read_progress(record_dir: Path) -> LiveProgress:
             continue  # replaced between listing and reading: next round will see it
         requests += int(progress["requests"])
         errors += int(progress["errors"])
-        _add(buckets, progress["buckets"])
+        # JSON keys are text: the bucket numbers become ints again here.
+        per_process.append({int(bucket): int(n) for bucket, n in progress["buckets"].items()})
+    buckets = dict(merge_live_buckets(per_process))
     return LiveProgress(requests=requests, errors=errors, buckets=buckets)
-
-
-def _add(total: dict[int, int], buckets: Mapping[str, int]) -> None:
-    for bucket, count in buckets.items():
-        total[int(bucket)] = total.get(int(bucket), 0) + int(count)

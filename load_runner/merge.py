@@ -19,12 +19,11 @@ from typing import Any
 from load_runner.collect import Collected, collect
 from load_runner.profiles import ScenarioConfig, Thresholds
 from load_runner.runner import (
-    RAW_DIR,
-    RESULT_FILE,
     MolotovOutcome,
     _write_results,
     build_result,
 )
+from results.files import RAW_DIR, RESULT_FILE, SERVICE_FILE
 from results.merge import (
     ShardMergeError,
     check_shards,
@@ -34,8 +33,6 @@ from results.merge import (
     shards_section,
 )
 from results.records import DuplicateRecordError, merge_records
-
-SERVICE_FILE = "service.json"  # written by the shard that watched the service
 
 
 @dataclass(frozen=True)

@@ -30,18 +30,16 @@ from load_runner.progress import ProgressDisplay
 from molotov_scenarios.environment import ENVIRONMENT_VARIABLE, ScenarioEnvironment
 from molotov_scenarios.fixtures import FixturesError, load_fixtures
 from molotov_scenarios.records import unanswered_requests
-from results.history import HISTORY_FILE, history_lines, logical_operations, summarise_operations
+from results.documents import ResultDocument
+from results.files import HISTORY_FILE, OPERATIONS_FILE, RAW_DIR, RESULT_FILE, UNANSWERED_FILE
+from results.history import history_lines, logical_operations, summarise_operations
 from results.records import successful_operations
 from results.stalls import latency_evidence
-from results.summary import summarise_generator, summarise_requests
+from results.summary import in_flight_window_s, summarise_generator, summarise_requests
 
 RESULT_SCHEMA_VERSION = 1
-RESULT_FILE = "result.json"
-OPERATIONS_FILE = "operations.csv"
 OPERATIONS_HEADER = ("transaction_id", "authorization_id", "kind", "units")
-UNANSWERED_FILE = "unanswered.csv"  # requests that got no response: they may have committed
 UNANSWERED_HEADER = ("request_id", "authorization_id", "kind", "units")
-RAW_DIR = "raw"  # per-process records, self-watch and Molotov's own output
 SCENARIO_DIR = Path(molotov_scenarios.__file__).parent
 MOLOTOV_MAIN = "import sys; from molotov.run import main; sys.exit(main())"
 REACHABILITY_TIMEOUT_S = 5.0
@@ -194,7 +192,7 @@ def build_result(
     outcome: MolotovOutcome,
     collected: Collected,
     launched_at: float,
-) -> dict[str, Any]:
+) -> ResultDocument:
     """Assemble result.json from the configuration, the process outcome and the records."""
     records = collected.records
     start = collected.run_start_epoch or launched_at
@@ -204,15 +202,11 @@ def build_result(
         end = launched_at + outcome.wall_s
     duration_s = max(end - start, 0.0)
     reasons = _crash_reasons(config, outcome, collected)
-    summary = summarise_requests(records, elapsed_s=duration_s)
     # Throughput over the time requests were in flight: the run's wall time also counts
     # Molotov forking its processes, which on a 5 s smoke run is a large share.
-    window_s = measured_window_s(collected)
-    summary["totals"] = {  # type: ignore[dict-item]
-        **summary["totals"],  # type: ignore[dict-item]
-        "throughput_rps": round(len(records) / window_s, 3) if window_s > 0 else 0.0,
-        "measured_window_s": round(window_s, 3),
-    }
+    summary = summarise_requests(
+        records, elapsed_s=duration_s, window_s=in_flight_window_s(records)
+    )
     return {
         "schema_version": RESULT_SCHEMA_VERSION,
         "scenario": config.scenario,
@@ -248,15 +242,6 @@ def build_result(
             cpu_count=os.cpu_count() or 1,
         ),
     }
-
-
-def measured_window_s(collected: Collected) -> float:
-    """Return the seconds from the first request's start to the last request's end."""
-    if not collected.records:
-        return 0.0
-    first = min(record.started_s for record in collected.records)
-    last = max(record.started_s + record.latency_ms / 1000 for record in collected.records)
-    return max(last - first, 0.0)
 
 
 def _crash_reasons(

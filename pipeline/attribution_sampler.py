@@ -36,7 +36,8 @@ import psutil
 import psycopg
 from prometheus_client.parser import text_string_to_metric_families
 
-SAMPLES_FILE = "samples.json"
+from results.files import SAMPLES_FILE
+
 SAMPLE_INTERVAL_S = 0.1
 CONNECT_TIMEOUT_S = 5
 RECONNECT_EVERY_S = 1.0

@@ -11,9 +11,10 @@ from pipeline.run import RunOutcome
 from reporting.compare import DEFAULT_TOLERANCE
 from reporting.compare_inputs import CompareInputError, resolve_run_folder
 from reporting.compare_report import compare_runs, write_comparison
-from reporting.regression_gate import COMPARISON_DIR, GATE_WARN, GATES
+from reporting.regression_gate import GATE_WARN, GATES
 from reporting.report import write_report
 from reporting.run_index import latest_go, read_index
+from results.files import COMPARISON_DIR, RUN_FILE, SUMMARY_FILE
 
 LATEST_GO = "latest-go"
 
@@ -77,7 +78,7 @@ def gate_against_baseline(
 
 
 def _profile_of(folder: Path) -> str | None:
-    for name in ("run.json", "summary.json"):
+    for name in (RUN_FILE, SUMMARY_FILE):
         try:
             document: dict[str, Any] = json.loads((folder / name).read_text(encoding="utf-8"))
         except (OSError, ValueError):

@@ -25,7 +25,7 @@ from pipeline.compare_command import parse_tolerance
 from pipeline.exclusive import exclusive_database
 from pipeline.exits import EXIT_FAILED, cleanly, fail
 from pipeline.nemesis import load_schedule, postgres_refusal
-from pipeline.run import DEFAULT_WORKERS, FIXTURES_FILE, RunLog, run_all, run_watched_scenario
+from pipeline.run import DEFAULT_WORKERS, RunLog, run_all, run_watched_scenario
 from pipeline.rundirs import (
     RunDirError,
     latest_result_dir,
@@ -38,7 +38,7 @@ from pipeline.setup import resolve_fixtures_path, setup_database
 from reporting.compare_inputs import CompareInputError
 from reporting.records import ReportInputError
 from reporting.report import write_report
-from results.files import RESULT_FILE
+from results.files import FIXTURES_FILE, RESULT_FILE
 from target.settings import CONCURRENCY_STRATEGIES
 
 GO = "GO"

@@ -26,6 +26,7 @@ from reporting.compare_inputs import CompareInputError, RunSample, load_run_samp
 from reporting.matrix import StrategyRuns, matrix_document
 from reporting.render import environment
 from reporting.spectrum_chart import spectrum_svg
+from results.files import MATRIX_FILE, SUMMARY_FILE
 
 DEFAULT_STRATEGIES = "serializable,for_update,atomic"
 MATRIX_PREFIX = "matrix-"
@@ -78,7 +79,7 @@ def write_matrix(
         runs: list[RunSample] = []
         summaries = []
         for folder in folders:
-            summaries.append(json.loads((folder / "summary.json").read_text(encoding="utf-8")))
+            summaries.append(json.loads((folder / SUMMARY_FILE).read_text(encoding="utf-8")))
             try:
                 runs.append(load_run_sample(folder))
             except CompareInputError as error:
@@ -102,7 +103,7 @@ def write_matrix(
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     env = environment()
-    (out_dir / "matrix.json").write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    (out_dir / MATRIX_FILE).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     (out_dir / "matrix.html").write_text(
         env.get_template("matrix.html.j2").render(doc=document, spectra=spectra), encoding="utf-8"
     )

@@ -8,10 +8,11 @@ import os
 import subprocess
 from pathlib import Path
 
+from results.files import RESULT_FILE
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 REPORTS_DIR_ENV = "LOADTEST_REPORTS_DIR"
 DEFAULT_REPORTS_ROOT = PROJECT_ROOT / "reports"
-RESULT_FILE = "result.json"
 NO_COMMIT = "nogit"
 
 

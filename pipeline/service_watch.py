@@ -24,7 +24,8 @@ from typing import Any, Protocol
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
-SERVICE_FILE = "service.json"
+from results.files import SERVICE_FILE
+
 POLL_INTERVAL_S = 1.0
 PROBE_TIMEOUT_S = 2.0
 # The first scrape is the baseline every delta subtracts: worth a few tries.
@@ -39,6 +40,7 @@ COUNTERS = (
     "http_5xx_total",
     "service_worker_restarts_total",
 )
+
 GAUGES = ("db_pool_size", "db_pool_checked_out", "db_pool_waiting")
 POOL_TIMEOUTS = "db_pool_timeouts_total"
 HTTP_REQUESTS = "http_requests_total"

@@ -16,12 +16,8 @@ from typing import Any
 from load_runner.collect import collect
 from molotov_scenarios.records import Record, is_error
 from reporting.compare import Request, ScenarioSample, blocks_from_requests
+from results.files import INTEGRITY_FILE, RAW_DIR, RESULT_FILE, RUN_FILE, SUMMARY_FILE
 
-RUN_FILE = "run.json"
-RESULT_FILE = "result.json"
-INTEGRITY_FILE = "integrity.json"
-SUMMARY_FILE = "summary.json"
-RAW_DIR = "raw"
 RUN_NAME_GLOB = "*T*Z-*"
 
 

@@ -13,10 +13,8 @@ from reporting.compare import DEFAULT_TOLERANCE, compare_scenario, comparison_do
 from reporting.compare_inputs import RunSample, check_comparable, load_side
 from reporting.render import environment
 from reporting.spectrum_chart import spectrum_svg
+from results.files import COMPARE_FILE, COMPARE_HTML_FILE, COMPARE_MARKDOWN_FILE
 
-JSON_FILE = "compare.json"
-HTML_FILE = "compare.html"
-MARKDOWN_FILE = "compare.md"
 HTML_TEMPLATE = "compare.html.j2"
 MARKDOWN_TEMPLATE = "compare.md.j2"
 
@@ -82,9 +80,9 @@ def write_comparison(
     """Write the three comparison files into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     env = environment()
-    json_path = out_dir / JSON_FILE
-    html_path = out_dir / HTML_FILE
-    markdown_path = out_dir / MARKDOWN_FILE
+    json_path = out_dir / COMPARE_FILE
+    html_path = out_dir / COMPARE_HTML_FILE
+    markdown_path = out_dir / COMPARE_MARKDOWN_FILE
     json_path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     html_path.write_text(
         env.get_template(HTML_TEMPLATE).render(doc=document, spectra=spectra), encoding="utf-8"

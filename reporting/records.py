@@ -11,14 +11,16 @@ from pathlib import Path
 from typing import Any
 
 from reporting.verdict import ScenarioEvidence, StepFailure
+from results.files import (
+    FAULTS_FILE,
+    INTEGRITY_FILE,
+    RESULT_FILE,
+    RUN_FILE,
+    SAMPLES_FILE,
+    SERVICE_FILE,
+)
 
-RUN_FILE = "run.json"
-RESULT_FILE = "result.json"
-INTEGRITY_FILE = "integrity.json"
-SERVICE_FILE = "service.json"
 SCENARIO_FILES = (RESULT_FILE, INTEGRITY_FILE, SERVICE_FILE)
-FAULTS_FILE = "faults.json"  # only under a profile with a fault schedule (pipeline/nemesis.py)
-SAMPLES_FILE = "samples.json"  # the attribution sampler's (pipeline/attribution_sampler.py)
 
 
 class ReportInputError(ValueError):

@@ -13,12 +13,12 @@ from typing import Any
 
 from reporting.summary import RECOMMENDATIONS
 from reporting.verdict import CONDITIONAL, DECISION_ORDER, NO_GO
+from results.files import COMPARE_HTML_FILE, COMPARISON_DIR
 
 GATE_WARN = "warn"
 GATE_FAIL = "fail"
 GATES = (GATE_WARN, GATE_FAIL)
 GATE_DECISIONS = {GATE_WARN: CONDITIONAL, GATE_FAIL: NO_GO}
-COMPARISON_DIR = "comparison"  # inside the run folder: compare.json, .html, .md
 WORSE = "worse"
 
 
@@ -56,7 +56,7 @@ def apply_regression_gate(
         "worse": list(comparison.get("worse") or []),
         "better": list(comparison.get("better") or []),
         "regressions": [f"{f['scenario']}: {f['reason']}" for f in findings],
-        "html": f"{COMPARISON_DIR}/compare.html",
+        "html": f"{COMPARISON_DIR}/{COMPARE_HTML_FILE}",
     }
     if not findings:
         return gated

@@ -8,15 +8,18 @@ from pathlib import Path
 from typing import Any
 
 from reporting.records import load_run
-from reporting.regression_gate import COMPARISON_DIR, apply_regression_gate
+from reporting.regression_gate import apply_regression_gate
 from reporting.render import render_html, render_markdown
 from reporting.run_index import record_run
 from reporting.summary import summarise
-
-SUMMARY_FILE = "summary.json"
-HTML_FILE = "report.html"
-MARKDOWN_FILE = "PERFORMANCE_TEST_RESULTS.md"
-CAPACITY_FILE = "capacity.json"  # written by a capacity search (pipeline.capacity_run)
+from results.files import (
+    CAPACITY_FILE,
+    COMPARE_FILE,
+    COMPARISON_DIR,
+    HTML_FILE,
+    MARKDOWN_FILE,
+    SUMMARY_FILE,
+)
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,7 @@ def _read_capacity(run_dir: Path) -> dict[str, Any] | None:
 
 def _read_comparison(run_dir: Path) -> dict[str, Any] | None:
     """Return the comparison with the run's baseline, if it was compared (None otherwise)."""
-    path = run_dir / COMPARISON_DIR / "compare.json"
+    path = run_dir / COMPARISON_DIR / COMPARE_FILE
     if not path.exists():
         return None
     try:

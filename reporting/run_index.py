@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-INDEX_FILE = "index.jsonl"
-SUMMARY_FILE = "summary.json"
+from results.files import INDEX_FILE, SUMMARY_FILE
+
 RUN_NAME_GLOB = "*T*Z-*"
 GO = "GO"
 COLUMNS = ("run_id", "commit", "profile", "strategy", "verdict", "started_at")

@@ -18,6 +18,7 @@ from reporting.verdict import (
     Verdict,
     decide,
 )
+from results.documents import SummaryDocument
 
 SUMMARY_SCHEMA_VERSION = 1
 SUMMARY_KIND = "clinic-loadtest-summary"
@@ -52,7 +53,7 @@ EMPTY_FACTS: dict[str, Any] = {
 SEQ_SCAN_NOTE = "PostgreSQL reads the authorization by id with a sequential scan."
 
 
-def summarise(record: RunRecord) -> dict[str, Any]:
+def summarise(record: RunRecord) -> SummaryDocument:
     """Return the summary.json document of a run: pure, from what the run recorded."""
     verdict = decide(
         record.scenarios,

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from molotov_scenarios.records import NO_RESPONSE_STATUS, Record, is_error
 from results.latency import latency_summary
 
-HISTORY_FILE = "history.jsonl"
 OK, FAIL, INFO = "ok", "fail", "info"
 INVOKE = "invoke"
 NANOSECONDS_PER_SECOND = 1_000_000_000

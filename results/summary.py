@@ -42,8 +42,27 @@ class _Tally:
             self.by_code[record.code] += 1
 
 
-def summarise_requests(records: Sequence[Record], *, elapsed_s: float) -> dict[str, object]:
-    """Count and time the requests: totals, breakdowns, latency, histogram and time series."""
+def in_flight_window_s(records: Iterable[Record]) -> float:
+    """Return the seconds from the first request's start to the last request's end (0 if none)."""
+    spans = [(record.started_s, record.started_s + record.latency_ms / 1000) for record in records]
+    if not spans:
+        return 0.0
+    return max(max(end for _, end in spans) - min(start for start, _ in spans), 0.0)
+
+
+def throughput_rps(requests: int, seconds: float) -> float:
+    """Return requests per second over ``seconds`` (0 when there was no time)."""
+    return round(requests / seconds, 3) if seconds > 0 else 0.0
+
+
+def summarise_requests(
+    records: Sequence[Record], *, elapsed_s: float, window_s: float | None = None
+) -> dict[str, object]:
+    """Count and time the requests: totals, breakdowns, latency, histogram and time series.
+
+    Throughput is over ``window_s`` when given (the time requests were in flight, which
+    totals then report as `measured_window_s`), else over ``elapsed_s``.
+    """
     overall = _Tally()
     operations: dict[str, _Tally] = {}
     for record in records:
@@ -51,13 +70,16 @@ def summarise_requests(records: Sequence[Record], *, elapsed_s: float) -> dict[s
         operations.setdefault(record.operation, _Tally()).add(record)
     latencies = [record.latency_ms for record in records]
     requests = overall.requests
+    totals: dict[str, float | int] = {
+        "requests": requests,
+        "errors": overall.errors,
+        "error_rate": round(overall.errors / requests, 6) if requests else 0.0,
+        "throughput_rps": throughput_rps(requests, elapsed_s if window_s is None else window_s),
+    }
+    if window_s is not None:
+        totals["measured_window_s"] = round(window_s, 3)
     return {
-        "totals": {
-            "requests": requests,
-            "errors": overall.errors,
-            "error_rate": round(overall.errors / requests, 6) if requests else 0.0,
-            "throughput_rps": round(requests / elapsed_s, 3) if elapsed_s > 0 else 0.0,
-        },
+        "totals": totals,
         "by_operation": {
             name: {
                 "requests": tally.requests,

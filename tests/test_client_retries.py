@@ -44,7 +44,7 @@ from molotov_scenarios.retries import (
     send_operation,
 )
 from pipeline.service_process import start_service
-from results.history import HISTORY_FILE
+from results.files import HISTORY_FILE
 from seeding import reset_to_baseline, seed_database
 from target.settings import DEFAULT_JWT_SECRET
 

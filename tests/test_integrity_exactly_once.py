@@ -28,7 +28,8 @@ from integrity.checks import (
 )
 from molotov_scenarios.records import NO_RESPONSE_STATUS, TIMEOUT, Record, unanswered_requests
 from molotov_scenarios.retries import judge
-from results.history import HISTORY_FILE, history_lines
+from results.files import HISTORY_FILE
+from results.history import history_lines
 from results.records import successful_operations
 
 SCENARIO = "mixed_operations"  # not high_contention: the contention expectation stays out of it

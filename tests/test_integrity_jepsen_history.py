@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from integrity.history import HISTORY_FILE, IntegrityInputError, read_history
+from integrity.history import IntegrityInputError, read_history
 from molotov_scenarios.records import Record
+from results.files import HISTORY_FILE
 from results.history import history_events, history_lines, logical_operations
 
 

@@ -26,7 +26,7 @@ import pytest
 
 from load_runner import SCENARIOS, LoadRunError, run_scenario
 from load_runner import runner as runner_module
-from load_runner.collect import Collected, LiveProgress
+from load_runner.collect import Collected, LiveProgress, read_progress
 from load_runner.profiles import (
     ProfileError,
     Thresholds,
@@ -35,9 +35,15 @@ from load_runner.profiles import (
 )
 from load_runner.progress import ProgressDisplay, progress_line
 from load_runner.runner import MolotovOutcome, build_result, execute
-from molotov_scenarios.environment import ENVIRONMENT_VARIABLE, PROCESS_PREFIX, RECORDS_PREFIX
+from molotov_scenarios.environment import (
+    ENVIRONMENT_VARIABLE,
+    PROCESS_PREFIX,
+    PROGRESS_PREFIX,
+    RECORDS_PREFIX,
+)
 from molotov_scenarios.fixtures import FixturesError, load_fixtures
 from molotov_scenarios.records import Record
+from results.summary import in_flight_window_s, summarise_requests
 
 TEST_PROFILES = """
 [high_contention.thresholds]
@@ -307,8 +313,11 @@ def test_throughput_counts_the_time_requests_were_in_flight_not_the_start_up(
 
 
 def test_no_request_means_no_window_and_no_throughput() -> None:
-    collected = Collected([], [], None, 0, "", 0, [])
-    assert runner_module.measured_window_s(collected) == 0.0
+    assert in_flight_window_s([]) == 0.0
+    assert summarise_requests([], elapsed_s=0.0, window_s=0.0)["totals"] == {
+        "requests": 0, "errors": 0, "error_rate": 0.0, "throughput_rps": 0.0,
+        "measured_window_s": 0.0,
+    }  # fmt: skip
 
 
 # -- Merging ----------------------------------------------------------------------------------
@@ -534,3 +543,16 @@ def test_progress_without_a_terminal_prints_plain_lines_now_and_then() -> None:
     lines = stream.getvalue().splitlines()
     assert [line.split("/")[0].split()[-1] for line in lines] == ["0.0", "5.0", "10.0", "11.0"]
     assert "\r" not in stream.getvalue()
+
+
+def test_live_progress_adds_up_every_process_file(tmp_path: Path) -> None:
+    """Two processes' progress files: counts add up, buckets merge by number, a torn file waits."""
+    (tmp_path / f"{PROGRESS_PREFIX}1.json").write_text(
+        json.dumps({"requests": 3, "errors": 1, "buckets": {"4": 2, "9": 1}})
+    )
+    (tmp_path / f"{PROGRESS_PREFIX}2.json").write_text(
+        json.dumps({"requests": 2, "errors": 0, "buckets": {"9": 2}})
+    )
+    (tmp_path / f"{PROGRESS_PREFIX}3.json").write_text('{"requests": ')  # being rewritten
+    progress = read_progress(tmp_path)
+    assert progress == LiveProgress(requests=5, errors=1, buckets={4: 2, 9: 3})
