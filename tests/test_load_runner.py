@@ -42,7 +42,7 @@ from molotov_scenarios.environment import (
     RECORDS_PREFIX,
 )
 from molotov_scenarios.fixtures import FixturesError, load_fixtures
-from molotov_scenarios.records import Record
+from molotov_scenarios.records import Record, live_bucket, live_bucket_upper_ms
 from results.summary import in_flight_window_s, summarise_requests
 
 TEST_PROFILES = """
@@ -543,6 +543,29 @@ def test_progress_without_a_terminal_prints_plain_lines_now_and_then() -> None:
     lines = stream.getvalue().splitlines()
     assert [line.split("/")[0].split()[-1] for line in lines] == ["0.0", "5.0", "10.0", "11.0"]
     assert "\r" not in stream.getvalue()
+
+
+class FakeTerminal(io.StringIO):
+    """A stream that says it is a terminal, as stderr is in an interactive shell."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_on_a_terminal_is_a_rich_bar_with_the_same_figures() -> None:
+    stream = FakeTerminal()
+    display = ProgressDisplay("high_throughput", total_s=20, stream=stream)
+    buckets = {live_bucket(12.0): 19, live_bucket(480.0): 1}
+    for second in range(1, 4):
+        display.update(float(second), LiveProgress(second * 20, second, buckets))
+    display.finish()
+    shown = stream.getvalue()
+    assert "\x1b[" in shown  # redrawn in place with terminal control codes, not plain lines
+    last = shown.rsplit("high_throughput", 1)[1]
+    assert "3.0/20 s" in last
+    assert f"p95 {live_bucket_upper_ms(live_bucket(12.0)):.1f} ms" in last
+    assert "60 requests" in last
+    assert "errors 3 (5.0%)\n" in last  # finish() leaves the last state on its own line
 
 
 def test_live_progress_adds_up_every_process_file(tmp_path: Path) -> None:
