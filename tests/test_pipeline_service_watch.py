@@ -24,6 +24,7 @@ from pipeline.service_watch import (
     metric_delta,
     parse_metrics,
 )
+from reporting.verdict import ScenarioEvidence, judge_scenario
 
 METRICS_TEXT = """\
 # HELP http_requests_total HTTP requests
@@ -85,6 +86,7 @@ class FakeState:
     alive: bool = True
     metrics_failures: int = 0  # how many /metrics requests to answer 500 before answering
     worker_restarts: float | None = None  # the supervisor's counter, when the service has one
+    metrics_answered: int = 0  # /metrics answers with figures so far: the watcher's scrapes
 
 
 @pytest.fixture(name="fake_service")
@@ -102,6 +104,7 @@ def _fake_service() -> Iterator[tuple[FakeState, object]]:
                 status, body = 500, b"busy"
             else:
                 status = 200
+                state.metrics_answered += 1
                 text = f"db_pool_timeouts_total {state.pool_timeouts}\n"
                 if state.worker_restarts is not None:
                     text += f"{WORKER_RESTARTS} {state.worker_restarts}\n"
@@ -178,7 +181,10 @@ def test_without_a_first_scrape_deltas_are_unknown_and_old_timeouts_are_not_blam
     state.metrics_failures = FIRST_SCRAPE_ATTEMPTS
     with ServiceWatch(service, interval_s=0.05) as watch:
         assert state.metrics_failures == 0, "every first attempt was made"
-        time.sleep(0.3)  # a few ticks that see the earlier scenarios' total
+        # Three more scrapes that see the earlier scenarios' total: the watcher handled at
+        # least two of them (it scrapes one at a time) before we look at its events.
+        seen = state.metrics_answered
+        wait_for(lambda: state.metrics_answered >= seen + 3, "three scrapes of the old total")
         assert watch.events == []
         state.pool_timeouts = 8.0
         wait_for(lambda: any(e["kind"] == "pool_exhaustion" for e in watch.events), "exhaustion")
@@ -189,8 +195,6 @@ def test_without_a_first_scrape_deltas_are_unknown_and_old_timeouts_are_not_blam
     assert [e["detail"] for e in evidence["events"]] == ["3 requests found no free connection"]
     json.dumps(evidence)  # service.json can hold it
     # The report's consumers read it without failing (unknown counts show as missing).
-    from reporting.verdict import ScenarioEvidence, judge_scenario
-
     judge_scenario(ScenarioEvidence("high_contention", service=evidence))
 
 
