@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from test_integrity_checks import SCHEDULE, World, seed_by_hand
+from support_integrity import SCHEDULE, World, seed_by_hand
 
 from integrity import format_report, run_checks
 from integrity.checks import (

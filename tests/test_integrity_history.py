@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from test_integrity_checks import failed_checks, seed_by_hand
+from support_integrity import failed_checks, seed_by_hand
 
 from integrity.checks import NO_OVERBOOKING_IN_HISTORY
 from integrity.output import format_report

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from test_seeding_support import dump, fixtures_path, scalar
+from support_seeding import dump, fixtures_path, scalar
 
 from local_postgres import ClusterInfo
 from local_postgres.cluster import free_port

@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from test_service_support import add_authorization, seed_clinic
+from support_service import add_authorization, seed_clinic
 
 from target.operations import AuthorizationRecord, Operation, UnitChange
 from target.reservation_sql import AUTHORIZATION_COLUMNS, CHANGE_STATEMENTS

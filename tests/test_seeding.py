@@ -13,7 +13,7 @@ import jwt
 import psycopg
 import pytest
 from psycopg import sql
-from test_seeding_support import (
+from support_seeding import (
     SMALL_BACKGROUND,
     TEST_JWT_SECRET,
     dump,

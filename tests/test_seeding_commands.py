@@ -7,7 +7,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from test_seeding_support import (
+from support_seeding import (
     all_tables,
     dump,
     extra_database,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from test_seeding_support import (
+from support_seeding import (
     SMALL_BACKGROUND,
     TEST_JWT_SECRET,
     all_tables,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 import psycopg
-from test_seeding_support import DUMPED_TABLES, TEST_JWT_SECRET, dump, fixtures_path, scalar
+from support_seeding import DUMPED_TABLES, TEST_JWT_SECRET, dump, fixtures_path, scalar
 
 from pipeline.service_process import start_service
 from seeding import KNOWN_PASSWORD, POOL_NAMES, reset_to_baseline, seed_database

@@ -13,7 +13,7 @@ import httpx
 import jwt
 import pytest
 from quart import Quart
-from test_service_support import (
+from support_service import (
     PASSWORD,
     Clinic,
     add_authorization,

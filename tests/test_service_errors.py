@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import psycopg
 import pytest
-from test_service_support import (
+from support_service import (
     Clinic,
     add_authorization,
     assert_problem,

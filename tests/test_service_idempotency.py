@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import httpx
 import psycopg
 import pytest
-from test_service_support import (
+from support_service import (
     Clinic,
     add_authorization,
     assert_problem,

@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from test_service_support import (
+from support_service import (
     Clinic,
     add_authorization,
     bearer,

@@ -21,7 +21,7 @@ from types import TracebackType
 
 import psutil
 from prometheus_client import CollectorRegistry, multiprocess
-from test_service_support import PASSWORD, seed_clinic
+from support_service import PASSWORD, seed_clinic
 
 from pipeline.service_process import PROJECT_ROOT, ServiceProcess, bind_listener, start_service
 from target.metrics import MULTIPROC_DIR_ENV

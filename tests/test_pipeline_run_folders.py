@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from test_integrity_checks import seed_by_hand
+from support_integrity import seed_by_hand
 
 from pipeline.facts import collect_facts
 from pipeline.rundirs import (
