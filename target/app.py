@@ -9,6 +9,7 @@ import logging
 import psycopg
 import sqlalchemy.exc
 from quart import Quart, Response, g, request
+from quart_schema import RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, RequestTimeout
 
 from target import metrics
@@ -17,11 +18,13 @@ from target.blueprints import metrics as metrics_routes
 from target.blueprints.health import UNSAFE_WARNING
 from target.database import Database, is_database_unreachable
 from target.loop_lag import watch_loop_lag
+from target.openapi import install_openapi
 from target.problems import (
     CODES_BY_STATUS,
     HTTP_ERROR,
     INTERNAL_ERROR,
     ProblemError,
+    invalid_request,
     problem_response,
     unavailable,
 )
@@ -65,6 +68,7 @@ def create_app(settings: Settings | None = None) -> Quart:
             await state.database.dispose()
         metrics.forget_this_worker()
 
+    install_openapi(app)
     for blueprint in (
         health.blueprint,
         tokens.blueprint,
@@ -96,6 +100,13 @@ def install_error_handlers(app: Quart) -> None:
         g.problem_code = problem.code
         await drain_request_body()
         return problem_response(problem)
+
+    @app.errorhandler(RequestSchemaValidationError)
+    async def handle_schema_validation(error: RequestSchemaValidationError) -> Response:
+        # quart-schema's validate_* decorators would answer 400 with their own body.
+        return await handle_problem(
+            invalid_request(f"request does not match the schema: {error.validation_error}")
+        )
 
     @app.errorhandler(HTTPException)
     async def handle_http_exception(error: HTTPException) -> Response:

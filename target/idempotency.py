@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from target.api_types import MAX_IDEMPOTENCY_KEY_CHARS
 from target.operations import AuthorizationRecord, UnitChange, refusal_after_miss
 from target.problems import (
     IDEMPOTENCY_KEY_IN_USE,
@@ -22,7 +23,7 @@ from target.problems import (
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
-MAX_KEY_CHARS = 255
+MAX_KEY_CHARS = MAX_IDEMPOTENCY_KEY_CHARS
 DATE_FIELDS = ("start_date", "end_date", "today")
 UUID_FIELDS = ("id", "organization_id", "patient_id")
 

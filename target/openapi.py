@@ -1,10 +1,26 @@
-"""The hand-written OpenAPI 3.1 document served at /openapi.json."""
+"""The OpenAPI 3.1 document, built by quart-schema from the routes and `target.api_types`.
+
+What quart-schema does not know is declared here: which problem `code` values each route
+answers with which status (`ProblemResponse`, attached with `@problems(...)`), the path
+parameter's format, and the document's description. `ApiDocument` renders those, puts
+response headers where OpenAPI wants them and keeps the handlers' names as operation ids.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import inspect
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
-from target.payloads import MAX_UNITS, MIN_UNITS
+import msgspec
+from quart import Quart
+from quart_schema import QuartSchema
+from quart_schema.openapi import OpenAPIProvider
+from quart_schema.validation import DataSource
+from werkzeug.routing.converters import BaseConverter
+
+from target.api_types import MAX_UNITS, MIN_UNITS, Problem
 from target.problems import (
     AUTHORIZATION_INACTIVE,
     IDEMPOTENCY_KEY_IN_USE,
@@ -23,367 +39,272 @@ from target.problems import (
 from target.settings import CONCURRENCY_STRATEGIES
 
 API_VERSION = "1.0.0"
-UUID_STRING = {"type": "string", "format": "uuid"}
+BEARER_AUTH = "bearerAuth"
+BEARER_SECURITY = [{BEARER_AUTH: []}]
+PROBLEMS_ATTRIBUTE = "_target_problem_responses"
+OTHER_RESPONSES_ATTRIBUTE = "_target_other_responses"
+SCHEMA_REF_TEMPLATE = "#/components/schemas/{name}"
+PROBLEM_SCHEMA_REF = SCHEMA_REF_TEMPLATE.format(name="Problem")
+PATH_PARAMETERS = {
+    "authorization_id": {
+        "description": "Authorization id (a UUID; anything else answers 404).",
+        "schema": {"type": "string", "format": "uuid"},
+    }
+}
+TAGS = [
+    {"name": "authorizations"},
+    {"name": "auth"},
+    {"name": "operations", "description": "Health, metrics and this document."},
+]
+DESCRIPTION = (
+    "Reserve, release and consume the units of insurance authorizations without ever "
+    "overbooking. Errors are RFC 9457 problem details with an extra `code` member. "
+    f"Concurrency strategy (TARGET_CONCURRENCY): one of {', '.join(CONCURRENCY_STRATEGIES)}."
+)
+
+Handler = TypeVar("Handler", bound=Callable[..., Any])
 
 
-REPLAYED_HEADER_SCHEMA = {
-    "description": "`true` when this is the stored answer to an earlier request with the key.",
-    "schema": {"type": "string", "const": "true"},
+@dataclass(frozen=True)
+class ProblemResponse:
+    """An error status a route answers, the `code` values it carries, and why."""
+
+    status: int
+    description: str
+    codes: tuple[str, ...]
+    headers: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def merged_with(self, other: ProblemResponse) -> ProblemResponse:
+        """Join two declarations of the same status (descriptions, codes and headers)."""
+        return ProblemResponse(
+            self.status,
+            f"{self.description} {other.description}",
+            tuple(dict.fromkeys(self.codes + other.codes)),
+            self.headers | other.headers,
+        )
+
+
+RETRY_AFTER = {"Retry-After": {"description": "Seconds.", "schema": {"type": "string"}}}
+
+REPLAYED = {
+    "Idempotent-Replayed": {
+        "description": "`true` when this refusal is the stored answer to an earlier request "
+        "with the same key.",
+        "schema": {"enum": ["true"]},
+    }
 }
 
-
-def _ref(kind: str, name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/{kind}/{name}"}
-
-
-def _json(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"application/json": {"schema": schema}}
-
-
-def _problem(description: str, *codes: str) -> dict[str, Any]:
-    """Describe an error response and the ``code`` values it can carry."""
-    schema = {
-        "allOf": [_ref("schemas", "Problem"), {"properties": {"code": {"enum": list(codes)}}}]
-    }
-    return {"description": description, "content": {PROBLEM_CONTENT_TYPE: {"schema": schema}}}
-
-
-UNAUTHORIZED_RESPONSE = _problem(
+UNAUTHORIZED_RESPONSE = ProblemResponse(
+    401,
     "Token missing, malformed, badly signed, expired, unsigned (alg none), without the sub, "
     "org or exp claim, or naming a practitioner that does not exist. Carries "
     "`WWW-Authenticate: Bearer`.",
-    UNAUTHORIZED,
-) | {"headers": {"WWW-Authenticate": {"schema": {"type": "string", "const": "Bearer"}}}}
-NOT_FOUND_RESPONSE = _problem(
+    (UNAUTHORIZED,),
+    {"WWW-Authenticate": {"required": True, "schema": {"type": "string", "const": "Bearer"}}},
+)
+WRONG_CREDENTIALS_RESPONSE = ProblemResponse(401, "Wrong e-mail or password.", (UNAUTHORIZED,))
+NOT_FOUND_RESPONSE = ProblemResponse(
+    404,
     "Authorization unknown, id not a UUID, or belonging to another organization (the same "
     "answer for all three).",
-    NOT_FOUND,
+    (NOT_FOUND,),
 )
-INVALID_RESPONSE = _problem(
+METHOD_RESPONSE = ProblemResponse(405, "Method not allowed on this path.", (METHOD_NOT_ALLOWED,))
+TOO_LARGE_RESPONSE = ProblemResponse(413, "Request body larger than 64 KiB.", (PAYLOAD_TOO_LARGE,))
+UNAVAILABLE_RESPONSE = ProblemResponse(
+    503,
+    "Database unreachable, or no pooled connection free within the pool timeout.",
+    (UNAVAILABLE,),
+    RETRY_AFTER,
+)
+READ_CONFLICT_RESPONSE = ProblemResponse(
+    409, "Serialization failures still after the retry budget.", (SERIALIZATION_CONFLICT,)
+)
+UNIT_CHANGE_CONFLICT_RESPONSE = ProblemResponse(
+    409,
+    "Not enough available (reserve) or scheduled (release, consume) units; authorization not "
+    "active or (reserve) outside its date range; serialization failures still after the "
+    "retry budget; `idempotency_key_in_use`: a request with the same Idempotency-Key is still "
+    "being processed (carries `Retry-After`; retry with the same key).",
+    (INSUFFICIENT_UNITS, AUTHORIZATION_INACTIVE, SERIALIZATION_CONFLICT, IDEMPOTENCY_KEY_IN_USE),
+    RETRY_AFTER | REPLAYED,
+)
+INVALID_UNITS_RESPONSE = ProblemResponse(
+    422,
     "Body not JSON or not an object; `units` missing, not an integer (booleans, floats and "
-    f"strings are not), below {MIN_UNITS} or above {MAX_UNITS}.",
-    INVALID_REQUEST,
+    f"strings are not), below {MIN_UNITS} or above {MAX_UNITS}. `invalid_idempotency_key`: "
+    "the key is empty, longer than 255 characters or not printable ASCII. "
+    "`idempotency_key_reused`: the key was used before for a different request (another "
+    "operation, authorization or units).",
+    (INVALID_REQUEST, INVALID_IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_REUSED),
 )
-TOO_LARGE_RESPONSE = _problem("Request body larger than 64 KiB.", PAYLOAD_TOO_LARGE)
-UNAVAILABLE_RESPONSE = _problem(
-    "Database unreachable, or no pooled connection free within the pool timeout.", UNAVAILABLE
+INVALID_TOKEN_REQUEST_RESPONSE = ProblemResponse(
+    422,
+    "Body not a JSON object with non-empty string `email` and `password`.",
+    (INVALID_REQUEST,),
 )
-METHOD_RESPONSE = _problem("Method not allowed on this path.", METHOD_NOT_ALLOWED)
-
-OPERATION_TEXT = {
-    "reserve": (
-        "Reserve units",
-        "scheduled_units += units, only if used + scheduled + units <= total, the authorization "
-        "is active and today is within start_date..end_date.",
-    ),
-    "release": (
-        "Release reserved units",
-        "scheduled_units -= units, only if scheduled_units >= units and the authorization is "
-        "active.",
-    ),
-    "consume": (
-        "Consume reserved units",
-        "scheduled_units -= units and used_units += units, only if scheduled_units >= units and "
-        "the authorization is active.",
-    ),
-}
 
 
-def _authorization_id_parameter() -> dict[str, Any]:
-    return {
-        "name": "authorization_id",
-        "in": "path",
-        "required": True,
-        "description": "Authorization id (a UUID; anything else answers 404).",
-        "schema": UUID_STRING,
+def problems(*responses: ProblemResponse) -> Callable[[Handler], Handler]:
+    """Declare the problem responses a route answers (the document lists exactly these)."""
+
+    def declare(handler: Handler) -> Handler:
+        setattr(handler, PROBLEMS_ATTRIBUTE, responses)
+        return handler
+
+    return declare
+
+
+def other_response(
+    description: str, content_type: str, schema: dict[str, Any], status: int = 200
+) -> Callable[[Handler], Handler]:
+    """Declare a response no model describes (Prometheus text, this document itself)."""
+    rendered = {"description": description, "content": {content_type: {"schema": schema}}}
+
+    def declare(handler: Handler) -> Handler:
+        setattr(handler, OTHER_RESPONSES_ATTRIBUTE, {str(status): rendered})
+        return handler
+
+    return declare
+
+
+def problem_response_object(response: ProblemResponse) -> dict[str, Any]:
+    """Render a problem response: the Problem schema with `code` narrowed to its values."""
+    schema = {"allOf": [{"$ref": PROBLEM_SCHEMA_REF}, {"properties": {"code": {"enum": []}}}]}
+    schema["allOf"][1]["properties"]["code"]["enum"] = list(response.codes)
+    rendered: dict[str, Any] = {
+        "description": response.description,
+        "content": {PROBLEM_CONTENT_TYPE: {"schema": schema}},
     }
+    if response.headers:
+        rendered["headers"] = response.headers
+    return rendered
 
 
-def _unit_operation(operation: str) -> dict[str, Any]:
-    summary, description = OPERATION_TEXT[operation]
-    return {
-        "post": {
-            "operationId": f"{operation}_units",
-            "summary": summary,
-            "description": description
-            + " The counter change and its ledger row are written in one transaction; any "
-            "error leaves the database as it was.",
-            "tags": ["authorizations"],
-            "security": [{"bearerAuth": []}],
-            "parameters": [
-                _authorization_id_parameter(),
-                _ref("parameters", "RequestId"),
-                _ref("parameters", "IdempotencyKey"),
-            ],
-            "requestBody": {"required": True, "content": _json(_ref("schemas", "UnitsRequest"))},
-            "responses": {
-                "200": {
-                    "description": "Units changed; the ledger row's id is `transaction_id`. A "
-                    "repeat of a keyed request answers the first request's status and body again, "
-                    "changes nothing and carries `Idempotent-Replayed: true` (refusals too).",
-                    "content": _json(_ref("schemas", "UnitChangeResult")),
-                    "headers": {"Idempotent-Replayed": REPLAYED_HEADER_SCHEMA},
-                },
-                "401": UNAUTHORIZED_RESPONSE,
-                "404": NOT_FOUND_RESPONSE,
-                "405": METHOD_RESPONSE,
-                "409": _problem(
-                    "Not enough available (reserve) or scheduled (release, consume) units; "
-                    "authorization not active or (reserve) outside its date range; "
-                    "serialization failures still after the retry budget; "
-                    "`idempotency_key_in_use`: a request with the same Idempotency-Key is still "
-                    "being processed (carries `Retry-After`; retry with the same key).",
-                    INSUFFICIENT_UNITS,
-                    AUTHORIZATION_INACTIVE,
-                    SERIALIZATION_CONFLICT,
-                    IDEMPOTENCY_KEY_IN_USE,
-                ),
-                "413": TOO_LARGE_RESPONSE,
-                "422": _problem(
-                    INVALID_RESPONSE["description"]
-                    + " `invalid_idempotency_key`: the key is empty, longer than 255 characters "
-                    "or not printable ASCII. `idempotency_key_reused`: the key was used before "
-                    "for a different request (another operation, authorization or units).",
-                    INVALID_REQUEST,
-                    INVALID_IDEMPOTENCY_KEY,
-                    IDEMPOTENCY_KEY_REUSED,
-                ),
-                "503": UNAVAILABLE_RESPONSE,
-            },
+def model_components(model: type) -> tuple[dict[str, str], dict[str, Any]]:
+    """Return a reference to the model's schema and every schema it needs, by name.
+
+    quart-schema keeps only the model's own msgspec schema, losing the structs it nests.
+    """
+    (reference,), components = msgspec.json.schema_components(
+        [model], ref_template=SCHEMA_REF_TEMPLATE
+    )
+    return reference, components
+
+
+def header_object(schema: dict[str, Any], required: bool) -> dict[str, Any]:
+    """Turn a header model's property (`X | None`) into an OpenAPI header or parameter body."""
+    options = [option for option in schema.get("anyOf", [schema]) if option.get("type") != "null"]
+    (value_schema,) = options
+    value_schema = dict(value_schema)
+    description = value_schema.pop("description", schema.get("description"))
+    rendered: dict[str, Any] = {"required": required, "schema": value_schema}
+    if description:
+        rendered["description"] = description
+    return rendered
+
+
+class ApiDocument(OpenAPIProvider):
+    """quart-schema's provider, adjusted to this API's conventions."""
+
+    def schema(self) -> dict[str, Any]:
+        document = super().schema()
+        document["info"]["description"] = DESCRIPTION
+        document["servers"] = [{"url": "/"}]
+        document["components"]["schemas"].update(model_components(Problem)[1])
+        return document
+
+    def build_paths(self, rule: Any) -> tuple[dict, dict]:
+        paths, components = super().build_paths(rule)
+        handler = self._app.view_functions[rule.endpoint]
+        for operation in next(iter(paths.values())).values():
+            operation["description"] = operation.get("description", "").strip()
+            if not operation["description"]:
+                del operation["description"]
+            declared: dict[int, ProblemResponse] = {}
+            for response in getattr(handler, PROBLEMS_ATTRIBUTE, ()):
+                earlier = declared.get(response.status)
+                declared[response.status] = (
+                    response if earlier is None else earlier.merged_with(response)
+                )
+            operation["responses"].update(getattr(handler, OTHER_RESPONSES_ATTRIBUTE, {}))
+            for status, response in sorted(declared.items()):
+                operation["responses"][str(status)] = problem_response_object(response)
+            operation["responses"] = {
+                str(status): body for status, body in operation["responses"].items()
+            }
+        return paths, components
+
+    def build_path_parameter(self, name: str, converter: BaseConverter) -> dict[str, Any]:
+        return super().build_path_parameter(name, converter) | PATH_PARAMETERS.get(name, {})
+
+    def build_headers_parameters(self, model: type) -> tuple[list[dict[str, Any]], dict]:
+        parameters, components = super().build_headers_parameters(model)
+        return [
+            {"name": parameter["name"], "in": "header"}
+            | header_object(parameter["schema"], parameter.get("required", False))
+            for parameter in parameters
+        ], components
+
+    def build_request_body(self, model: type, source: DataSource) -> tuple[dict, dict]:
+        reference, components = model_components(model)
+        return {"required": True, "content": {"application/json": {"schema": reference}}}, (
+            components
+        )
+
+    def build_response_object(
+        self, model: type, headers_model: type | None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        reference, components = model_components(model)
+        response: dict[str, Any] = {
+            "description": inspect.cleandoc(model.__doc__ or "").replace("\n", " "),
+            "content": {"application/json": {"schema": reference}},
         }
-    }
+        if headers_model is not None:
+            parameters, _ = self.build_headers_parameters(headers_model)
+            response["headers"] = {
+                parameter.pop("name"): {
+                    key: value for key, value in parameter.items() if key != "in"
+                }
+                for parameter in parameters
+            }
+        return response, components
+
+    def operation_id(self, method: str, path: str, func: Callable[..., Any]) -> str | None:
+        return func.__name__
+
+    def generate_rules(self) -> Iterable[Any]:
+        rules = (rule for rule in super().generate_rules() if rule.endpoint != "static")
+        return sorted(rules, key=lambda rule: rule.rule)
 
 
-AUTHORIZATION_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": [
-        "id", "organization_id", "patient_id", "service_code", "total_units", "used_units",
-        "scheduled_units", "available_units", "status", "start_date", "end_date",
-    ],
-    "properties": {
-        "id": UUID_STRING,
-        "organization_id": UUID_STRING,
-        "patient_id": UUID_STRING,
-        "service_code": {"type": "string", "examples": ["97153"]},
-        "total_units": {"type": "integer", "minimum": 0},
-        "used_units": {"type": "integer", "minimum": 0},
-        "scheduled_units": {"type": "integer", "minimum": 0},
-        "available_units": {
-            "type": "integer",
-            "description": "total_units - used_units - scheduled_units",
-        },
-        "status": {"type": "string", "enum": ["active", "suspended", "closed"]},
-        "start_date": {"type": "string", "format": "date"},
-        "end_date": {"type": "string", "format": "date"},
-    },
-}  # fmt: skip
+def install_openapi(app: Quart) -> QuartSchema:
+    """Let quart-schema build the document; the openapi blueprint serves it at /openapi.json.
 
-OPENAPI_DOCUMENT: dict[str, Any] = {
-    "openapi": "3.1.0",
-    "info": {
-        "title": "Clinic unit-reservation service",
-        "version": API_VERSION,
-        "description": (
-            "Reserve, release and consume the units of insurance authorizations without ever "
-            "overbooking. Errors are RFC 9457 problem details with an extra `code` member. "
-            "Concurrency strategy (TARGET_CONCURRENCY): one of "
-            f"{', '.join(CONCURRENCY_STRATEGIES)}."
-        ),
-    },
-    "servers": [{"url": "/"}],
-    "tags": [
-        {"name": "authorizations"},
-        {"name": "auth"},
-        {"name": "operations", "description": "Health, metrics and this document."},
-    ],
-    "paths": {
-        "/healthz": {
-            "get": {
-                "operationId": "get_health",
-                "summary": "Liveness and database reachability",
-                "tags": ["operations"],
-                "responses": {
-                    "200": {
-                        "description": "Up, and the database answers.",
-                        "content": _json(_ref("schemas", "Health")),
-                    },
-                    "503": UNAVAILABLE_RESPONSE,
-                },
-            }
+    quart-schema's own routes (the document, and UIs loading scripts from CDNs) stay off, so
+    the document is served like any other route (request log, metrics, problem details).
+    """
+    return QuartSchema(
+        app,
+        openapi_path=None,
+        redoc_ui_path=None,
+        scalar_ui_path=None,
+        swagger_ui_path=None,
+        info={"title": "Clinic unit-reservation service", "version": API_VERSION},
+        tags=TAGS,
+        security_schemes={
+            BEARER_AUTH: {"type": "http", "scheme": "bearer", "bearer_format": "JWT"}
         },
-        "/api/auth/token": {
-            "post": {
-                "operationId": "create_token",
-                "summary": "Trade a practitioner's e-mail and password for a bearer token",
-                "tags": ["auth"],
-                "requestBody": {
-                    "required": True,
-                    "content": _json(_ref("schemas", "TokenRequest")),
-                },
-                "responses": {
-                    "200": {
-                        "description": "A signed HS256 JWT (claims sub, org, role, iat, exp).",
-                        "content": _json(_ref("schemas", "TokenResponse")),
-                    },
-                    "401": _problem("Wrong e-mail or password.", UNAUTHORIZED),
-                    "405": METHOD_RESPONSE,
-                    "413": TOO_LARGE_RESPONSE,
-                    "422": _problem(
-                        "Body not a JSON object with non-empty string `email` and `password`.",
-                        INVALID_REQUEST,
-                    ),
-                    "503": UNAVAILABLE_RESPONSE,
-                },
-            }
-        },
-        "/api/authorizations/{authorization_id}": {
-            "get": {
-                "operationId": "get_authorization",
-                "summary": "Read one of the caller's organization's authorizations",
-                "tags": ["authorizations"],
-                "security": [{"bearerAuth": []}],
-                "parameters": [_authorization_id_parameter(), _ref("parameters", "RequestId")],
-                "responses": {
-                    "200": {
-                        "description": "The authorization.",
-                        "content": _json(_ref("schemas", "Authorization")),
-                    },
-                    "401": UNAUTHORIZED_RESPONSE,
-                    "404": NOT_FOUND_RESPONSE,
-                    "409": _problem(
-                        "Serialization failures still after the retry budget.",
-                        SERIALIZATION_CONFLICT,
-                    ),
-                    "503": UNAVAILABLE_RESPONSE,
-                },
-            }
-        },
-        "/api/authorizations/{authorization_id}/reserve": _unit_operation("reserve"),
-        "/api/authorizations/{authorization_id}/release": _unit_operation("release"),
-        "/api/authorizations/{authorization_id}/consume": _unit_operation("consume"),
-        "/metrics": {
-            "get": {
-                "operationId": "get_metrics",
-                "summary": "Prometheus metrics, summed over all worker processes",
-                "tags": ["operations"],
-                "responses": {
-                    "200": {
-                        "description": (
-                            "Text exposition format: http_requests_total, "
-                            "http_request_duration_seconds, db_serialization_retries_total, "
-                            "db_serialization_conflicts_total, db_pool_size, "
-                            "db_pool_checked_out, db_pool_waiting, db_pool_timeouts_total."
-                        ),
-                        "content": {"text/plain": {"schema": {"type": "string"}}},
-                    }
-                },
-            }
-        },
-        "/openapi.json": {
-            "get": {
-                "operationId": "get_openapi",
-                "summary": "This document",
-                "tags": ["operations"],
-                "responses": {
-                    "200": {
-                        "description": "OpenAPI 3.1 document.",
-                        "content": _json({"type": "object"}),
-                    }
-                },
-            }
-        },
-    },
-    "components": {
-        "securitySchemes": {
-            "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
-        },
-        "parameters": {
-            "RequestId": {
-                "name": "X-Request-ID",
-                "in": "header",
-                "required": False,
-                "description": (
-                    "Stored on the ledger row and echoed back; one is generated when absent, "
-                    "longer than 100 characters or not printable."
-                ),
-                "schema": {"type": "string", "maxLength": 100},
-            },
-            "IdempotencyKey": {
-                "name": "Idempotency-Key",
-                "in": "header",
-                "required": False,
-                "description": (
-                    "draft-ietf-httpapi-idempotency-key-header: a client-chosen key (1-255 "
-                    'printable ASCII characters; a structured-field string `"..."` is '
-                    "accepted) that makes a retry safe. Keys belong to the organization and "
-                    "are kept at least 24 h (this service never deletes them). The key and the "
-                    "answer are stored in the same transaction as the ledger row. The first "
-                    "request is executed; a repeat with the same request gets the stored "
-                    "status and body; the same key with another request gets 422 "
-                    "`idempotency_key_reused`; a repeat while the first is in flight gets 409 "
-                    "`idempotency_key_in_use`. Without a key, nothing is stored."
-                ),
-                "schema": {"type": "string", "minLength": 1, "maxLength": 255},
-            },
-        },
-        "schemas": {
-            "Authorization": AUTHORIZATION_SCHEMA,
-            "UnitsRequest": {
-                "type": "object",
-                "required": ["units"],
-                "properties": {
-                    "units": {"type": "integer", "minimum": MIN_UNITS, "maximum": MAX_UNITS}
-                },
-            },
-            "UnitChangeResult": {
-                "type": "object",
-                "required": ["transaction_id", "authorization"],
-                "properties": {
-                    "transaction_id": UUID_STRING,
-                    "authorization": _ref("schemas", "Authorization"),
-                },
-            },
-            "TokenRequest": {
-                "type": "object",
-                "required": ["email", "password"],
-                "properties": {
-                    "email": {"type": "string", "minLength": 1},
-                    "password": {"type": "string", "minLength": 1, "format": "password"},
-                },
-            },
-            "TokenResponse": {
-                "type": "object",
-                "required": ["access_token", "token_type", "expires_in"],
-                "properties": {
-                    "access_token": {"type": "string"},
-                    "token_type": {"type": "string", "const": "Bearer"},
-                    "expires_in": {"type": "integer", "description": "Seconds."},
-                },
-            },
-            "Health": {
-                "type": "object",
-                "required": ["status", "concurrency"],
-                "properties": {
-                    "status": {"type": "string", "const": "ok"},
-                    "concurrency": {"type": "string", "enum": list(CONCURRENCY_STRATEGIES)},
-                    "warning": {
-                        "type": "string",
-                        "description": "Present only when the strategy is `unsafe`.",
-                    },
-                },
-            },
-            "Problem": {
-                "type": "object",
-                "description": "RFC 9457 problem details with a stable `code`.",
-                "required": ["type", "title", "status", "detail", "code"],
-                "properties": {
-                    "type": {"type": "string", "format": "uri"},
-                    "title": {"type": "string"},
-                    "status": {"type": "integer"},
-                    "detail": {"type": "string"},
-                    "code": {"type": "string"},
-                },
-            },
-        },
-    },
-}
+        conversion_preference="msgspec",
+        openapi_provider_class=ApiDocument,
+    )
+
+
+def openapi_document(app: Quart) -> dict[str, Any]:
+    """Return the app's document, built once."""
+    extension: QuartSchema = app.extensions["QUART_SCHEMA"]
+    cached = getattr(extension, "_target_document", None)
+    if cached is None:
+        cached = extension.openapi_provider.schema()
+        extension._target_document = cached  # type: ignore[attr-defined]
+    return cached

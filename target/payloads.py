@@ -1,26 +1,26 @@
-"""Read and validate request bodies: one clear 413 or 422 before any database work."""
+"""Read and validate request bodies: one clear 413 or 422 before any database work.
+
+Bodies are decoded straight into the models of `target.api_types`, which also make the
+OpenAPI document: what is validated is what is documented.
+"""
 
 from __future__ import annotations
 
-import json
 import uuid
-from dataclasses import dataclass
-from typing import Any
+from typing import TypeVar
 
+import msgspec
 from quart import request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from target.api_types import MAX_REQUEST_ID_CHARS, TokenRequest, UnitsRequest
 from target.problems import invalid_request, not_found, payload_too_large
 
-MIN_UNITS = 1
-MAX_UNITS = 1_000_000
-MAX_REQUEST_ID_CHARS = 100
+Body = TypeVar("Body", bound=msgspec.Struct)
 
-
-@dataclass(frozen=True)
-class Credentials:
-    email: str
-    password: str
+# A decoder per model is built once; strict by default, so `true`, `1.0` and `"5"` are refused.
+UNITS_REQUEST = msgspec.json.Decoder(UnitsRequest)
+TOKEN_REQUEST = msgspec.json.Decoder(TokenRequest)
 
 
 def parse_authorization_id(raw: str) -> uuid.UUID:
@@ -31,8 +31,8 @@ def parse_authorization_id(raw: str) -> uuid.UUID:
         raise not_found() from error
 
 
-async def read_json_object(max_bytes: int) -> dict[str, Any]:
-    """Read the body (at most ``max_bytes``) and return it as a JSON object."""
+async def read_body(max_bytes: int) -> bytes:
+    """Read the body, at most ``max_bytes`` of it, else raise 413."""
     declared = request.content_length
     if declared is not None and declared > max_bytes:
         raise payload_too_large(max_bytes)
@@ -42,36 +42,27 @@ async def read_json_object(max_bytes: int) -> dict[str, Any]:
         raise payload_too_large(max_bytes) from error
     if len(raw) > max_bytes:
         raise payload_too_large(max_bytes)
+    return raw
+
+
+def decode_body(raw: bytes, decoder: msgspec.json.Decoder[Body]) -> Body:
+    """Decode and check a body against its model in one pass, else raise 422."""
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise invalid_request("request body is not valid JSON") from error
-    if not isinstance(body, dict):
-        raise invalid_request("request body must be a JSON object")
-    return body
+        return decoder.decode(raw)
+    except msgspec.ValidationError as error:
+        raise invalid_request(f"request body does not match the schema: {error}") from error
+    except msgspec.DecodeError as error:
+        raise invalid_request(f"request body is not valid JSON: {error}") from error
 
 
-def parse_units(body: dict[str, Any]) -> int:
-    """Return ``units`` if it is a true integer in range, else raise 422."""
-    if "units" not in body:
-        raise invalid_request("'units' is required")
-    units = body["units"]
-    # bool is a subclass of int, and 1.0 is a float: neither is an integer here.
-    if type(units) is not int:
-        raise invalid_request("'units' must be an integer")
-    if not MIN_UNITS <= units <= MAX_UNITS:
-        raise invalid_request(f"'units' must be between {MIN_UNITS} and {MAX_UNITS}")
-    return units
+async def read_units(max_bytes: int) -> int:
+    """Return the ``units`` of a reserve, release or consume body."""
+    return decode_body(await read_body(max_bytes), UNITS_REQUEST).units
 
 
-def parse_credentials(body: dict[str, Any]) -> Credentials:
-    """Return the e-mail and password of a token request, else raise 422."""
-    email, password = body.get("email"), body.get("password")
-    if not isinstance(email, str) or not email:
-        raise invalid_request("'email' must be a non-empty string")
-    if not isinstance(password, str) or not password:
-        raise invalid_request("'password' must be a non-empty string")
-    return Credentials(email=email, password=password)
+async def read_credentials(max_bytes: int) -> TokenRequest:
+    """Return the e-mail and password of a token request."""
+    return decode_body(await read_body(max_bytes), TOKEN_REQUEST)
 
 
 def request_id_from_header(header: str | None) -> str:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
+import msgspec
 from quart import Response
+
+from target.api_types import Problem
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://clinic-loadtest.invalid/problems/"
@@ -80,14 +82,16 @@ def unavailable(detail: str) -> ProblemError:
 def problem_response(problem: ProblemError) -> Response:
     """Render a problem as an ``application/problem+json`` response."""
     title = HTTPStatus(problem.status).phrase
-    body = {
-        "type": PROBLEM_TYPE_BASE + problem.code,
-        "title": title,
-        "status": problem.status,
-        "detail": problem.detail,
-        "code": problem.code,
-    }
-    response = Response(json.dumps(body), status=problem.status, content_type=PROBLEM_CONTENT_TYPE)
+    body = Problem(
+        type=PROBLEM_TYPE_BASE + problem.code,
+        title=title,
+        status=problem.status,
+        detail=problem.detail,
+        code=problem.code,
+    )
+    response = Response(
+        msgspec.json.encode(body), status=problem.status, content_type=PROBLEM_CONTENT_TYPE
+    )
     for name, value in problem.headers.items():
         response.headers[name] = value
     return response

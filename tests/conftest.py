@@ -6,9 +6,12 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import psycopg
 import pytest
+from openapi_conformance import ResponseChecker, service_document
 
 from local_postgres import ClusterInfo, LocalCluster, create_marked_database
 from local_postgres.cluster import url_for
@@ -46,4 +49,47 @@ def _database_url(pg_cluster: ClusterInfo, migrated_template: str) -> Iterator[s
             psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
                 psycopg.sql.Identifier(name)
             )
+        )
+
+
+@pytest.fixture(autouse=True, name="responses_match_the_openapi_document")
+def _responses_match_the_openapi_document(
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[list[ResponseChecker]]:
+    """Check every response an httpx client of the test gets against the service's document.
+
+    Every httpx client in this suite talks to the service, so a status, body or header the
+    document does not declare fails the test that received it.
+    """
+    checkers: list[ResponseChecker] = []
+
+    def check(response: httpx.Response) -> None:
+        if not checkers:
+            checkers.append(ResponseChecker(service_document()))
+        checkers[0].check(response)
+
+    async_send, sync_send = httpx.AsyncClient.send, httpx.Client.send
+
+    async def async_send_and_check(
+        client: httpx.AsyncClient, request: httpx.Request, **kwargs: Any
+    ) -> httpx.Response:
+        response = await async_send(client, request, **kwargs)
+        if not kwargs.get("stream"):
+            check(response)
+        return response
+
+    def sync_send_and_check(
+        client: httpx.Client, request: httpx.Request, **kwargs: Any
+    ) -> httpx.Response:
+        response = sync_send(client, request, **kwargs)
+        if not kwargs.get("stream"):
+            check(response)
+        return response
+
+    monkeypatch.setattr(httpx.AsyncClient, "send", async_send_and_check)
+    monkeypatch.setattr(httpx.Client, "send", sync_send_and_check)
+    yield checkers
+    if checkers and checkers[0].failures:
+        pytest.fail(
+            "responses the OpenAPI document does not declare:\n" + "\n".join(checkers[0].failures)
         )

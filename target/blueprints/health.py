@@ -5,7 +5,10 @@ from __future__ import annotations
 import psycopg
 from quart import Blueprint
 from quart.typing import ResponseReturnValue
+from quart_schema import document_response, tag_blueprint
 
+from target.api_types import Health
+from target.openapi import UNAVAILABLE_RESPONSE, problems
 from target.problems import unavailable
 from target.state import current_database, current_settings
 
@@ -15,18 +18,22 @@ UNSAFE_WARNING = (
 )
 
 blueprint = Blueprint("health", __name__)
+tag_blueprint(blueprint, ["operations"])
 
 
 @blueprint.get("/healthz")
+@document_response(Health)
+@problems(UNAVAILABLE_RESPONSE)
 async def get_health() -> ResponseReturnValue:
-    """Answer 200 with the strategy in use when the database answers, else 503."""
+    """Liveness and database reachability.
+
+    200 with the concurrency strategy in use when the database answers, else 503.
+    """
     try:
         async with current_database().connect() as connection:
             await connection.execute("SELECT 1")
     except (psycopg.Error, OSError) as error:
         raise unavailable("database unreachable") from error
     concurrency = current_settings().concurrency
-    body = {"status": "ok", "concurrency": concurrency}
-    if concurrency == "unsafe":
-        body["warning"] = UNSAFE_WARNING
-    return body
+    warning = UNSAFE_WARNING if concurrency == "unsafe" else None
+    return Health(status="ok", concurrency=concurrency, warning=warning)

@@ -10,9 +10,19 @@ import psycopg
 from psycopg.rows import class_row
 from quart import Blueprint
 from quart.typing import ResponseReturnValue
+from quart_schema import document_request, document_response, tag_blueprint
 
+from target.api_types import TokenRequest, TokenResponse
 from target.auth import invalid_credentials, issue_token, password_matches
-from target.payloads import parse_credentials, read_json_object
+from target.openapi import (
+    INVALID_TOKEN_REQUEST_RESPONSE,
+    METHOD_RESPONSE,
+    TOO_LARGE_RESPONSE,
+    UNAVAILABLE_RESPONSE,
+    WRONG_CREDENTIALS_RESPONSE,
+    problems,
+)
+from target.payloads import read_credentials
 from target.state import current_database, current_settings
 
 SELECT_PRACTITIONER_BY_EMAIL = (
@@ -20,6 +30,7 @@ SELECT_PRACTITIONER_BY_EMAIL = (
 )
 
 blueprint = Blueprint("tokens", __name__, url_prefix="/api/auth")
+tag_blueprint(blueprint, ["auth"])
 
 
 @dataclass(frozen=True)
@@ -40,10 +51,22 @@ async def select_practitioner_by_email(
 
 
 @blueprint.post("/token")
+@document_request(TokenRequest)
+@document_response(TokenResponse)
+@problems(
+    WRONG_CREDENTIALS_RESPONSE,
+    METHOD_RESPONSE,
+    TOO_LARGE_RESPONSE,
+    INVALID_TOKEN_REQUEST_RESPONSE,
+    UNAVAILABLE_RESPONSE,
+)
 async def create_token() -> ResponseReturnValue:
-    """Check the password (bcrypt, in a thread) and issue a signed token."""
+    """Trade a practitioner's e-mail and password for a bearer token.
+
+    The password is checked with bcrypt in a thread, so the event loop keeps serving.
+    """
     settings = current_settings()
-    credentials = parse_credentials(await read_json_object(settings.max_body_bytes))
+    credentials = await read_credentials(settings.max_body_bytes)
     async with current_database().connect() as connection:
         practitioner = await select_practitioner_by_email(connection, credentials.email)
     stored_hash = practitioner.password_hash if practitioner is not None else None
@@ -57,4 +80,4 @@ async def create_token() -> ResponseReturnValue:
         settings.jwt_secret,
         settings.jwt_ttl_s,
     )
-    return {"access_token": token, "token_type": "Bearer", "expires_in": settings.jwt_ttl_s}
+    return TokenResponse(access_token=token, token_type="Bearer", expires_in=settings.jwt_ttl_s)
