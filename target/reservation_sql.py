@@ -81,6 +81,8 @@ def change_statement(strategy: str, operation: Operation, *, keyed: bool) -> Lit
     """Build the one statement that applies ``operation`` under ``strategy``."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown concurrency strategy {strategy!r}")
+    if strategy == "atomic" and not keyed:
+        return _atomic_statement(operation)
     assignments = ABSOLUTE_CHANGE if strategy == "unsafe" else RELATIVE_CHANGES[operation]
     condition = {
         "serializable": _condition(operation, "c"),
@@ -120,6 +122,29 @@ def change_statement(strategy: str, operation: Operation, *, keyed: bool) -> Lit
         f"WITH {', '.join(ctes)} SELECT claim.held AS key_held, x.id IS NOT NULL AS applied,"
         f" {image}, c.today FROM {source}"
         " LEFT JOIN current AS c ON true LEFT JOIN changed AS x ON true"
+    )
+    return statement  # type: ignore[return-value]  # built only from this module's constants
+
+
+def _atomic_statement(operation: Operation) -> LiteralString:
+    """Build atomic's statement without a key: the conditional UPDATE and the ledger row only.
+
+    It returns no row when nothing matched; the caller then reads the row to say why. Reading
+    it inside the statement (as the other strategies must) cost PostgreSQL about 1.7 times
+    the CPU of this form on every success, to explain the rarer refusal.
+    """
+    returned = ", ".join(f"a.{column}" for column in AUTHORIZATION_COLUMNS)
+    statement = (
+        f"WITH changed AS (UPDATE authorizations AS a SET {RELATIVE_CHANGES[operation]},"
+        " updated_at = now()"
+        " WHERE a.id = %(authorization_id)s AND a.organization_id = %(organization_id)s"
+        f" AND {_condition(operation, 'a')} RETURNING {returned}),"
+        " ledger AS (INSERT INTO unit_transactions (id, authorization_id, organization_id,"
+        " practitioner_id, kind, units, request_id, idempotency_key)"
+        " SELECT %(transaction_id)s, id, organization_id, %(practitioner_id)s, %(kind)s,"
+        " %(units)s, %(request_id)s, %(idempotency_key)s FROM changed)"
+        f" SELECT true AS key_held, true AS applied, {COLUMN_LIST}, CURRENT_DATE AS today"
+        " FROM changed"
     )
     return statement  # type: ignore[return-value]  # built only from this module's constants
 

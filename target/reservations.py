@@ -120,7 +120,12 @@ async def run_change_statement(
     cursor = reusable_cursor(connection)
     await cursor.execute(CHANGE_STATEMENTS[strategy, change.operation, keyed], parameters)
     result = await cursor.fetchone()
-    assert result is not None  # the statement always returns its one summary row
+    if result is None:
+        # Only atomic's unkeyed statement returns nothing: it matched no row. Say why.
+        row = await select_authorization(
+            connection, change.authorization_id, change.organization_id
+        )
+        return _StatementResult(key_held=True, applied=False, row=row)
     # Columns: key_held, applied, then the authorization's (AUTHORIZATION_COLUMNS, today).
     key_held, applied, *columns = result
     row = AuthorizationRecord(*columns) if columns[0] is not None else None

@@ -56,7 +56,8 @@ def race(url: str, strategy: str, isolation: str, change: UnitChange) -> dict[st
                         CHANGE_STATEMENTS[strategy, change.operation, False],
                         statement_parameters(change),
                     ).fetchone()
-                    outcome["applied"] = row[1] if row else None
+                    # No row, or applied = false: nothing matched, nothing was written.
+                    outcome["applied"] = bool(row and row[1])
             except psycopg.Error as error:
                 outcome["sqlstate"] = error.sqlstate
 
