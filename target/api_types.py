@@ -13,9 +13,11 @@ import uuid
 from typing import Annotated, Literal
 
 import msgspec
+from quart import Response
 
 from target.settings import CONCURRENCY_STRATEGIES
 
+JSON_CONTENT_TYPE = "application/json"
 MIN_UNITS = 1
 MAX_UNITS = 1_000_000
 MAX_REQUEST_ID_CHARS = 100
@@ -102,6 +104,15 @@ class Problem(msgspec.Struct, frozen=True):
     status: int
     detail: str
     code: str
+
+
+def json_response(
+    body: msgspec.Struct, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    """Encode a model as a JSON response (msgspec encodes UUIDs and dates itself)."""
+    return Response(
+        msgspec.json.encode(body), status=status, headers=headers, content_type=JSON_CONTENT_TYPE
+    )
 
 
 # -- headers (documented through quart-schema; read by request_log and idempotency) ----------

@@ -23,6 +23,7 @@ from target.api_types import (
     UnitChangeHeaders,
     UnitChangeResult,
     UnitsRequest,
+    json_response,
 )
 from target.auth import Principal, principal_from_header
 from target.idempotency import HEADER as IDEMPOTENCY_KEY_HEADER
@@ -97,7 +98,7 @@ async def get_authorization(authorization_id: str) -> ResponseReturnValue:
         principal.organization_id,
         retry_count(),
     )
-    return authorization_json(row)
+    return json_response(authorization_json(row))
 
 
 @blueprint.post("/<authorization_id>/reserve")
@@ -157,7 +158,7 @@ async def apply_operation(operation: Operation, raw_authorization_id: str) -> Re
         transaction_id=outcome.transaction_id,
         authorization=authorization_json(outcome.authorization),
     )
-    return (body, 200, {REPLAYED_HEADER: "true"}) if outcome.replayed else body
+    return json_response(body, headers={REPLAYED_HEADER: "true"} if outcome.replayed else None)
 
 
 def authorization_json(row: AuthorizationRecord) -> Authorization:

@@ -7,7 +7,7 @@ from quart import Blueprint
 from quart.typing import ResponseReturnValue
 from quart_schema import document_response, tag_blueprint
 
-from target.api_types import Health
+from target.api_types import Health, json_response
 from target.openapi import UNAVAILABLE_RESPONSE, problems
 from target.problems import unavailable
 from target.state import current_database, current_settings
@@ -36,4 +36,4 @@ async def get_health() -> ResponseReturnValue:
         raise unavailable("database unreachable") from error
     concurrency = current_settings().concurrency
     warning = UNSAFE_WARNING if concurrency == "unsafe" else None
-    return Health(status="ok", concurrency=concurrency, warning=warning)
+    return json_response(Health(status="ok", concurrency=concurrency, warning=warning))

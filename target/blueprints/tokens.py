@@ -12,7 +12,7 @@ from quart import Blueprint
 from quart.typing import ResponseReturnValue
 from quart_schema import document_request, document_response, tag_blueprint
 
-from target.api_types import TokenRequest, TokenResponse
+from target.api_types import TokenRequest, TokenResponse, json_response
 from target.auth import invalid_credentials, issue_token, password_matches
 from target.openapi import (
     INVALID_TOKEN_REQUEST_RESPONSE,
@@ -80,4 +80,6 @@ async def create_token() -> ResponseReturnValue:
         settings.jwt_secret,
         settings.jwt_ttl_s,
     )
-    return TokenResponse(access_token=token, token_type="Bearer", expires_in=settings.jwt_ttl_s)
+    return json_response(
+        TokenResponse(access_token=token, token_type="Bearer", expires_in=settings.jwt_ttl_s)
+    )
