@@ -33,6 +33,11 @@ from molotov_scenarios.records import unanswered_requests
 from results.documents import ResultDocument
 from results.files import HISTORY_FILE, OPERATIONS_FILE, RAW_DIR, RESULT_FILE, UNANSWERED_FILE
 from results.history import history_lines, logical_operations, summarise_operations
+from results.organizations import (
+    OrganizationIndex,
+    read_organization_index,
+    summarise_by_organization,
+)
 from results.records import successful_operations
 from results.stalls import latency_evidence
 from results.summary import in_flight_window_s, summarise_generator, summarise_requests
@@ -149,7 +154,14 @@ def execute(
     started_at = time.time()
     outcome = _run_molotov(config, scenario_module, environment, raw_dir, progress)
     collected = collect(raw_dir)
-    result = build_result(config, target_url, outcome, collected, started_at)
+    result = build_result(
+        config,
+        target_url,
+        outcome,
+        collected,
+        started_at,
+        organizations=read_organization_index(fixtures_path),
+    )
     if shard_section is not None:
         result["shard"] = {**shard_section, "cpu_count": os.cpu_count() or 1}
     _write_results(result_dir, result, collected)
@@ -192,8 +204,13 @@ def build_result(
     outcome: MolotovOutcome,
     collected: Collected,
     launched_at: float,
+    organizations: OrganizationIndex | None = None,
 ) -> ResultDocument:
-    """Assemble result.json from the configuration, the process outcome and the records."""
+    """Assemble result.json from the configuration, the process outcome and the records.
+
+    ``organizations``: who owns each authorization (the run's fixtures), for the figures per
+    organization; without it `by_organization` is null (a merge of shards, for now).
+    """
     records = collected.records
     start = collected.run_start_epoch or launched_at
     if records:
@@ -233,6 +250,9 @@ def build_result(
         },
         **summary,
         "operations": summarise_operations(logical_operations(records)),
+        "by_organization": None
+        if organizations is None
+        else summarise_by_organization(records, organizations),
         # Each latency threshold's percentile with its interval, and the stall behind a breach.
         "latency_evidence": latency_evidence(records, config.to_result()["thresholds"]),
         "generator": summarise_generator(

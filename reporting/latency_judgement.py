@@ -93,7 +93,8 @@ def judge_latency(
     deciding_bound = lower if estimate > limit else upper
     if tail < min_tail_requests or deciding_bound is None:
         note = (
-            f"{interval}; too small to judge: about {tail:.0f} requests lie beyond "
+            f"{interval}; too small to judge: about {tail:.0f} "
+            f"{'request lies' if round(tail) == 1 else 'requests lie'} beyond "
             f"p{_pct(entry)} (at least {min_tail_requests:g} needed)"
             if tail < min_tail_requests
             else f"{interval}; too small to judge: no {confidence:.0%} bound from {n} requests"

@@ -138,6 +138,8 @@ def _scenario_summary(evidence: ScenarioEvidence, verdict: Verdict) -> dict[str,
         "by_status": dict(result.get("by_status") or {}),
         "by_code": dict(result.get("by_code") or {}),
         "by_operation": dict(result.get("by_operation") or {}),
+        # Tenant isolation: each organization's requests, errors and latency.
+        "by_organization": list(result.get("by_organization") or []),
         "thresholds": [
             _threshold_summary(check)
             for check in verdict.thresholds

@@ -10,6 +10,8 @@ typed loosely here and described where they are built (named in each comment).
 # NotRequired keys apart when the annotations are evaluated (declared_keys relies on it).
 from typing import Any, NotRequired, TypedDict
 
+from results.organizations import OrganizationFigures
+
 
 class Totals(TypedDict):
     """Request counts of a scenario (results.summary.summarise_requests)."""
@@ -74,6 +76,8 @@ class ResultDocument(TypedDict):
     latency_histogram: list[dict[str, float | int | None]]  # upper_ms (None: overflow), count
     timeseries: list[dict[str, Any]]  # one point per second (results.timeseries.per_second)
     operations: dict[str, Any]  # logical operations (results.history.summarise_operations)
+    # Per organization (tenant), by name; None when the run's fixtures could not be read.
+    by_organization: list[OrganizationFigures] | None
     latency_evidence: list[dict[str, Any]]  # per latency threshold (results.stalls)
     generator: dict[str, Any]  # the generator's self-watch (results.summary.summarise_generator)
     shard: NotRequired[dict[str, Any]]  # one shard of a sharded run (load_runner.sharding)

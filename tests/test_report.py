@@ -366,3 +366,41 @@ def test_an_error_rate_threshold_reads_as_a_percentage(tmp_path: Path) -> None:
     row = text[text.index("unexpected_error_rate_max") :][:80]
     assert "%" in row
     assert "ms" not in row
+
+
+def test_figures_per_organization_reach_summary_and_report(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path)
+    result_path = run_dir / "high_throughput" / "result.json"
+    result = json.loads(result_path.read_text())
+    result["by_organization"] = [
+        {
+            "organization_id": "9b1c",
+            "name": "OrgB",
+            "requests": 40,
+            "errors": 2,
+            "error_rate": 0.05,
+            "p50_ms": 12.5,
+            "p95_ms": 480.25,
+            "p99_ms": 900.0,
+            "by_code": {"insufficient_units": 2},
+        }
+    ]
+    result_path.write_text(json.dumps(result))
+    files = write_report(run_dir)
+    (scenario,) = [s for s in files.summary["scenarios"] if s["scenario"] == "high_throughput"]
+    assert scenario["by_organization"] == result["by_organization"]
+    text = " ".join(parse(files.html_path.read_text()).text)
+    section = text[text.index("By organization") :]
+    row = section[section.index("OrgB") :][:120]
+    assert "40" in row
+    assert "5.00 %" in row
+    assert "480.2 ms" in row or "480.3 ms" in row
+    assert "insufficient_units" in row
+
+
+def test_a_large_miss_reads_as_a_multiple_of_the_limit(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path, p95=700.0)
+    files = write_report(run_dir)
+    reasons = " ".join(files.summary["verdict"]["reasons"])
+    assert "3.5× the limit" in reasons
+    assert "missed by 250.0 %" not in reasons
