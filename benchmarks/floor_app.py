@@ -110,7 +110,11 @@ def create_app_with_sql() -> Quart:
                         raise
                     await asyncio.sleep(backoff_s(attempt))
         finally:
-            idle.put_nowait(connection)
+            # A request cancelled mid-statement (a client gone) leaves its connection closed.
+            if connection.closed or connection.broken:
+                opened.remove(connection)
+            else:
+                idle.put_nowait(connection)
         if not (row and row[1]):
             return Response("{}", status=409, content_type="application/json")
         answer = {
