@@ -17,17 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from service_throughput import (
-    SERVICE_DATABASE,
-    HttpRun,
-    LocalCluster,
-    PostgresCpu,
-    create_marked_database,
-    run_http,
-    seed_service_database,
-    upgrade,
-    url_for,
-)
+from service_throughput import HttpRun, run_http, seeded_service_cluster
 
 
 def numbers(text: str) -> list[int]:
@@ -43,15 +33,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="pool-sweep-"))
-    cluster = LocalCluster(workdir / "pg")
     results: dict[tuple[int, int], list] = {}
-    try:
-        info = cluster.up()
-        postgres = PostgresCpu.of_cluster(cluster.data_dir)
-        create_marked_database(url_for(info.port, "postgres"), SERVICE_DATABASE)
-        url = url_for(info.port, SERVICE_DATABASE)
-        upgrade(url)
-        seed_service_database(url)
+    with seeded_service_cluster(workdir) as (url, postgres):
         for repeat in range(1, args.repeats + 1):
             for workers in args.workers:
                 for pool_size in args.pool_sizes:
@@ -65,8 +48,6 @@ def main() -> None:
                         f"cpu {measurement.cpu_ms_per_reservation}",
                         file=sys.stderr,
                     )
-    finally:
-        cluster.destroy()
     print(f"| workers | pool per worker | {args.strategy} res/s (min-max) | p95 ms | retries/s |")
     print("|---:|---:|---:|---:|---:|")
     for (workers, pool_size), runs in sorted(results.items()):

@@ -30,21 +30,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from service_throughput import (
     BENCHMARK_JWT_SECRET,
-    SERVICE_DATABASE,
     WARMUP_S,
     HttpRun,
-    LocalCluster,
-    PostgresCpu,
-    create_marked_database,
     http_targets,
     ledger_rows,
     reset_service_database,
     run_http,
     run_wrk,
-    seed_service_database,
+    seeded_service_cluster,
     tree_cpu_s,
-    upgrade,
-    url_for,
     write_wrk_script,
 )
 
@@ -116,31 +110,21 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="before-after-"))
-    cluster = LocalCluster(work / "pg")
     figures: dict[tuple[str, str], list[tuple[float, float]]] = {}
-    with worktree(args.base_rev) as tree:
-        try:
-            info = cluster.up()
-            postgres = PostgresCpu.of_cluster(cluster.data_dir)
-            create_marked_database(url_for(info.port, "postgres"), SERVICE_DATABASE)
-            url = url_for(info.port, SERVICE_DATABASE)
-            upgrade(url)
-            seed_service_database(url)
-            for repeat in range(1, args.repeats + 1):
-                for strategy in args.strategies.split(","):
-                    before = run_old(tree, url, strategy, args.seconds, work)
-                    now = run_http(
-                        HttpRun("service", strategy, repeat, 2, 8, False),
-                        url, args.seconds, work, postgres, None,
-                    )  # fmt: skip
-                    after = (now.reservations_per_s, now.cpu_ms_per_reservation["service"])
-                    figures.setdefault((strategy, "before"), []).append(before)
-                    figures.setdefault((strategy, "after"), []).append(after)
-                    print(f"repeat {repeat} {strategy}: before {before[0]:.0f}/s "
-                          f"{before[1]:.3f} ms, after {after[0]:.0f}/s {after[1]:.3f} ms",
-                          file=sys.stderr)  # fmt: skip
-        finally:
-            cluster.destroy()
+    with worktree(args.base_rev) as tree, seeded_service_cluster(work) as (url, postgres):
+        for repeat in range(1, args.repeats + 1):
+            for strategy in args.strategies.split(","):
+                before = run_old(tree, url, strategy, args.seconds, work)
+                now = run_http(
+                    HttpRun("service", strategy, repeat, 2, 8, False),
+                    url, args.seconds, work, postgres, None,
+                )  # fmt: skip
+                after = (now.reservations_per_s, now.cpu_ms_per_reservation["service"])
+                figures.setdefault((strategy, "before"), []).append(before)
+                figures.setdefault((strategy, "after"), []).append(after)
+                print(f"repeat {repeat} {strategy}: before {before[0]:.0f}/s "
+                      f"{before[1]:.3f} ms, after {after[0]:.0f}/s {after[1]:.3f} ms",
+                      file=sys.stderr)  # fmt: skip
     print(f"| strategy | {args.base_rev} res/s | now res/s | ratio | CPU ms/res before | now |")
     print("|---|---:|---:|---:|---:|---:|")
     for strategy in args.strategies.split(","):

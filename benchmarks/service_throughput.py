@@ -24,6 +24,7 @@ divided by the reservations committed. A script, not a test: nothing passes or f
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import json
 import os
@@ -37,6 +38,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -567,6 +569,21 @@ def stop_profilers(profilers: list[subprocess.Popen]) -> None:
         profiler.send_signal(2)  # SIGINT: py-spy writes its file and exits
     for profiler in profilers:
         profiler.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def seeded_service_cluster(workdir: Path) -> Iterator[tuple[str, PostgresCpu]]:
+    """Start a throwaway cluster with a migrated, seeded service database; yield its URL."""
+    cluster = LocalCluster(workdir / "pg")
+    try:
+        info = cluster.up()
+        create_marked_database(url_for(info.port, "postgres"), SERVICE_DATABASE)
+        url = url_for(info.port, SERVICE_DATABASE)
+        upgrade(url)
+        seed_service_database(url)
+        yield url, PostgresCpu.of_cluster(cluster.data_dir)
+    finally:
+        cluster.destroy()
 
 
 # -- the whole run -------------------------------------------------------------------------
