@@ -54,11 +54,13 @@ def downgrade(c: Context, revision: str = "base") -> None:
 
 # -- target.* ------------------------------------------------------------------------------
 @task
-def serve(c: Context, port: int = 8000, workers: int = 1, strategy: str = "") -> None:
-    """Serve the reservation service under Hypercorn until interrupted."""
+def serve(
+    c: Context, port: int = 8000, workers: int = 1, strategy: str = "", host: str = "127.0.0.1"
+) -> None:
+    """Serve the reservation service (supervised Hypercorn workers) until interrupted."""
     from pipeline.serve_command import serve_forever
 
-    serve_forever(port=port, workers=workers, strategy=strategy or None)
+    serve_forever(port=port, workers=workers, strategy=strategy or None, host=host)
 
 
 # -- load-test.* ---------------------------------------------------------------------------

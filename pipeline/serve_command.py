@@ -38,7 +38,7 @@ def check_database_ready(url: str) -> str | None:
     return None
 
 
-def serve_forever(port: int, workers: int, strategy: str | None) -> None:
+def serve_forever(port: int, workers: int, strategy: str | None, host: str = HOST) -> None:
     """Serve in the foreground until interrupted; one clear line and exit 2 on a setup error."""
     url = cleanly(database_url)
     try:
@@ -48,7 +48,7 @@ def serve_forever(port: int, workers: int, strategy: str | None) -> None:
     problem = check_database_ready(url)
     if problem is not None:
         fail(problem)
-    listener = cleanly(lambda: bind_listener(port))
+    listener = cleanly(lambda: bind_listener(port, host))
     metrics_dir = Path(tempfile.mkdtemp(prefix="target-metrics-"))
     bound_port = listener.getsockname()[1]
     with listener:
@@ -58,7 +58,7 @@ def serve_forever(port: int, workers: int, strategy: str | None) -> None:
             cwd=PROJECT_ROOT,
             pass_fds=(listener.fileno(),),
         )
-    print(f"serving on http://{HOST}:{bound_port} (Ctrl-C to stop)", file=sys.stderr)
+    print(f"serving on http://{host}:{bound_port} (Ctrl-C to stop)", file=sys.stderr)
     try:
         process.wait()
     except KeyboardInterrupt:

@@ -159,15 +159,19 @@ def check_launch(
     Settings.from_env(service_environment(database_url, strategy, Path(os.devnull), env))
 
 
-def bind_listener(port: int) -> socket.socket:
-    """Bind and listen in this process, so the child inherits a port nobody can take first."""
+def bind_listener(port: int, host: str = HOST) -> socket.socket:
+    """Bind and listen in this process, so the child inherits a port nobody can take first.
+
+    Tests and load tests stay on 127.0.0.1; `invoke target.serve --host 0.0.0.0` is for a
+    container whose pod address the generators reach (deploy/kubernetes/service.yaml).
+    """
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        listener.bind((HOST, port))
+        listener.bind((host, port))
     except OSError as error:
         listener.close()
-        raise ServiceStartError(f"cannot listen on {HOST}:{port}: {error.strerror}") from error
+        raise ServiceStartError(f"cannot listen on {host}:{port}: {error.strerror}") from error
     listener.listen(LISTEN_BACKLOG)
     listener.set_inheritable(True)
     return listener

@@ -108,3 +108,13 @@ def test_the_merge_job_reads_the_folder_the_shards_write() -> None:
     assert set(arguments[::2]) <= _task_options(task)
     env_names = {item["name"] for item in container["env"]}
     assert "DATABASE_URL" in env_names  # the integrity checks read the service's database
+
+
+def test_the_service_runs_target_serve_with_options_it_accepts() -> None:
+    deployment = next(d for d in _load("service.yaml") if d["kind"] == "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    task, *arguments = container["args"]
+    assert task == "target.serve"
+    options = {word for word in arguments if word.startswith("--")}
+    assert options <= _task_options("target.serve")
+    assert arguments[arguments.index("--host") + 1] == "0.0.0.0"

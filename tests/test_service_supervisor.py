@@ -276,3 +276,10 @@ def receive_all(connection: socket.socket) -> bytes:
     while chunk := connection.recv(65536):
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def test_the_listener_binds_the_host_it_is_given() -> None:
+    with bind_listener(0, host="0.0.0.0") as listener:
+        assert listener.getsockname()[0] == "0.0.0.0"
+    with bind_listener(0) as listener:
+        assert listener.getsockname()[0] == "127.0.0.1"
