@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import bcrypt
@@ -22,6 +23,8 @@ import psycopg
 
 from local_postgres import ClusterInfo, create_marked_database
 from local_postgres.cluster import url_for
+from pipeline.service_process import start_service
+from seeding import seed_database
 from target.settings import DEFAULT_JWT_SECRET
 
 PASSWORD = "correct horse battery staple"
@@ -232,3 +235,29 @@ def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str
     assert body["title"]
     assert isinstance(body["detail"], str)
     return body
+
+
+@dataclass(frozen=True)
+class SeededStack:
+    """A deterministically seeded database, its fixtures, and a service serving it."""
+
+    database_url: str
+    base_url: str
+    fixtures_path: Path
+    fixtures: dict[str, Any]
+
+
+@contextmanager
+def seeded_stack(
+    pg_cluster: ClusterInfo, template: str, folder: Path, *, background: int = 5_000
+) -> Iterator[SeededStack]:
+    """Seed a module's own database as the pipeline does and serve it for the module."""
+    with module_database(pg_cluster, template) as url:
+        fixtures_path = folder / "test-data.json"
+        seed_database(
+            url, background=background, fixtures_path=fixtures_path, jwt_secret=DEFAULT_JWT_SECRET
+        )
+        with start_service(url) as service:
+            yield SeededStack(
+                url, service.base_url, fixtures_path, json.loads(fixtures_path.read_text())
+            )

@@ -12,21 +12,19 @@ import csv
 import json
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 import pytest
+from support_service import SeededStack, seeded_stack
 
 from integrity import format_report, run_checks
 from integrity.checks import EXACTLY_ONCE_CHECKS
 from load_runner import ScenarioRun, run_scenario
 from load_runner.profiles import load_scenario_config
-from local_postgres import ClusterInfo, create_marked_database
-from local_postgres.cluster import url_for
+from local_postgres import ClusterInfo
 from molotov_scenarios.environment import PROCESS_PREFIX, RECORDS_PREFIX
 from pipeline.service_process import start_service
 from seeding import reset_to_baseline, seed_database
@@ -38,36 +36,17 @@ BACKGROUND = 5_000
 CONTENDED_TOTAL_UNITS = 50
 
 
-@dataclass(frozen=True)
-class Stack:
-    database_url: str
-    base_url: str
-    fixtures_path: Path
-    fixtures: dict
-
-
 @pytest.fixture(scope="module", name="stack")
 def _stack(
     pg_cluster: ClusterInfo, migrated_template: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
+) -> Iterator[SeededStack]:
     """Seed one database and serve it for the whole module; each test resets it to baseline."""
-    name = f"test_scenarios_{uuid.uuid4().hex[:8]}"
-    admin_url = url_for(pg_cluster.port, "postgres")
-    create_marked_database(admin_url, name, template=migrated_template)
-    database_url = url_for(pg_cluster.port, name)
-    fixtures_path = tmp_path_factory.mktemp("fixtures") / "test-data.json"
-    seed_database(
-        database_url, background=BACKGROUND, fixtures_path=fixtures_path,
-        jwt_secret=DEFAULT_JWT_SECRET,
-    )  # fmt: skip
-    with start_service(database_url) as service:
-        yield Stack(database_url, service.base_url, fixtures_path,
-                    json.loads(fixtures_path.read_text()))  # fmt: skip
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    folder = tmp_path_factory.mktemp("fixtures")
+    with seeded_stack(pg_cluster, migrated_template, folder, background=BACKGROUND) as stack:
+        yield stack
 
 
-def run_smoke(stack: Stack, scenario: str, out_dir: Path) -> ScenarioRun:
+def run_smoke(stack: SeededStack, scenario: str, out_dir: Path) -> ScenarioRun:
     reset_to_baseline(stack.database_url)
     return run_scenario(
         scenario,
@@ -167,7 +146,7 @@ def assert_one_key_per_operation(run: ScenarioRun, rows: list[list[str]]) -> Non
 
 
 def test_high_contention_gives_exactly_five_successes_per_exhausted_authorization(
-    stack: Stack, tmp_path: Path
+    stack: SeededStack, tmp_path: Path
 ) -> None:
     run = run_smoke(stack, "high_contention", tmp_path)
     rows = assert_counts_add_up(run, load_scenario_config("high_contention", "smoke").processes)
@@ -196,7 +175,7 @@ def test_high_contention_gives_exactly_five_successes_per_exhausted_authorizatio
 
 
 def test_high_throughput_touches_at_least_fifty_authorizations(
-    stack: Stack, tmp_path: Path
+    stack: SeededStack, tmp_path: Path
 ) -> None:
     run = run_smoke(stack, "high_throughput", tmp_path)
     rows = assert_counts_add_up(run, load_scenario_config("high_throughput", "smoke").processes)
@@ -210,7 +189,9 @@ def test_high_throughput_touches_at_least_fifty_authorizations(
     assert set(kinds) == {"reserve", "release"}
 
 
-def test_mixed_operations_keeps_its_mix_and_never_overbooks(stack: Stack, tmp_path: Path) -> None:
+def test_mixed_operations_keeps_its_mix_and_never_overbooks(
+    stack: SeededStack, tmp_path: Path
+) -> None:
     run = run_smoke(stack, "mixed_operations", tmp_path)
     rows = assert_counts_add_up(run, load_scenario_config("mixed_operations", "smoke").processes)
     operations = client_operations(run)

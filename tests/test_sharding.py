@@ -18,14 +18,12 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
 import pytest
+from support_service import SeededStack, seeded_stack
 
 from load_runner.merge import merge_shards
 from load_runner.profiles import load_scenario_config
@@ -37,15 +35,12 @@ from load_runner.sharding import (
     parse_start_at,
     shard_config,
 )
-from local_postgres import ClusterInfo, create_marked_database
-from local_postgres.cluster import url_for
+from local_postgres import ClusterInfo
 from molotov_scenarios.records import decode_record
 from pipeline.merge import merge_and_report
-from pipeline.service_process import start_service
 from results.latency import latency_summary
 from results.merge import ShardMergeError
-from seeding import reset_to_baseline, seed_database
-from target.settings import DEFAULT_JWT_SECRET
+from seeding import reset_to_baseline
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BACKGROUND = 5_000
@@ -55,30 +50,14 @@ SHARDS = 2
 START_MARGIN_S = 15.0  # shard processes start, import and estimate their clock within this
 
 
-@dataclass(frozen=True)
-class Stack:
-    database_url: str
-    base_url: str
-    fixtures_path: Path
-
-
 @pytest.fixture(scope="module", name="stack")
 def _stack(
     pg_cluster: ClusterInfo, migrated_template: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
-    name = f"test_sharding_{uuid.uuid4().hex[:8]}"
-    admin_url = url_for(pg_cluster.port, "postgres")
-    create_marked_database(admin_url, name, template=migrated_template)
-    database_url = url_for(pg_cluster.port, name)
-    fixtures_path = tmp_path_factory.mktemp("fixtures") / "test-data.json"
-    seed_database(
-        database_url, background=BACKGROUND, fixtures_path=fixtures_path,
-        jwt_secret=DEFAULT_JWT_SECRET,
-    )  # fmt: skip
-    with start_service(database_url) as service:
-        yield Stack(database_url, service.base_url, fixtures_path)
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+) -> Iterator[SeededStack]:
+    """Seed one database and serve it for the whole module; each test resets it to baseline."""
+    folder = tmp_path_factory.mktemp("fixtures")
+    with seeded_stack(pg_cluster, migrated_template, folder, background=BACKGROUND) as stack:
+        yield stack
 
 
 # -- Shard arithmetic and bad input ---------------------------------------------------------
@@ -122,7 +101,7 @@ def test_bad_shard_input_is_one_line_and_exit_2(
     assert not out.exists()
 
 
-def test_the_clock_offset_comes_from_the_date_header(stack: Stack) -> None:
+def test_the_clock_offset_comes_from_the_date_header(stack: SeededStack) -> None:
     # Same host, same clock: the estimate must find (about) zero, within its own bounds.
     offset = estimate_clock_offset(stack.base_url)
     assert offset.source == "date_header"
@@ -132,7 +111,7 @@ def test_the_clock_offset_comes_from_the_date_header(stack: Stack) -> None:
 
 # -- The round trip ---------------------------------------------------------------------------
 def test_shards_merge_exactly_and_reconcile_with_the_ledger(
-    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    stack: SeededStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reset_to_baseline(stack.database_url)
     start_at = time.time() + START_MARGIN_S
@@ -220,7 +199,7 @@ def test_shards_merge_exactly_and_reconcile_with_the_ledger(
     assert not (tmp_path / "refused").exists()
 
 
-def test_merge_command_refuses_in_one_line(tmp_path: Path, stack: Stack) -> None:
+def test_merge_command_refuses_in_one_line(tmp_path: Path, stack: SeededStack) -> None:
     completed = _invoke("load-test.merge", str(tmp_path / "nothing-here"),
                         "--out", str(tmp_path / "run"),
                         env={"LOADTEST_FIXTURES_PATH": str(stack.fixtures_path)})  # fmt: skip
