@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from molotov_scenarios.environment import PROCESS_PREFIX, PROGRESS_PREFIX, RECORDS_PREFIX
-from molotov_scenarios.records import Record, decode_record
 from results.latency import merge_live_buckets
-from results.records import DuplicateRecordError, merge_records
+from results.record_table import RecordTable, RecordTableBuilder
+from results.records import DuplicateRecordError, check_each_request_once, sort_by_start
 from results.summary import ProcessReport
 
 
@@ -18,13 +19,14 @@ from results.summary import ProcessReport
 class Collected:
     """Every process's records merged, their self-watch, and anything wrong with the files."""
 
-    records: list[Record]
+    records: RecordTable  # ordered by start
     processes: list[ProcessReport]
     run_start_epoch: float | None
     exceptions: int
     first_exception: str
     scheduled_requests: int
     problems: list[str]
+    duplicate: str = ""  # the first request (or operation's attempt) recorded twice, if any
 
 
 @dataclass(frozen=True)
@@ -36,34 +38,38 @@ class LiveProgress:
     buckets: dict[int, int]
 
 
-def collect(record_dir: Path) -> Collected:
-    """Read and merge every process's files; note (don't hide) anything missing or inconsistent."""
+def collect(record_dirs: Path | Sequence[Path]) -> Collected:
+    """Read and merge every process's files (of one folder, or of several: a merge of shards);
+    note (don't hide) anything missing or inconsistent."""
+    folders = [record_dirs] if isinstance(record_dirs, Path) else list(record_dirs)
     problems: list[str] = []
-    per_process: list[list[Record]] = []
     reports: list[ProcessReport] = []
     starts: list[float] = []
     exceptions = scheduled = 0
     first_exception = ""
-    for summary_path in sorted(record_dir.glob(f"{PROCESS_PREFIX}*.json")):
-        summary = json.loads(summary_path.read_text())
+    pattern = f"{PROCESS_PREFIX}*.json"
+    paths = [path for folder in folders for path in sorted(folder.glob(pattern))]
+    summaries = [(path, json.loads(path.read_text())) for path in paths]
+    # Every process's rows into one table, sized by what the processes say they wrote.
+    builder = RecordTableBuilder(capacity=sum(int(s["requests"]) for _, s in summaries))
+    for summary_path, summary in summaries:
         pid = int(summary["pid"])
-        records_path = record_dir / f"{RECORDS_PREFIX}{pid}.csv"
+        records_path = summary_path.parent / f"{RECORDS_PREFIX}{pid}.csv"
         try:
             with records_path.open(newline="") as handle:
-                records = [decode_record(row) for row in csv.reader(handle)]
+                recorded = builder.add_rows(csv.reader(handle))
         except FileNotFoundError:
             problems.append(f"process {pid} wrote a summary but no records")
-            records = []
-        if len(records) != summary["requests"]:
+            recorded = 0
+        if recorded != summary["requests"]:
             problems.append(
                 f"process {pid} counted {summary['requests']} requests "
-                f"but its file holds {len(records)}"
+                f"but its file holds {recorded}"
             )
-        per_process.append(records)
         reports.append(
             ProcessReport(
                 pid=pid,
-                requests=len(records),
+                requests=recorded,
                 cpu_seconds=float(summary["cpu_seconds"]),
                 wall_seconds=float(summary["wall_seconds"]),
                 loop_lag_ms=tuple(float(lag) for lag in summary["loop_lag_ms"]),
@@ -73,11 +79,14 @@ def collect(record_dir: Path) -> Collected:
         exceptions += int(summary["exceptions"])
         scheduled += int(summary["scheduled_requests"])
         first_exception = first_exception or str(summary["first_exception"])
+    records = builder.build()
+    duplicate = ""
     try:
-        records = merge_records(per_process)
+        check_each_request_once(records)
     except DuplicateRecordError as error:
-        problems.append(str(error))
-        records = [record for process in per_process for record in process]
+        duplicate = str(error)
+        problems.append(duplicate)
+    sort_by_start(records)
     return Collected(
         records=records,
         processes=reports,
@@ -86,6 +95,7 @@ def collect(record_dir: Path) -> Collected:
         first_exception=first_exception,
         scheduled_requests=scheduled,
         problems=problems,
+        duplicate=duplicate,
     )
 
 

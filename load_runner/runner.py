@@ -38,6 +38,7 @@ from results.organizations import (
     read_organization_index,
     summarise_by_organization,
 )
+from results.record_table import RecordTable
 from results.records import successful_operations
 from results.stalls import latency_evidence
 from results.summary import in_flight_window_s, summarise_generator, summarise_requests
@@ -209,14 +210,12 @@ def build_result(
     """Assemble result.json from the configuration, the process outcome and the records.
 
     ``organizations``: who owns each authorization (the run's fixtures), for the figures per
-    organization; without it `by_organization` is null (a merge of shards, for now).
+    organization; without it `by_organization` is null.
     """
-    records = collected.records
+    records = RecordTable.from_records(collected.records)
     start = collected.run_start_epoch or launched_at
-    if records:
-        end = start + max(record.started_s + record.latency_ms / 1000 for record in records)
-    else:
-        end = launched_at + outcome.wall_s
+    ended = float(records.completed_s.max()) if len(records) else None
+    end = launched_at + outcome.wall_s if ended is None else start + ended
     duration_s = max(end - start, 0.0)
     reasons = _crash_reasons(config, outcome, collected)
     # Throughput over the time requests were in flight: the run's wall time also counts

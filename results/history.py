@@ -12,14 +12,23 @@ plus the count of users, so no process ever has two operations open.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import overload
 
-from molotov_scenarios.records import NO_RESPONSE_STATUS, Record, is_error
+import numpy as np
+
+from molotov_scenarios.records import NO_RESPONSE_STATUS, Record
 from results.latency import latency_summary
+from results.record_table import RecordTable
 
 OK, FAIL, INFO = "ok", "fail", "info"
+OUTCOMES = (OK, FAIL, INFO)
+_CHUNK = 8_192  # operations (or events) turned into Python values at a time
+_COMPLETION, _INVOKE = 0, 1  # at one instant a completion comes first
 INVOKE = "invoke"
 NANOSECONDS_PER_SECOND = 1_000_000_000
 
@@ -47,117 +56,227 @@ class LogicalOperation:
         return (self.completed_s - self.invoked_s) * 1000
 
 
-def logical_operations(records: Iterable[Record]) -> list[LogicalOperation]:
+class OperationTable(Sequence[LogicalOperation]):
+    """Every logical operation of a run as columns over the records' table.
+
+    One row per operation, ordered by when it was invoked: the rows of its first
+    and last attempts, how many attempts it took, when it was invoked and completed, and its
+    outcome. Iterating gives LogicalOperations, made one at a time.
+    """
+
+    def __init__(self, records: Iterable[Record]) -> None:
+        table = self.records = RecordTable.from_records(records)
+        keys = table.idempotency_key
+        # Rows by key, then attempt (the unkeyed ones form groups too: split apart below).
+        by_key = np.lexsort((table.attempt, *keys.sort_keys()))
+        changed = np.zeros(max(len(by_key) - 1, 0), dtype=bool)
+        for column in keys.sort_keys():
+            ordered = column[by_key]
+            changed |= ordered[1:] != ordered[:-1]
+        del ordered
+        unkeyed = ~keys.present()[by_key]
+        # A group starts where the key changes; an unkeyed row is an operation of its own.
+        starts = np.flatnonzero(np.r_[True, changed | unkeyed[1:]]) if len(by_key) else by_key
+        del changed
+        ends = np.r_[starts[1:], len(by_key)] if len(starts) else starts
+        first_row = by_key[starts].astype(np.int32)
+        last_row = by_key[ends - 1].astype(np.int32)
+        attempts = (ends - starts).astype(np.int16)
+        del ends
+        completed = table.completed_s[by_key]
+        completed_s = np.maximum.reduceat(completed, starts) if len(starts) else completed
+        del completed, by_key
+        # A keyed operation's outcome is its last attempt's; one whose last attempt carries none
+        # was cut short (the process stopped mid-operation): it may or may not have happened.
+        outcome_codes = np.array([OUTCOMES.index(o) if o in OUTCOMES else OUTCOMES.index(INFO)
+                                  for o in table.outcome.labels], dtype=np.int8)  # fmt: skip
+        outcome = outcome_codes[table.outcome.codes[last_row]] if len(outcome_codes) else starts
+        legacy = ~keys.present()[first_row]
+        outcome[legacy] = _legacy_outcomes(table, first_row[legacy])
+        # By invocation, then (equal times) by the row of the first attempt.
+        order = np.lexsort((first_row, table.started_s[first_row]))
+        self.first_row, self.last_row = first_row[order], last_row[order]
+        self.attempts = attempts[order]
+        self.completed_s = completed_s[order]
+        self.outcome = outcome[order].astype(np.int8)  # index into OUTCOMES
+
+    @property
+    def invoked_s(self) -> np.ndarray:
+        """Return when each operation was invoked: its first attempt's (intended) start."""
+        return self.records.started_s[self.first_row]
+
+    def __len__(self) -> int:
+        return len(self.first_row)
+
+    @overload
+    def __getitem__(self, index: int) -> LogicalOperation: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[LogicalOperation]: ...
+    def __getitem__(self, index: int | slice) -> LogicalOperation | Sequence[LogicalOperation]:
+        if isinstance(index, slice):
+            return [self[position] for position in range(len(self))[index]]
+        return self._operation(range(len(self))[index])
+
+    def latency_ms(self) -> np.ndarray:
+        """Return each operation's latency: first (intended) start to last end, pauses included."""
+        return (self.completed_s - self.invoked_s) * 1000
+
+    def _operation(self, position: int) -> LogicalOperation:
+        first = self.records[int(self.first_row[position])]
+        last = self.records[int(self.last_row[position])]
+        outcome = OUTCOMES[self.outcome[position]]
+        members = np.array([self.first_row[position]])
+        if first.idempotency_key:  # every attempt sent under the key, in order
+            keys = self.records.idempotency_key
+            same = np.ones(len(keys), dtype=bool)
+            for column in keys.sort_keys():
+                same &= column == column[self.first_row[position]]
+            members = np.flatnonzero(same)
+            members = members[np.argsort(self.records.attempt[members], kind="stable")]
+        return LogicalOperation(
+            idempotency_key=first.idempotency_key,
+            f=first.operation,
+            authorization_id=first.authorization_id,
+            units=first.units,
+            worker=first.worker,
+            invoked_s=first.started_s,
+            completed_s=float(self.completed_s[position]),
+            outcome=outcome,
+            attempts=int(self.attempts[position]),
+            transaction_id=last.transaction_id if outcome == OK else "",
+            code="" if outcome == OK else last.code,
+            request_ids=tuple(self.records.request_id.texts(members)),
+        )
+
+
+def logical_operations(records: Iterable[Record]) -> OperationTable:
     """Group attempts by Idempotency-Key into operations, ordered by when they were invoked."""
-    grouped: dict[str, list[Record]] = {}
-    operations: list[LogicalOperation] = []
-    for record in records:
-        if record.idempotency_key:
-            grouped.setdefault(record.idempotency_key, []).append(record)
-        else:
-            operations.append(_operation([record], _legacy_outcome(record)))
-    for attempts in grouped.values():
-        attempts.sort(key=lambda record: record.attempt)
-        # An operation whose last attempt carries no outcome was cut short (the process
-        # stopped mid-operation): it may or may not have happened.
-        operations.append(_operation(attempts, attempts[-1].outcome or INFO))
-    operations.sort(key=lambda operation: (operation.invoked_s, operation.idempotency_key))
-    return operations
+    return OperationTable(records)
 
 
-def history_events(operations: Sequence[LogicalOperation]) -> list[dict[str, object]]:
+def history_events(operations: OperationTable) -> list[dict[str, object]]:
     """Return the history: one invoke and one completion per operation, in time order."""
-    workers = sorted(
-        {operation.worker for operation in operations if operation.worker},
-        key=lambda worker: min(op.invoked_s for op in operations if op.worker == worker),
+    return list(iter_history_events(operations))
+
+
+def iter_history_events(operations: OperationTable) -> Iterator[dict[str, object]]:
+    """Yield the history's events in time order, a chunk at a time (a run's million
+    operations never become two million dicts at once)."""
+    table = operations.records
+    worker = table.worker.codes[operations.first_row]
+    invoked = operations.invoked_s
+    labels = table.worker.labels
+    named = np.array([bool(label) for label in labels], dtype=bool)
+    named_ops = named[worker]
+    # Each user is a process, numbered by when it first invoked anything (then by name).
+    first_invoked = np.full(len(labels), np.inf)
+    np.minimum.at(first_invoked, worker[named_ops], invoked[named_ops])
+    users = [code for code in range(len(labels)) if named[code]]
+    users.sort(key=lambda code: (first_invoked[code], labels[code]))
+    process_of = {code: number for number, code in enumerate(users)}
+    concurrency = max(len(users), 1)
+    unkeyed = len(users)  # an old record's operation gets a process of its own
+    # Walk each user's operations in order (the unnamed ones first, as "" sorts first).
+    name_rank = np.argsort(np.argsort(np.array(labels, dtype=object)))
+    walk = np.lexsort((invoked, name_rank[worker])).astype(np.int32)
+    process = np.empty(len(operations), dtype=np.int32)
+    invoke_at = np.empty(len(operations), dtype=np.float64)
+    free_from: dict[int, float] = {}
+    info = OUTCOMES.index(INFO)
+    for begin in range(0, len(walk), _CHUNK):
+        rows = walk[begin : begin + _CHUNK]
+        chunk = zip(rows.tolist(), worker[rows].tolist(), named_ops[rows].tolist(),
+                    invoked[rows].tolist(), operations.completed_s[rows].tolist(),
+                    operations.outcome[rows].tolist(), strict=True)  # fmt: skip
+        for row, user, is_named, invoked_s, completed_s, outcome in chunk:
+            if is_named:
+                number = process_of[user]
+                # Under the open model a slot can be due before the user's previous call
+                # ended; a process is single-threaded, so its invoke waits for that end.
+                invoked_s = max(invoked_s, free_from.get(user, -1e18))
+                free_from[user] = completed_s
+                if outcome == info:
+                    process_of[user] = number + concurrency
+            else:
+                number, unkeyed = unkeyed, unkeyed + 1
+            process[row], invoke_at[row] = number, invoked_s
+    # Two events per operation, in time order; at one instant a completion goes before an
+    # invoke (the process is free again), and otherwise the walk's order holds. Each kind is
+    # sorted on its own (stably: in walk order at equal times) and the two merged as written.
+    del worker, named_ops, invoked
+    invoke_at = invoke_at[walk]
+    completion_at = np.maximum(operations.completed_s[walk], invoke_at)
+    by_completion = np.argsort(completion_at, kind="stable").astype(np.int32)
+    by_invoke = np.argsort(invoke_at, kind="stable").astype(np.int32)
+    events = heapq.merge(
+        _timed(completion_at, by_completion, _COMPLETION), _timed(invoke_at, by_invoke, _INVOKE)
     )
-    base = {worker: number for number, worker in enumerate(workers)}
-    concurrency = max(len(workers), 1)
-    process_of = dict(base)
-    free_from: dict[str, float] = {}
-    unkeyed = len(workers)  # an old record's operation gets a process of its own
-    events: list[tuple[float, int, dict[str, object]]] = []
-    for operation in sorted(operations, key=lambda op: (op.worker, op.invoked_s)):
-        if operation.worker:
-            process = process_of[operation.worker]
-            # Under the open model a slot can be due before the user's previous call ended;
-            # a process is single-threaded, so its invoke waits for that end.
-            invoked_s = max(operation.invoked_s, free_from.get(operation.worker, -1e18))
-            free_from[operation.worker] = operation.completed_s
-            if operation.outcome == INFO:
-                process_of[operation.worker] = process + concurrency
-        else:
-            process, unkeyed = unkeyed, unkeyed + 1
-            invoked_s = operation.invoked_s
-        value: dict[str, object] = {
-            "authorization": operation.authorization_id,
-            "units": operation.units,
-            "key": operation.idempotency_key or None,
-        }
-        invoke = {"process": process, "type": INVOKE, "f": operation.f, "value": value}
-        completion: dict[str, object] = {
-            "process": process,
-            "type": operation.outcome,
-            "f": operation.f,
-            "value": {**value, "transaction_id": operation.transaction_id or None},
-            "attempts": operation.attempts,
-        }
-        if operation.outcome != OK:
-            completion["error"] = operation.code or None
-        # At one instant a completion goes before an invoke: the process is free again.
-        events.append((invoked_s, 1, invoke))
-        events.append((max(operation.completed_s, invoked_s), 0, completion))
-    events.sort(key=lambda event: (event[0], event[1]))
-    return [
-        {"index": index, "time": round(at_s * NANOSECONDS_PER_SECOND), **event}
-        for index, (at_s, _, event) in enumerate(events)
-    ]
+    index = 0
+    while batch := list(itertools.islice(events, _CHUNK)):
+        ops = walk[np.array([position for _, _, position in batch], dtype=np.int64)]
+        firsts = table.take(operations.first_row[ops])
+        lasts = table.take(operations.last_row[ops])
+        for (at_s, kind, _), op, first, last in zip(
+            batch, ops.tolist(), firsts, lasts, strict=True
+        ):
+            value: dict[str, object] = {
+                "authorization": first.authorization_id,
+                "units": first.units,
+                "key": first.idempotency_key or None,
+            }
+            head = {"index": index, "time": round(at_s * NANOSECONDS_PER_SECOND),
+                    "process": int(process[op])}  # fmt: skip
+            index += 1
+            if kind == _INVOKE:
+                yield {**head, "type": INVOKE, "f": first.operation, "value": value}
+                continue
+            outcome = OUTCOMES[operations.outcome[op]]
+            completion: dict[str, object] = {
+                **head,
+                "type": outcome,
+                "f": first.operation,
+                "value": {**value, "transaction_id": (last.transaction_id or None)
+                          if outcome == OK else None},
+                "attempts": int(operations.attempts[op]),
+            }  # fmt: skip
+            if outcome != OK:
+                completion["error"] = last.code or None
+            yield completion
+
+
+def _timed(times: np.ndarray, order: np.ndarray, kind: int) -> Iterator[tuple[float, int, int]]:
+    """Yield (time, kind, walk position) in ``order``, a chunk of Python values at a time."""
+    for begin in range(0, len(order), _CHUNK):
+        positions = order[begin : begin + _CHUNK].tolist()
+        for at_s, position in zip(times[positions].tolist(), positions, strict=True):
+            yield at_s, kind, position
 
 
 def history_lines(records: Iterable[Record]) -> Iterator[str]:
     """Yield the history as JSON Lines, one event per line (no trailing newline)."""
-    for event in history_events(logical_operations(records)):
+    for event in iter_history_events(logical_operations(records)):
         yield json.dumps(event, separators=(",", ":"))
 
 
-def summarise_operations(operations: Sequence[LogicalOperation]) -> dict[str, object]:
+def summarise_operations(operations: OperationTable) -> dict[str, object]:
     """Count operations by outcome and retries, and time them from first start to last end."""
+    keyed = operations.records.idempotency_key.present()[operations.first_row]
+    counts = np.bincount(operations.outcome, minlength=len(OUTCOMES)).tolist()
     return {
         "operations": len(operations),
-        "keyed": sum(1 for operation in operations if operation.idempotency_key),
-        "by_outcome": {
-            outcome: sum(1 for operation in operations if operation.outcome == outcome)
-            for outcome in (OK, FAIL, INFO)
-        },
-        "retried": sum(1 for operation in operations if operation.attempts > 1),
-        "attempts": sum(operation.attempts for operation in operations),
-        "max_attempts": max((operation.attempts for operation in operations), default=0),
-        "latency_ms": latency_summary(operation.latency_ms for operation in operations),
+        "keyed": int(keyed.sum()),
+        "by_outcome": {outcome: counts[OUTCOMES.index(outcome)] for outcome in (OK, FAIL, INFO)},
+        "retried": int((operations.attempts > 1).sum()),
+        "attempts": int(operations.attempts.sum()),
+        "max_attempts": int(operations.attempts.max()) if len(operations) else 0,
+        "latency_ms": latency_summary(operations.latency_ms()),
     }
 
 
-def _operation(attempts: Sequence[Record], outcome: str) -> LogicalOperation:
-    first, last = attempts[0], attempts[-1]
-    return LogicalOperation(
-        idempotency_key=first.idempotency_key,
-        f=first.operation,
-        authorization_id=first.authorization_id,
-        units=first.units,
-        worker=first.worker,
-        invoked_s=first.started_s,
-        completed_s=max(a.started_s + a.latency_ms / 1000 for a in attempts),
-        outcome=outcome,
-        attempts=len(attempts),
-        transaction_id=last.transaction_id if outcome == OK else "",
-        code="" if outcome == OK else last.code,
-        request_ids=tuple(a.request_id for a in attempts),
-    )
-
-
-def _legacy_outcome(record: Record) -> str:
-    """Judge a keyless record as the retrying client would judge its single attempt."""
-    if not is_error(record.status, record.code):
-        return OK
-    if record.status == NO_RESPONSE_STATUS or record.status >= 500 or 200 <= record.status < 300:
-        return INFO
-    return FAIL
+def _legacy_outcomes(table: RecordTable, rows: np.ndarray) -> np.ndarray:
+    """Judge keyless records as the retrying client would judge their single attempt."""
+    status = table.status[rows]
+    ok = ~table.error[rows]
+    unknown = (status == NO_RESPONSE_STATUS) | (status >= 500) | ((status >= 200) & (status < 300))
+    return np.where(ok, OUTCOMES.index(OK), np.where(unknown, OUTCOMES.index(INFO),
+                    OUTCOMES.index(FAIL))).astype(np.int8)  # fmt: skip

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from fractions import Fraction
+
+import numpy as np
 
 from molotov_scenarios.records import live_bucket_upper_ms
 
@@ -26,31 +27,43 @@ def percentile(sorted_values: Sequence[float], percent: float) -> float | None:
     """
     if not 0 <= percent <= 100:
         raise ValueError(f"percent must be within 0..100, not {percent!r}")
-    if not sorted_values:
+    if len(sorted_values) == 0:
         return None
     # Exact arithmetic: 0.07 * 100 is 7.000000000000001 in floats, which would skip a rank.
     rank = math.ceil(Fraction(str(percent)) * len(sorted_values) / 100)
-    return sorted_values[max(rank, 1) - 1]
+    return float(sorted_values[max(rank, 1) - 1])
 
 
-def latency_summary(latencies_ms: Iterable[float]) -> dict[str, float | int | None]:
+def sorted_latencies(latencies_ms: Iterable[float] | np.ndarray) -> np.ndarray:
+    """Return the latencies as a sorted float array (8 bytes each, not a list of floats)."""
+    if isinstance(latencies_ms, np.ndarray):
+        return np.sort(latencies_ms.astype(np.float64, copy=False))
+    return np.sort(np.fromiter(latencies_ms, dtype=np.float64))
+
+
+def latency_summary(latencies_ms: Iterable[float] | np.ndarray) -> dict[str, float | int | None]:
     """Summarise latencies: count, mean, p50, p90, p95, p99 and max (None when empty)."""
-    ordered = sorted(latencies_ms)
-    summary: dict[str, float | int | None] = {"count": len(ordered)}
-    summary["mean"] = _round(sum(ordered) / len(ordered)) if ordered else None
+    ordered = sorted_latencies(latencies_ms)
+    count = len(ordered)
+    summary: dict[str, float | int | None] = {"count": count}
+    summary["mean"] = _round(math.fsum(ordered) / count) if count else None
     for percent in SUMMARY_PERCENTILES:
         summary[f"p{percent}"] = _round(percentile(ordered, percent))
-    summary["max"] = _round(ordered[-1]) if ordered else None
+    summary["max"] = _round(ordered[-1]) if count else None
     return summary
 
 
 def histogram(
-    latencies_ms: Iterable[float], bounds_ms: Sequence[float] = HISTOGRAM_BOUNDS_MS
+    latencies_ms: Iterable[float] | np.ndarray, bounds_ms: Sequence[float] = HISTOGRAM_BOUNDS_MS
 ) -> list[dict[str, float | int | None]]:
     """Count latencies per bucket (upper bound inclusive); the last bucket (None) is overflow."""
-    counts = [0] * (len(bounds_ms) + 1)
-    for latency in latencies_ms:
-        counts[bisect_left(bounds_ms, latency)] += 1
+    values = np.asarray(
+        latencies_ms if isinstance(latencies_ms, np.ndarray) else list(latencies_ms),
+        dtype=np.float64,
+    )
+    # side="left" puts a latency equal to a bound in that bound's bucket, as bisect_left did.
+    buckets = np.searchsorted(np.asarray(bounds_ms, dtype=np.float64), values, side="left")
+    counts = np.bincount(buckets, minlength=len(bounds_ms) + 1).tolist()
     uppers: list[float | None] = [*bounds_ms, None]
     pairs = zip(uppers, counts, strict=True)
     return [{"upper_ms": upper, "count": count} for upper, count in pairs]
@@ -79,4 +92,4 @@ def live_percentile(buckets: Mapping[int, int], percent: float) -> float | None:
 
 
 def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 3)
+    return None if value is None else round(float(value), 3)

@@ -13,8 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
 
-from molotov_scenarios.records import Record, is_error
+import numpy as np
+
+from molotov_scenarios.records import Record
 from results.latency import latency_summary
+from results.record_table import RecordTable
 
 UNKNOWN_ORGANIZATION = "unknown"
 
@@ -68,30 +71,40 @@ def summarise_by_organization(
     records: Iterable[Record], index: OrganizationIndex
 ) -> list[OrganizationFigures]:
     """Count, time and list the errors of each organization's requests, by name."""
-    latencies: dict[str, list[float]] = {}
-    errors: dict[str, dict[str, int]] = {}
-    for record in records:
-        owner = index.owner_of.get(record.authorization_id, UNKNOWN_ORGANIZATION)
-        latencies.setdefault(owner, []).append(record.latency_ms)
-        codes = errors.setdefault(owner, {})
-        if is_error(record.status, record.code):
-            code = record.code or str(record.status)
-            codes[code] = codes.get(code, 0) + 1
+    table = RecordTable.from_records(records)
+    authorizations = table.authorization_id
+    owners = [index.owner_of.get(label, UNKNOWN_ORGANIZATION) for label in authorizations.labels]
+    owner_names = sorted(set(owners))
+    owner_code = np.array([owner_names.index(owner) for owner in owners], dtype=np.int64)
+    owner_of_row = owner_code[authorizations.codes] if len(owners) else authorizations.codes
+    codes = table.code
     figures: list[OrganizationFigures] = []
-    for owner, values in latencies.items():
-        summary = latency_summary(values)
-        error_count = sum(errors[owner].values())
+    for code, owner in enumerate(owner_names):
+        rows = owner_of_row == code
+        if not rows.any():
+            continue
+        summary = latency_summary(table.latency_ms[rows])
+        failed = rows & table.error
+        by_code: dict[str, int] = {}
+        pairs = np.stack([codes.codes[failed].astype(np.int64), table.status[failed]], axis=1)
+        distinct, counts = np.unique(pairs, axis=0, return_counts=True)
+        for (label_code, status), count in zip(distinct.tolist(), counts.tolist(), strict=True):
+            # An error without a code of its own counts under its status.
+            key = codes.labels[label_code] or str(status)
+            by_code[key] = by_code.get(key, 0) + count
+        requests = int(rows.sum())
+        error_count = int(failed.sum())
         figures.append(
             {
                 "organization_id": owner,
                 "name": index.names.get(owner, owner),
-                "requests": len(values),
+                "requests": requests,
                 "errors": error_count,
-                "error_rate": round(error_count / len(values), 6),
+                "error_rate": round(error_count / requests, 6),
                 "p50_ms": summary["p50"],
                 "p95_ms": summary["p95"],
                 "p99_ms": summary["p99"],
-                "by_code": dict(sorted(errors[owner].items())),
+                "by_code": dict(sorted(by_code.items())),
             }
         )
     return sorted(figures, key=lambda entry: (entry["name"], entry["organization_id"]))

@@ -13,12 +13,15 @@ it into NO-GO (reporting/latency_judgement.py decides what it is worth).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from molotov_scenarios.records import Record
-from results.recovery import completed_s, touches
+from results.latency import sorted_latencies
+from results.record_table import RecordTable
 from results.uncertainty import CONFIDENCE, METHOD, MIN_TAIL_REQUESTS, percentile_interval
 
 # The slow requests of one stall started within this many seconds of each other.
@@ -52,35 +55,38 @@ class Stall:
 
 
 def find_stall(
-    records: Sequence[Record], limit_ms: float, *, window_s: float = STALL_WINDOW_S
+    records: Iterable[Record], limit_ms: float, *, window_s: float = STALL_WINDOW_S
 ) -> Stall | None:
     """Return the window of ``window_s`` holding the most requests slower than ``limit_ms``."""
-    slow = sorted((r for r in records if r.latency_ms > limit_ms), key=lambda r: r.started_s)
-    if not slow:
+    table = RecordTable.from_records(records)
+    slow = np.flatnonzero(table.latency_ms > limit_ms)
+    if not len(slow):
         return None
-    best_first, best_count, first = 0, 0, 0
-    for last in range(len(slow)):
-        while slow[last].started_s - slow[first].started_s > window_s:
-            first += 1
-        if last - first + 1 > best_count:
-            best_first, best_count = first, last - first + 1
-    members = slow[best_first : best_first + best_count]
-    start = members[0].started_s
-    end = max(completed_s(r) for r in members)
+    slow = slow[np.argsort(table.started_s[slow], kind="stable")]
+    starts = table.started_s[slow]
+    # For each slow request, the first slow one that started within window_s before it: the
+    # window ending at the earliest request that gathers the most of them wins.
+    firsts = np.searchsorted(starts, starts - window_s, side="left")
+    counts = np.arange(len(slow)) - firsts + 1
+    last = int(np.argmax(counts))
+    members = slow[firsts[last] : last + 1]
+    start = float(table.started_s[members[0]])
+    end = float(table.completed_s[members].max())
     return Stall(
         start_s=start,
         end_s=end,
-        slow_requests=best_count,
-        slow_elsewhere=len(slow) - best_count,
-        in_flight=sum(1 for r in records if touches(r, start, end)),
+        slow_requests=len(members),
+        slow_elsewhere=len(slow) - len(members),
+        in_flight=int(table.touching(start, end).sum()),
     )
 
 
 def latency_evidence(
-    records: Sequence[Record], thresholds: Mapping[str, Any], *, confidence: float = CONFIDENCE
+    records: Iterable[Record], thresholds: Mapping[str, Any], *, confidence: float = CONFIDENCE
 ) -> dict[str, Any]:
     """Return, per latency threshold, the percentile's interval and, if breached, its stall."""
-    ordered = sorted(r.latency_ms for r in records)
+    table = RecordTable.from_records(records)
+    ordered = sorted_latencies(table.latency_ms)
     judged: dict[str, Any] = {}
     for name, limit in thresholds.items():
         match = LATENCY_THRESHOLD.match(name)
@@ -91,18 +97,18 @@ def latency_evidence(
         entry: dict[str, Any] = {
             "limit_ms": float(limit),
             **interval.to_json(),
-            "slow_requests": sum(1 for value in ordered if value > float(limit)),
+            "slow_requests": int((ordered > float(limit)).sum()),
             "stall": None,
         }
         if interval.estimate is not None and interval.estimate > float(limit):
-            stall = find_stall(records, float(limit))
+            stall = find_stall(table, float(limit))
             if stall is not None:
-                outside = sorted(
-                    r.latency_ms for r in records if not touches(r, stall.start_s, stall.end_s)
-                )
+                outside = ~table.touching(stall.start_s, stall.end_s)
                 entry["stall"] = {
                     **stall.to_json(),
-                    "without": percentile_interval(outside, percent, confidence).to_json(),
+                    "without": percentile_interval(
+                        sorted_latencies(table.latency_ms[outside]), percent, confidence
+                    ).to_json(),
                 }
         judged[name] = entry
     return {

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
-from molotov_scenarios.records import Record, is_error
+import numpy as np
+
+from molotov_scenarios.records import Record
 from results.latency import histogram, latency_summary, percentile
+from results.record_table import Labels, RecordTable
 from results.timeseries import per_second
 
 LOOP_LAG_LIMIT_MS = 50.0  # p99 event-loop lag above this: timings include the generator's delay
@@ -25,29 +27,12 @@ class ProcessReport:
     loop_lag_ms: tuple[float, ...]
 
 
-@dataclass
-class _Tally:
-    """Running counts for one operation or for the whole run."""
-
-    requests: int = 0
-    errors: int = 0
-    by_status: Counter[str] = field(default_factory=Counter)
-    by_code: Counter[str] = field(default_factory=Counter)
-
-    def add(self, record: Record) -> None:
-        self.requests += 1
-        self.errors += is_error(record.status, record.code)
-        self.by_status[str(record.status)] += 1
-        if record.code:
-            self.by_code[record.code] += 1
-
-
 def in_flight_window_s(records: Iterable[Record]) -> float:
     """Return the seconds from the first request's start to the last request's end (0 if none)."""
-    spans = [(record.started_s, record.started_s + record.latency_ms / 1000) for record in records]
-    if not spans:
+    table = RecordTable.from_records(records)
+    if not len(table):
         return 0.0
-    return max(max(end for _, end in spans) - min(start for start, _ in spans), 0.0)
+    return max(float(table.completed_s.max() - table.started_s.min()), 0.0)
 
 
 def throughput_rps(requests: int, seconds: float) -> float:
@@ -56,45 +41,58 @@ def throughput_rps(requests: int, seconds: float) -> float:
 
 
 def summarise_requests(
-    records: Sequence[Record], *, elapsed_s: float, window_s: float | None = None
+    records: Iterable[Record], *, elapsed_s: float, window_s: float | None = None
 ) -> dict[str, object]:
     """Count and time the requests: totals, breakdowns, latency, histogram and time series.
 
     Throughput is over ``window_s`` when given (the time requests were in flight, which
     totals then report as `measured_window_s`), else over ``elapsed_s``.
     """
-    overall = _Tally()
-    operations: dict[str, _Tally] = {}
-    for record in records:
-        overall.add(record)
-        operations.setdefault(record.operation, _Tally()).add(record)
-    latencies = [record.latency_ms for record in records]
-    requests = overall.requests
+    table = RecordTable.from_records(records)
+    requests = len(table)
+    errors = int(table.error.sum())
     totals: dict[str, float | int] = {
         "requests": requests,
-        "errors": overall.errors,
-        "error_rate": round(overall.errors / requests, 6) if requests else 0.0,
+        "errors": errors,
+        "error_rate": round(errors / requests, 6) if requests else 0.0,
         "throughput_rps": throughput_rps(requests, elapsed_s if window_s is None else window_s),
     }
     if window_s is not None:
         totals["measured_window_s"] = round(window_s, 3)
+    by_operation: dict[str, object] = {}
+    for code, name in sorted(enumerate(table.operation.labels), key=lambda pair: pair[1]):
+        rows = table.operation.codes == code
+        if rows.any():
+            by_operation[name] = {
+                "requests": int(rows.sum()),
+                "errors": int(table.error[rows].sum()),
+                "by_status": _status_counts(table.status[rows]),
+                "by_code": _label_counts(table.code, rows),
+            }
     return {
         "totals": totals,
-        "by_operation": {
-            name: {
-                "requests": tally.requests,
-                "errors": tally.errors,
-                "by_status": _sorted_counts(tally.by_status),
-                "by_code": _sorted_counts(tally.by_code),
-            }
-            for name, tally in sorted(operations.items())
-        },
-        "by_status": _sorted_counts(overall.by_status),
-        "by_code": _sorted_counts(overall.by_code),
-        "latency_ms": latency_summary(latencies),
-        "latency_histogram": histogram(latencies),
-        "timeseries": per_second(records, seconds=int(elapsed_s)),
+        "by_operation": by_operation,
+        "by_status": _status_counts(table.status),
+        "by_code": _label_counts(table.code, None),
+        "latency_ms": latency_summary(table.latency_ms),
+        "latency_histogram": histogram(table.latency_ms),
+        "timeseries": per_second(table, seconds=int(elapsed_s)),
     }
+
+
+def _status_counts(statuses: np.ndarray) -> dict[str, int]:
+    values, counts = np.unique(statuses, return_counts=True)
+    pairs = zip(values.tolist(), counts.tolist(), strict=True)
+    return _sorted_counts({str(value): n for value, n in pairs})
+
+
+def _label_counts(column: Labels, rows: np.ndarray | None) -> dict[str, int]:
+    """Count each non-empty label (of the masked rows)."""
+    codes = column.codes if rows is None else column.codes[rows]
+    counts = np.bincount(codes, minlength=len(column.labels)).tolist()
+    return _sorted_counts(
+        {label: n for label, n in zip(column.labels, counts, strict=True) if label and n}
+    )
 
 
 def summarise_generator(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 
-from molotov_scenarios.records import Record, is_error
+import numpy as np
+
+from molotov_scenarios.records import Record
 from results.latency import percentile
+from results.record_table import RecordTable
 
 TIMESERIES_PERCENTILES = (50, 95, 99)
 
@@ -17,22 +19,22 @@ def per_second(records: Iterable[Record], *, seconds: int | None = None) -> list
     A second in which nothing started shows 0 requests and null percentiles, so a stall is a
     visible gap rather than a missing point. `seconds` extends the series to the run's length.
     """
-    latencies: dict[int, list[float]] = {}
-    errors: dict[int, int] = {}
-    for record in records:
-        second = max(math.floor(record.started_s), 0)
-        latencies.setdefault(second, []).append(record.latency_ms)
-        if is_error(record.status, record.code):
-            errors[second] = errors.get(second, 0) + 1
-    last = max(latencies, default=-1)
+    table = RecordTable.from_records(records)
+    second_of = np.maximum(np.floor(table.started_s), 0).astype(np.int64)
+    # Sorted by second, then by latency: each second's latencies are one sorted slice.
+    order = np.lexsort((table.latency_ms, second_of))
+    ordered_seconds, ordered_latencies = second_of[order], table.latency_ms[order]
+    errors = np.bincount(second_of[table.error], minlength=1)
+    last = int(second_of.max()) if len(table) else -1
     length = max(last + 1, seconds or 0)
+    bounds = np.searchsorted(ordered_seconds, np.arange(length + 1), side="left")
     series: list[dict[str, object]] = []
     for second in range(length):
-        ordered = sorted(latencies.get(second, ()))
+        ordered = ordered_latencies[bounds[second] : bounds[second + 1]]
         point: dict[str, object] = {
             "second": second,
             "requests": len(ordered),
-            "errors": errors.get(second, 0),
+            "errors": int(errors[second]) if second < len(errors) else 0,
         }
         for percent in TIMESERIES_PERCENTILES:
             value = percentile(ordered, percent)

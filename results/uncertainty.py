@@ -15,8 +15,9 @@ side (p99 from fewer than 367 requests has no 95 % upper bound) says so with Non
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,16 +71,7 @@ def binomial_cdf(n: int, p: float) -> list[float]:
     """Return P(B ≤ k) for k = 0..n, B ~ Binomial(n, p), summed in log space (no overflow)."""
     if not 0 <= p <= 1:
         raise ValueError(f"p must be within 0..1, not {p!r}")
-    if p in (0.0, 1.0):
-        return [1.0] * (n + 1) if p == 0 else [0.0] * n + [1.0]
-    log_p, log_q = math.log(p), math.log1p(-p)
-    log_n = math.lgamma(n + 1)
-    cdf, total = [], 0.0
-    for k in range(n + 1):
-        log_pmf = log_n - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * log_p + (n - k) * log_q
-        total += math.exp(log_pmf)
-        cdf.append(min(total, 1.0))
-    return cdf
+    return list(_cdf_values(n, p))
 
 
 def order_statistic_ranks(
@@ -97,18 +89,32 @@ def order_statistic_ranks(
     if n <= 0:
         return None, None, None
     tail = (1 - confidence) / 2
-    cdf = binomial_cdf(n, percent / 100)
-    lower = None
-    for rank in range(1, n + 1):
-        if cdf[rank - 1] <= tail:
-            lower = rank
-        else:
-            break
-    upper = next((rank for rank in range(1, n + 1) if cdf[rank - 1] >= 1 - tail), None)
-    coverage = None
-    if lower is not None and upper is not None:
-        coverage = cdf[upper - 1] - cdf[lower - 1]
-    return lower, upper, coverage
+    lower = upper = None
+    at_lower = 0.0  # P(B ≤ l - 1): the lower rank's CDF value, for the coverage
+    # Walk the CDF without keeping it: a million requests would make a list of a million floats.
+    ranks = itertools.islice(_cdf_values(n, percent / 100), n)  # P(B ≤ rank - 1), rank 1..n
+    for rank, below in enumerate(ranks, start=1):
+        if below <= tail and upper is None:
+            lower, at_lower = rank, below
+        if below >= 1 - tail:
+            upper = rank
+            coverage = below - at_lower if lower is not None else None
+            return lower, upper, coverage
+    return lower, upper, None
+
+
+def _cdf_values(n: int, p: float) -> Iterator[float]:
+    """Yield P(B ≤ k) for k = 0..n, B ~ Binomial(n, p), one at a time."""
+    if p in (0.0, 1.0):
+        yield from [1.0] * (n + 1) if p == 0 else [0.0] * n + [1.0]
+        return
+    log_p, log_q = math.log(p), math.log1p(-p)
+    log_n = math.lgamma(n + 1)
+    total = 0.0
+    for k in range(n + 1):
+        log_pmf = log_n - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * log_p + (n - k) * log_q
+        total += math.exp(log_pmf)
+        yield min(total, 1.0)
 
 
 def percentile_interval(
