@@ -10,13 +10,14 @@ the integrity checks read (operations.csv, unanswered.csv, history.jsonl) hold t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from load_runner.collect import Collected, collect
+from load_runner.collect import collect
 from load_runner.profiles import ScenarioConfig, Thresholds
 from load_runner.runner import (
     MolotovOutcome,
@@ -32,7 +33,7 @@ from results.merge import (
     merged_run,
     shards_section,
 )
-from results.records import DuplicateRecordError, merge_records
+from results.organizations import read_organization_index
 
 
 @dataclass(frozen=True)
@@ -67,30 +68,31 @@ def find_shard_results(paths: list[Path]) -> list[Path]:
     return found
 
 
-def merge_shards(paths: list[Path], out_dir: Path, *, allow_missing: bool = False) -> MergedRun:
+def merge_shards(
+    paths: list[Path],
+    out_dir: Path,
+    *,
+    allow_missing: bool = False,
+    fixtures_path: Path | None = None,
+) -> MergedRun:
     """Merge the shards under ``paths`` into ``out_dir``/<scenario>/; raise ShardMergeError on
-    shards that do not belong together, before anything is written."""
+    shards that do not belong together, before anything is written.
+
+    ``fixtures_path``: the run's fixtures, for the figures per organization (null without).
+    """
     folders = find_shard_results(paths)
     results = [(str(folder), read_shard_result(folder)) for folder in folders]
     missing = check_shards(results, allow_missing=allow_missing)
     results.sort(key=lambda pair: int(pair[1]["shard"]["index"]))
     documents = [result for _, result in results]
-    collected = [collect(Path(folder) / RAW_DIR) for folder, _ in results]
-    try:
-        records = merge_records(c.records for c in collected)
-    except DuplicateRecordError as error:
-        raise ShardMergeError(f"the shards overlap: {error}") from None
+    # Every shard's records into one compact table (load_runner/collect.py), read once.
+    collected = collect([Path(folder) / RAW_DIR for folder, _ in results])
+    if collected.duplicate:
+        raise ShardMergeError(f"the shards overlap: {collected.duplicate}")
     first = documents[0]
     start_at = float(first["shard"]["start_at"])
-    merged = Collected(
-        records=records,
-        processes=[process for c in collected for process in c.processes],
-        run_start_epoch=start_at,  # every shard's records count from it (service clock)
-        exceptions=sum(c.exceptions for c in collected),
-        first_exception=next((c.first_exception for c in collected if c.first_exception), ""),
-        scheduled_requests=sum(c.scheduled_requests for c in collected),
-        problems=[],
-    )
+    # Every shard's records count from the shared start (service clock).
+    merged = dataclasses.replace(collected, run_start_epoch=start_at, problems=[])
     config = _config_from_result(first["scenario"], first["profile"], merged_config(documents))
     outcome = MolotovOutcome(
         exit_code=0,
@@ -99,12 +101,13 @@ def merge_shards(paths: list[Path], out_dir: Path, *, allow_missing: bool = Fals
         cpu_seconds=sum(float(r["generator"]["cpu_seconds"]) for r in documents),
         stderr_tail="",
     )
-    result = build_result(config, first["target_url"], outcome, merged, start_at)
+    organizations = read_organization_index(fixtures_path) if fixtures_path else None
+    result = build_result(config, first["target_url"], outcome, merged, start_at, organizations)
     count = int(first["shard"]["count"])
     result["run"] = merged_run(documents, missing=missing, count=count)
     result["generator"] = merged_generator(
         documents,
-        loop_lag_ms=[lag for c in collected for p in c.processes for lag in p.loop_lag_ms],
+        loop_lag_ms=[lag for process in collected.processes for lag in process.loop_lag_ms],
         duration_s=float(result["duration_s"]),
     )
     result["shards"] = shards_section(results, missing=missing)

@@ -62,7 +62,7 @@ def merge_and_report(
 ) -> tuple[str, list[str]]:
     """Merge into ``run_dir``, check integrity, write the report; return (decision, reasons)."""
     shutil.copyfile(fixtures_path, run_dir / FIXTURES_FILE)
-    merged = merge_shards(paths, run_dir, allow_missing=allow_missing)
+    merged = merge_shards(paths, run_dir, allow_missing=allow_missing, fixtures_path=fixtures_path)
     log = RunLog(
         run_dir,
         profile=merged.profile,

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -166,6 +167,15 @@ def test_shards_merge_exactly_and_reconcile_with_the_ledger(
     for code in {c for r in shard_results for c in r["by_status"]}:
         assert merged["by_status"][code] == sum(r["by_status"].get(code, 0) for r in shard_results)
     assert [s["shard"] for s in merged["generator"]["shards"]] == ["1/2", "2/2"]
+    # Each organization's requests, from the run's fixtures, add up over the shards.
+    per_organization: Counter[str] = Counter()
+    for result in shard_results:
+        per_organization.update(
+            {o["organization_id"]: o["requests"] for o in result["by_organization"]}
+        )
+    assert {o["organization_id"]: o["requests"] for o in merged["by_organization"]} == dict(
+        per_organization
+    )
     assert merged["config"]["users"] == 40
     # Integrity over the union of both shards' operations: every ok operation reconciled.
     integrity = json.loads((run_dir / SCENARIO / "integrity.json").read_text())
@@ -179,9 +189,12 @@ def test_shards_merge_exactly_and_reconcile_with_the_ledger(
     assert not [r for r in reasons if "crashed" in r or "missing" in r or "integrity" in r]
 
     # Merging one shard gives that shard's own result, figure for figure.
-    alone = merge_shards([outs[0]], tmp_path / "alone", allow_missing=True).result
+    alone = merge_shards(
+        [outs[0]], tmp_path / "alone", allow_missing=True, fixtures_path=stack.fixtures_path
+    ).result
     for section in ("totals", "by_operation", "by_status", "by_code", "latency_ms",
-                    "latency_histogram", "timeseries", "operations", "duration_s"):  # fmt: skip
+                    "latency_histogram", "timeseries", "operations", "duration_s",
+                    "by_organization", "latency_evidence"):  # fmt: skip
         assert alone[section] == shard_results[0][section], section
     assert alone["shards"]["missing"] == ["2/2"]
     assert any("2/2 missing" in reason for reason in alone["run"]["reasons"])
