@@ -7,8 +7,9 @@ records `--requests` realistic records (shard-prefixed request ids and Idempoten
 uuid transaction ids, a live-progress update every 10,000 as the watch task does about once a
 second), writes the files as the last worker does, and prints its peak RSS (getrusage
 ru_maxrss) before and after. Cases: `spill` (the default, records appended to disk every
-20,000), `memory` (spilling off: every record held to the end, as before), and `collect`
-(the runner reading the written files back to summarise them, which holds every record).
+20,000), `memory` (spilling off: every record held to the end, as before), and `summarise`
+(what the runner does once Molotov has ended: read the files back into compact columns,
+results.record_table, and write result.json, operations.csv, unanswered.csv, history.jsonl).
 
 A script, not a test: it prints figures and passes or fails on nothing.
 """
@@ -35,12 +36,26 @@ def peak_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 case, requests, folder = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
-if case == "collect":
+if case == "summarise":
+    # What the runner does once Molotov has ended: read every process's records back, build
+    # result.json, and write operations.csv, unanswered.csv and history.jsonl beside it.
     from load_runner.collect import collect
+    from load_runner.profiles import ScenarioConfig, Thresholds
+    from load_runner.runner import MolotovOutcome, _write_results, build_result
+    config = ScenarioConfig(scenario="high_throughput", profile="benchmark", users=50,
+                            duration_s=1000.0, ramp_up_s=0.0, think_time_s=(0.0, 0.0),
+                            processes=1, units_per_request=2, arrival_rate_rps=None,
+                            thresholds=Thresholds())
     before = peak_mb()
+    started = time.perf_counter()
     collected = collect(folder)
-    print(json.dumps({"case": case, "requests": len(collected.records),
-                      "rss_before_mb": before, "peak_rss_mb": peak_mb()}))
+    outcome = MolotovOutcome(exit_code=0, timed_out=False, wall_s=1000.0, cpu_seconds=1.0,
+                             stderr_tail="")
+    result = build_result(config, "http://127.0.0.1:1", outcome, collected, time.time())
+    _write_results(folder.parent / "summarised", result, collected)
+    print(json.dumps({"case": case, "requests": result["totals"]["requests"],
+                      "rss_before_mb": before, "peak_rss_mb": peak_mb(),
+                      "seconds": time.perf_counter() - started}))
     sys.exit()
 rng = random.Random(1)
 recorder = Recorder(folder, time.time(), "s1-")
@@ -93,7 +108,7 @@ def main() -> None:
                 sum(p.stat().st_size for p in target.glob("records-*.csv")) / 2**20
             )
             rows.append(row)
-        rows.append(run_case("collect", args.requests, Path(folder) / "spill"))
+        rows.append(run_case("summarise", args.requests, Path(folder) / "spill"))
     for row in rows:
         print(
             f"{row['case']:8s} {row['requests']:>9,} records: peak RSS {row['peak_rss_mb']:6.0f} MB"
