@@ -214,33 +214,33 @@ def iter_history_events(operations: OperationTable) -> Iterator[dict[str, object
     index = 0
     while batch := list(itertools.islice(events, _CHUNK)):
         ops = walk[np.array([position for _, _, position in batch], dtype=np.int64)]
-        firsts = table.take(operations.first_row[ops])
-        lasts = table.take(operations.last_row[ops])
-        for (at_s, kind, _), op, first, last in zip(
-            batch, ops.tolist(), firsts, lasts, strict=True
-        ):
-            value: dict[str, object] = {
-                "authorization": first.authorization_id,
-                "units": first.units,
-                "key": first.idempotency_key or None,
-            }
+        first, last = operations.first_row[ops], operations.last_row[ops]
+        chunk = zip(batch, process[ops].tolist(), operations.outcome[ops].tolist(),
+                    operations.attempts[ops].tolist(), table.operation.texts(first),
+                    table.authorization_id.texts(first), table.units[first].tolist(),
+                    table.idempotency_key.texts(first), table.transaction_id.texts(last),
+                    table.code.texts(last), strict=True)  # fmt: skip
+        for (at_s, kind, _), number, outcome, attempts, f, *about in chunk:
+            authorization, units, key, transaction_id, code = about
+            value: dict[str, object] = {"authorization": authorization, "units": units,
+                                        "key": key or None}  # fmt: skip
             head = {"index": index, "time": round(at_s * NANOSECONDS_PER_SECOND),
-                    "process": int(process[op])}  # fmt: skip
+                    "process": number}  # fmt: skip
             index += 1
             if kind == _INVOKE:
-                yield {**head, "type": INVOKE, "f": first.operation, "value": value}
+                yield {**head, "type": INVOKE, "f": f, "value": value}
                 continue
-            outcome = OUTCOMES[operations.outcome[op]]
+            ended = OUTCOMES[outcome]
             completion: dict[str, object] = {
                 **head,
-                "type": outcome,
-                "f": first.operation,
-                "value": {**value, "transaction_id": (last.transaction_id or None)
-                          if outcome == OK else None},
-                "attempts": int(operations.attempts[op]),
+                "type": ended,
+                "f": f,
+                "value": {**value, "transaction_id": (transaction_id or None)
+                          if ended == OK else None},
+                "attempts": attempts,
             }  # fmt: skip
-            if outcome != OK:
-                completion["error"] = last.code or None
+            if ended != OK:
+                completion["error"] = code or None
             yield completion
 
 

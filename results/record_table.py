@@ -37,6 +37,11 @@ class Labels:
         """Return the code of ``label``, or -1 when no row holds it."""
         return self.labels.index(label) if label in self.labels else -1
 
+    def texts(self, rows: slice | np.ndarray) -> list[str]:
+        """Return the labels of ``rows``."""
+        labels = self.labels
+        return [labels[code] for code in self.codes[rows].tolist()]
+
     def equals(self, label: str) -> np.ndarray:
         """Return a mask of the rows holding ``label``."""
         return self.codes == self.code_of(label)
@@ -130,11 +135,6 @@ def split_id(value: str) -> tuple[str, int] | None:
     return None
 
 
-def _label_list(column: Labels, rows: slice) -> list[str]:
-    labels = column.labels
-    return [labels[code] for code in column.codes[rows].tolist()]
-
-
 @dataclass
 class RecordTable(Sequence[Record]):
     """The records of a run, column by column (one row per request attempt)."""
@@ -220,19 +220,19 @@ class RecordTable(Sequence[Record]):
     def _records(self, rows: slice) -> Iterator[Record]:
         columns = (
             self.request_id.texts(rows),
-            _label_list(self.operation, rows),
-            _label_list(self.authorization_id, rows),
+            self.operation.texts(rows),
+            self.authorization_id.texts(rows),
             self.status[rows].tolist(),
-            _label_list(self.code, rows),
+            self.code.texts(rows),
             self.latency_ms[rows].tolist(),
             self.started_s[rows].tolist(),
             self.transaction_id.texts(rows),
-            _label_list(self.kind, rows),
+            self.kind.texts(rows),
             self.units[rows].tolist(),
             self.idempotency_key.texts(rows),
             self.attempt[rows].tolist(),
-            _label_list(self.worker, rows),
-            _label_list(self.outcome, rows),
+            self.worker.texts(rows),
+            self.outcome.texts(rows),
         )
         for values in zip(*columns, strict=True):
             yield Record._make(values)
