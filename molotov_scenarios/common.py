@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
 import aiohttp
 import molotov
@@ -36,6 +37,7 @@ from molotov_scenarios.fixtures import (
     Authorization,
     load_fixtures,
 )
+from molotov_scenarios.http_client import HttpClient
 from molotov_scenarios.recorder import Recorder
 from molotov_scenarios.records import Record
 from molotov_scenarios.retries import OK, new_idempotency_key, send_operation
@@ -84,8 +86,8 @@ class _Process:
     pid: int = 0
     recorder: Recorder | None = None
     workers: dict[int, Worker] = field(default_factory=dict)
-    connector: aiohttp.TCPConnector | None = None  # one connection pool for the process
-    http: aiohttp.ClientSession | None = None  # the plain session every worker sends through
+    connector: aiohttp.TCPConnector | None = None  # Molotov's sessions' pool: sends nothing
+    http: HttpClient | None = None  # the lean client every worker sends through
     sessions: int = 0  # workers whose session is open
 
 
@@ -122,10 +124,17 @@ def worker_of(session: aiohttp.ClientSession) -> Worker:
 
 
 def process_connector() -> aiohttp.TCPConnector:
-    """Return the process's one connection pool (made on first use, inside the event loop)."""
+    """Return the pool the workers' Molotov sessions share (made on first use, in the loop)."""
     if _PROCESS.connector is None:
         _PROCESS.connector = aiohttp.TCPConnector(limit=None, ttl_dns_cache=None)
     return _PROCESS.connector
+
+
+def http_client() -> HttpClient:
+    """Return the process's one lean HTTP client (made on first use, inside the event loop)."""
+    if _PROCESS.http is None:
+        _PROCESS.http = HttpClient(ENVIRONMENT.target_url)
+    return _PROCESS.http
 
 
 def _weighted_scenarios() -> tuple[list[str], list[int]]:
@@ -158,8 +167,8 @@ async def _start_worker(worker_id: int, args: Any) -> dict[str, Any]:
     record.worker_started()
     # A shard waits for the shared start time (shifting Molotov's ramp-up, not squeezing it).
     await asyncio.sleep(start_delay_s(*_RUN_START_EPOCH))
-    # Each attempt sets its own timeout (molotov_scenarios.retries): none on the session.
-    # Molotov's own session gets the process's pool (and must not close it): it sends nothing.
+    # Molotov's own session only carries the worker's context: it shares one pool (which it
+    # must not close) and sends nothing.
     return {"connector": process_connector(), "connector_owner": False}
 
 
@@ -167,14 +176,10 @@ async def _start_worker(worker_id: int, args: Any) -> dict[str, Any]:
 async def _open_lean_session(worker_id: int, session: aiohttp.ClientSession) -> None:
     # Molotov's session carries trace hooks (a TraceConfig firing an event per response and
     # a request class firing one per request) for its verbose output and statsd, neither of
-    # which this project uses. The workers keep Molotov's session for its context (the worker
-    # id) and send through one plain session per process, on one connection pool.
-    if _PROCESS.http is None:
-        _PROCESS.http = aiohttp.ClientSession(
-            connector=process_connector(),
-            connector_owner=False,
-            cookie_jar=aiohttp.DummyCookieJar(),
-        )
+    # which this project uses, and aiohttp's request machinery costs more CPU than all the
+    # rest of the generator. The workers keep Molotov's session for its context (the worker
+    # id) and send through one lean client per process (molotov_scenarios.http_client).
+    http_client()
     _PROCESS.sessions += 1
 
 
@@ -184,7 +189,7 @@ async def _close_lean_session(worker_id: int, session: aiohttp.ClientSession) ->
     if _PROCESS.sessions > 0:
         return
     if _PROCESS.http is not None:
-        await _PROCESS.http.close()
+        _PROCESS.http.close()
         _PROCESS.http = None
     if _PROCESS.connector is not None:
         await _PROCESS.connector.close()
@@ -416,16 +421,11 @@ async def _call(
         if _run_over(record.seconds_since_start(time.perf_counter())):
             return None
     key = ENVIRONMENT.id_prefix + new_idempotency_key(_KEY_RANDOM)
-    headers = {
-        "Authorization": f"Bearer {token_for(authorization, worker)}",
-        "Content-Type": "application/json",
-    }
-    url = f"{ENVIRONMENT.target_url}/api/authorizations/{authorization.id}/{operation}"
     attempts = await send_operation(
-        _PROCESS.http or session,
-        url,
+        _PROCESS.http or http_client(),
+        _operation_path(authorization.id, operation),
         body=_units_body(units),
-        headers=headers,
+        headers=_token_headers(token_for(authorization, worker)),
         idempotency_key=key,
         next_request_id=record.next_request_id,
         rng=worker.rng,
@@ -453,6 +453,22 @@ async def _call(
         )
     last = attempts[-1]
     return Outcome(last.status, last.code, last.transaction_id, last.outcome)
+
+
+# The target URL's own path, if any (a service behind a path prefix), before /api/...
+_BASE_PATH = urlsplit(ENVIRONMENT.target_url).path.rstrip("/")
+
+
+@functools.cache
+def _operation_path(authorization_id: str, operation: str) -> bytes:
+    # Encoded once per authorization and operation, not per request.
+    return f"{_BASE_PATH}/api/authorizations/{authorization_id}/{operation}".encode()
+
+
+@functools.cache
+def _token_headers(token: str) -> tuple[tuple[bytes, bytes], ...]:
+    # The same few tokens on every request: their header lines are encoded once.
+    return ((b"Authorization", f"Bearer {token}".encode()), (b"Content-Type", b"application/json"))
 
 
 @functools.cache

@@ -19,17 +19,16 @@ import json
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-import aiohttp
-
+from molotov_scenarios.http_client import HttpClient
 from molotov_scenarios.records import CONNECTION_ERROR, NO_RESPONSE_STATUS, TIMEOUT
 
 OK, FAIL, INFO = "ok", "fail", "info"
 OUTCOMES = (OK, FAIL, INFO)
-IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
-REQUEST_ID_HEADER = "X-Request-ID"
+IDEMPOTENCY_KEY_HEADER = b"Idempotency-Key"
+REQUEST_ID_HEADER = b"X-Request-ID"
 KEY_IN_USE = "idempotency_key_in_use"  # 409: the first attempt is still running on the server
 INVALID_RESPONSE = "invalid_response"  # a 2xx without a transaction id: the client rejects it
 # Answers that say "not decided, ask again": a gateway or an overloaded service (the work may or
@@ -103,11 +102,11 @@ def judge(status: int, code: str) -> str:
 
 
 async def send_operation(
-    session: aiohttp.ClientSession,
-    url: str,
+    client: HttpClient,
+    path: str | bytes,
     *,
     body: bytes,
-    headers: Mapping[str, str],
+    headers: Sequence[tuple[bytes, bytes]],
     idempotency_key: str,
     next_request_id: Callable[[], str],
     rng: random.Random,
@@ -115,11 +114,12 @@ async def send_operation(
     first_start: float | None = None,
     sleep: Callable[[float], Awaitable[None]] | None = None,
 ) -> list[Attempt]:
-    """POST ``body`` to ``url`` under one Idempotency-Key until the outcome is known.
+    """POST ``body`` to ``path`` under one Idempotency-Key until the outcome is known.
 
-    ``first_start`` (perf_counter) is the operation's intended start under the open model: the
-    first attempt's latency counts from it. Returns every attempt, in order;
-    the last one carries the outcome.
+    ``headers``: (name, value) pairs, encoded, sent with every attempt besides the key and
+    the request id. ``first_start`` (perf_counter) is the operation's intended start under
+    the open model: the first attempt's latency counts from it. Returns every attempt, in
+    order; the last one carries the outcome.
     """
     pause = sleep or asyncio.sleep
     sent = time.perf_counter()
@@ -127,20 +127,17 @@ async def send_operation(
     # From the first send, not the intended start: a late open-model slot still gets its tries.
     deadline = sent + policy.deadline_s
     attempts: list[Attempt] = []
+    operation_headers = (*headers, (IDEMPOTENCY_KEY_HEADER, idempotency_key.encode()))
     while True:
         number = len(attempts) + 1
         request_id = next_request_id()
         started = began if number == 1 else time.perf_counter()
         timeout_s = min(policy.attempt_timeout_s, max(deadline - time.perf_counter(), 0.0))
         status, code, transaction_id = await _post_once(
-            session,
-            url,
+            client,
+            path,
             body,
-            {
-                **headers,
-                IDEMPOTENCY_KEY_HEADER: idempotency_key,
-                REQUEST_ID_HEADER: request_id,
-            },
+            (*operation_headers, (REQUEST_ID_HEADER, request_id.encode())),
             timeout_s,
         )
         ended = time.perf_counter()
@@ -167,24 +164,21 @@ async def send_operation(
 
 
 async def _post_once(
-    session: aiohttp.ClientSession,
-    url: str,
+    client: HttpClient,
+    path: str | bytes,
     body: bytes,
-    headers: dict[str, str],
+    headers: Sequence[tuple[bytes, bytes]],
     timeout_s: float,
 ) -> tuple[int, str, str]:
     """Send one attempt; return (status, code, transaction id) as the records want them."""
     status, code, payload = NO_RESPONSE_STATUS, "", b""
-    # The clock runs around the whole call: pool wait, connect, send, headers and body.
+    # The clock runs around the whole call: connect (when no connection is idle), send,
+    # headers and body.
     try:
-        async with session.post(
-            url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout_s)
-        ) as response:
-            payload = await response.read()
-            status = response.status
+        status, payload = await client.post(path, body, headers, timeout_s)
     except TimeoutError:
         code = TIMEOUT
-    except (aiohttp.ClientError, OSError):
+    except OSError:  # refused, reset, closed before a full answer, malformed answer
         code = CONNECTION_ERROR
     if 200 <= status < 300:
         transaction_id = _transaction_id(payload)

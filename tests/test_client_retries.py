@@ -21,7 +21,6 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiohttp
 import psycopg
 import pytest
 
@@ -32,6 +31,7 @@ from load_runner.collect import Collected
 from load_runner.runner import _write_results as write_results
 from local_postgres import ClusterInfo, create_marked_database
 from local_postgres.cluster import url_for
+from molotov_scenarios.http_client import HttpClient
 from molotov_scenarios.records import CONNECTION_ERROR, Record
 from molotov_scenarios.retries import (
     FAIL,
@@ -197,18 +197,23 @@ def authorization(stack: Stack, index: int) -> tuple[str, str]:
 async def reserve_through(proxy: FlakyProxy, authorization_id: str, token: str) -> list[Attempt]:
     """Reserve UNITS through the proxy as the scenario client does: one key, retried."""
     numbers = itertools.count(1)
-    # A fresh connection per attempt: a dropped one must not be picked from the pool again.
-    connector = aiohttp.TCPConnector(force_close=True)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    # The client's own pool, as the scenarios use it: a dropped connection must not be reused.
+    client = HttpClient(f"http://127.0.0.1:{proxy.port}")
+    try:
         return await send_operation(
-            session,
-            f"http://127.0.0.1:{proxy.port}/api/authorizations/{authorization_id}/reserve",
+            client,
+            f"/api/authorizations/{authorization_id}/reserve",
             body=json.dumps({"units": UNITS}).encode(),
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            headers=[
+                (b"Authorization", f"Bearer {token}".encode()),
+                (b"Content-Type", b"application/json"),
+            ],
             idempotency_key=new_idempotency_key(),
             next_request_id=lambda: f"test-{next(numbers)}",
             rng=random.Random(7),
         )
+    finally:
+        client.close()
 
 
 def ledger_rows(database_url: str, key: str) -> list[tuple[str, str, int]]:
