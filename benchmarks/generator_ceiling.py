@@ -1,13 +1,15 @@
 """Measure the load generator's own ceiling: requests per second per CPU-second (per core).
 
-Three clients against the same trivial endpoint on 127.0.0.1, 50 connections each, one at a
-time, repeated and interleaved (the machine is shared and noisy), medians reported:
+The clients below run against the same trivial endpoint on 127.0.0.1, 50 connections each, one
+at a time, repeated and interleaved (the machine is shared and noisy), medians reported:
 
 - molotov: Molotov through this project's scenario plumbing (load_runner + the
   high_throughput scenario with no think time: timing, recording, files, self-watch), 1 process;
 - molotov-bare: Molotov with a one-line scenario (POST, read the body, nothing recorded), to
   show what the plumbing adds;
 - aiohttp: a bare aiohttp closed loop (50 tasks, one session, timing each call into a list);
+- lean: the same closed loop through the scenarios' own client (molotov_scenarios.http_client),
+  to show what the client costs without Molotov and the recording;
 - wrk: wrk 4 with a Lua script sending the same POST (if `wrk` is installed).
 
 The endpoint is a canned-response asyncio server in its own process that answers every
@@ -293,6 +295,50 @@ def measure_aiohttp(url: str, seconds: float, server: subprocess.Popen[bytes]) -
     )
 
 
+LEAN_CLIENT = textwrap.dedent(
+    """
+    import asyncio, sys, time
+    from molotov_scenarios.http_client import HttpClient
+
+    async def main(url, path, seconds, connections):
+        latencies = []
+        deadline = time.perf_counter() + seconds
+        headers = ((b"Authorization", b"Bearer benchmark"), (b"Content-Type", b"application/json"))
+        client = HttpClient(url)
+        async def user():
+            while time.perf_counter() < deadline:
+                started = time.perf_counter()
+                status, _ = await client.post(path, b'{"units": 1}', headers, 5.0)
+                latencies.append((status, time.perf_counter() - started))
+        began, cpu = time.perf_counter(), time.process_time()
+        await asyncio.gather(*(user() for _ in range(connections)))
+        print(len(latencies), time.perf_counter() - began, time.process_time() - cpu)
+        client.close()
+
+    asyncio.run(main(sys.argv[1], sys.argv[2].encode(), float(sys.argv[3]), int(sys.argv[4])))
+    """
+)
+
+
+def measure_lean(url: str, seconds: float, server: subprocess.Popen[bytes]) -> Measurement:
+    path = f"/api/authorizations/{uuid.uuid4()}/reserve"
+    server_before = server_cpu_seconds(server)
+    output = subprocess.run(
+        [sys.executable, "-c", LEAN_CLIENT, url, path, str(seconds), str(CONNECTIONS)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+    ).stdout.split()
+    return Measurement(
+        client="lean",
+        requests=int(output[0]),
+        seconds=float(output[1]),
+        cpu_seconds=float(output[2]),
+        server_cpu_seconds=server_cpu_seconds(server) - server_before,
+    )
+
+
 def measure_wrk(url: str, seconds: float, server: subprocess.Popen[bytes]) -> Measurement:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(WRK_SCRIPT)
@@ -345,6 +391,7 @@ def main() -> None:
         "molotov": measure_molotov,
         "molotov-bare": measure_molotov_bare,
         "aiohttp": measure_aiohttp,
+        "lean": measure_lean,
     }
     if shutil.which("wrk"):
         clients["wrk"] = measure_wrk
