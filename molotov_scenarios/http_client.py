@@ -91,8 +91,9 @@ class _Connection(asyncio.Protocol):
         self.transport.write(request)  # type: ignore[union-attr]
 
     def time_out(self) -> None:
-        self._fail(TimeoutError("no complete response within the timeout"))
-        self.close()
+        if self.waiter is not None:  # else the answer came in the same loop round: keep it
+            self._fail(TimeoutError("no complete response within the timeout"))
+            self.close()
 
     def usable(self, now: float) -> bool:
         return (
@@ -115,15 +116,19 @@ class HttpClient:
     """POST to one origin (scheme, host, port of ``url``) over pooled keep-alive connections.
 
     Made inside the event loop that uses it; ``close()`` closes the idle connections.
+    ``ssl_context``: for https, instead of the default one (which checks the certificate
+    against the system's authorities).
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, ssl_context: ssl.SSLContext | None = None) -> None:
         parts = urlsplit(url)
         if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
             raise ValueError(f"not an http(s) URL with a host: {url!r}")
         self.host = parts.hostname
         self.port = parts.port or DEFAULT_PORTS[parts.scheme]
-        self._ssl = ssl.create_default_context() if parts.scheme == "https" else None
+        self._ssl: ssl.SSLContext | None = None
+        if parts.scheme == "https":
+            self._ssl = ssl_context or ssl.create_default_context()
         netloc = f"[{self.host}]" if ":" in self.host else self.host
         if parts.port is not None and parts.port != DEFAULT_PORTS[parts.scheme]:
             netloc = f"{netloc}:{parts.port}"

@@ -12,8 +12,11 @@ import contextlib
 import itertools
 import json
 import socket
+import ssl
+import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from support_service import SeededStack, seeded_stack
@@ -90,8 +93,10 @@ async def read_request(reader: asyncio.StreamReader) -> bytes:
 
 
 @contextlib.asynccontextmanager
-async def running(server: TinyServer) -> AsyncIterator[TinyServer]:
-    listener = await asyncio.start_server(server.handle, "127.0.0.1", 0)
+async def running(
+    server: TinyServer, tls: ssl.SSLContext | None = None
+) -> AsyncIterator[TinyServer]:
+    listener = await asyncio.start_server(server.handle, "127.0.0.1", 0, ssl=tls)
     server.port = listener.sockets[0].getsockname()[1]
     async with listener:
         yield server
@@ -270,6 +275,35 @@ async def test_an_answer_nobody_asked_for_makes_the_connection_unusable() -> Non
         assert await post(client) == (200, ANSWER)
         assert client.opened == 2
         client.close()
+
+
+@pytest.fixture(name="certificate")
+def _certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """Make a self-signed certificate for 127.0.0.1; return (certificate, key) files."""
+    certificate, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(certificate), "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return certificate, key
+
+
+async def test_https_keeps_alive_and_checks_the_certificate(
+    certificate: tuple[Path, Path],
+) -> None:
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(*certificate)
+    trusting = ssl.create_default_context(cafile=str(certificate[0]))
+    async with running(TinyServer(always(Reply(OK_REPLY))), server_tls) as server:
+        client = HttpClient(f"https://127.0.0.1:{server.port}", ssl_context=trusting)
+        assert [await post(client) for _ in range(2)] == [(200, ANSWER)] * 2
+        client.close()
+        assert server.connection_of_each_request() == [0, 0]
+        # The default context does not know this certificate's issuer.
+        with pytest.raises(ConnectionError, match="certificate"):
+            await post(HttpClient(f"https://127.0.0.1:{server.port}"))
 
 
 # -- Failures ---------------------------------------------------------------------------------
