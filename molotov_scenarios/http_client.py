@@ -70,15 +70,19 @@ class _Connection(asyncio.Protocol):
         self._fail(ConnectionError("the connection closed before a full response"))
 
     # -- httptools callbacks --
+    def on_message_begin(self) -> None:
+        if self.waiter is None:
+            # A second answer to one request, right behind the first: which one was ours?
+            self.keep_alive = False
+            self.close()
+
     def on_body(self, body: bytes) -> None:
         self.body.append(body)
 
     def on_message_complete(self) -> None:
         waiter, self.waiter = self.waiter, None
         body, self.body = self.body, []
-        if waiter is None:  # a second answer to one request: which one was ours?
-            self.keep_alive = False
-            self.close()
+        if waiter is None:  # the second answer (on_message_begin closed the connection)
             return
         self.keep_alive = self.parser.should_keep_alive()
         if not waiter.done():
