@@ -279,15 +279,23 @@ AIOHTTP_CLIENT = textwrap.dedent(
 
 def measure_aiohttp(url: str, seconds: float, server: subprocess.Popen[bytes]) -> Measurement:
     target = f"{url}/api/authorizations/{uuid.uuid4()}/reserve"
+    return measure_closed_loop("aiohttp", [AIOHTTP_CLIENT, target], seconds, server)
+
+
+def measure_closed_loop(
+    client: str, script_and_args: list[str], seconds: float, server: subprocess.Popen[bytes]
+) -> Measurement:
+    """Run a closed-loop client script that prints "requests wall-seconds cpu-seconds"."""
     server_before = server_cpu_seconds(server)
     output = subprocess.run(
-        [sys.executable, "-c", AIOHTTP_CLIENT, target, str(seconds), str(CONNECTIONS)],
+        [sys.executable, "-c", *script_and_args, str(seconds), str(CONNECTIONS)],
         capture_output=True,
         text=True,
         check=True,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
     ).stdout.split()
     return Measurement(
-        client="aiohttp",
+        client=client,
         requests=int(output[0]),
         seconds=float(output[1]),
         cpu_seconds=float(output[2]),
@@ -322,21 +330,7 @@ LEAN_CLIENT = textwrap.dedent(
 
 def measure_lean(url: str, seconds: float, server: subprocess.Popen[bytes]) -> Measurement:
     path = f"/api/authorizations/{uuid.uuid4()}/reserve"
-    server_before = server_cpu_seconds(server)
-    output = subprocess.run(
-        [sys.executable, "-c", LEAN_CLIENT, url, path, str(seconds), str(CONNECTIONS)],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
-    ).stdout.split()
-    return Measurement(
-        client="lean",
-        requests=int(output[0]),
-        seconds=float(output[1]),
-        cpu_seconds=float(output[2]),
-        server_cpu_seconds=server_cpu_seconds(server) - server_before,
-    )
+    return measure_closed_loop("lean", [LEAN_CLIENT, url, path], seconds, server)
 
 
 def measure_wrk(url: str, seconds: float, server: subprocess.Popen[bytes]) -> Measurement:
