@@ -9,7 +9,9 @@ second), writes the files as the last worker does, and prints its peak RSS (getr
 ru_maxrss) before and after. Cases: `spill` (the default, records appended to disk every
 20,000), `memory` (spilling off: every record held to the end, as before), and `summarise`
 (what the runner does once Molotov has ended: read the files back into compact columns,
-results.record_table, and write result.json, operations.csv, unanswered.csv, history.jsonl).
+results.record_table, and write result.json, operations.csv, unanswered.csv, history.jsonl),
+and `merge` (the same over two shards' folders of half the requests each, as
+`load-test.merge` does once it has checked that the shards belong together).
 
 A script, not a test: it prints figures and passes or fails on nothing.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -27,7 +30,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JSON = PROJECT_ROOT / ".loadtest" / "shard_memory.json"
 
 CASE = r"""
-import json, resource, sys, time, uuid, random
+import json, os, resource, sys, time, uuid, random
 from pathlib import Path
 from molotov_scenarios.recorder import Recorder
 from molotov_scenarios.records import Record
@@ -35,8 +38,8 @@ from molotov_scenarios.records import Record
 def peak_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-case, requests, folder = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
-if case == "summarise":
+case, requests, folder, prefix = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]
+if case in ("summarise", "merge"):
     # What the runner does once Molotov has ended: read every process's records back, build
     # result.json, and write operations.csv, unanswered.csv and history.jsonl beside it.
     from load_runner.collect import collect
@@ -48,17 +51,19 @@ if case == "summarise":
                             thresholds=Thresholds())
     before = peak_mb()
     started = time.perf_counter()
-    collected = collect(folder)
+    # A merge reads every shard's folder into one table (load_runner/merge.py) and goes on
+    # exactly as the runner does.
+    collected = collect([Path(part) for part in str(folder).split(os.pathsep)])
     outcome = MolotovOutcome(exit_code=0, timed_out=False, wall_s=1000.0, cpu_seconds=1.0,
                              stderr_tail="")
     result = build_result(config, "http://127.0.0.1:1", outcome, collected, time.time())
-    _write_results(folder.parent / "summarised", result, collected)
+    _write_results(Path(str(folder).split(os.pathsep)[0]).parent / case, result, collected)
     print(json.dumps({"case": case, "requests": result["totals"]["requests"],
                       "rss_before_mb": before, "peak_rss_mb": peak_mb(),
                       "seconds": time.perf_counter() - started}))
     sys.exit()
 rng = random.Random(1)
-recorder = Recorder(folder, time.time(), "s1-")
+recorder = Recorder(folder, time.time(), prefix)
 if case == "memory":
     recorder.spill_every = 10**12
 before = peak_mb()
@@ -72,8 +77,8 @@ for sequence in range(requests):
         code="" if ok else "insufficient_units", latency_ms=rng.uniform(1, 50),
         started_s=sequence / 1000, transaction_id=str(uuid.UUID(int=rng.getrandbits(128),
         version=4)) if ok else "", kind="reserve", units=2,
-        idempotency_key="s1-%032x" % rng.getrandbits(128), attempt=1,
-        worker=f"s1-{recorder.pid}-{sequence % 50}", outcome="ok" if ok else "fail"))
+        idempotency_key="%s%032x" % (prefix, rng.getrandbits(128)), attempt=1,
+        worker=f"{prefix}{recorder.pid}-{sequence % 50}", outcome="ok" if ok else "fail"))
     if sequence % 10_000 == 0:
         recorder.write_progress()
 recorder.write_progress()
@@ -83,9 +88,9 @@ print(json.dumps({"case": case, "requests": recorder.recorded, "rss_before_mb": 
 """
 
 
-def run_case(case: str, requests: int, folder: Path) -> dict[str, float]:
+def run_case(case: str, requests: int, folder: Path | str, prefix: str = "s1-") -> dict[str, float]:
     output = subprocess.run(
-        [sys.executable, "-c", CASE, case, str(requests), str(folder)],
+        [sys.executable, "-c", CASE, case, str(requests), str(folder), prefix],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
@@ -109,6 +114,11 @@ def main() -> None:
             )
             rows.append(row)
         rows.append(run_case("summarise", args.requests, Path(folder) / "spill"))
+        # Two shards of half the requests each, merged: every shard's records in one table.
+        halves = [Path(folder) / f"shard-{index}" for index in (1, 2)]
+        for index, half in enumerate(halves, start=1):
+            run_case("spill", args.requests // 2, half, prefix=f"s{index}-")
+        rows.append(run_case("merge", args.requests, os.pathsep.join(map(str, halves))))
     for row in rows:
         print(
             f"{row['case']:8s} {row['requests']:>9,} records: peak RSS {row['peak_rss_mb']:6.0f} MB"
