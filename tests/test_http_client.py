@@ -412,6 +412,9 @@ def _stack(
         yield stack
 
 
+CONCURRENT_CALLS = 20
+
+
 def reserve_request(stack: SeededStack, index: int) -> tuple[str, list[tuple[bytes, bytes]]]:
     """Return the path and headers that reserve on the high-throughput pool's ``index``-th."""
     entry = stack.fixtures["pools"]["high_throughput"][index]
@@ -461,13 +464,18 @@ async def test_a_refusal_from_the_service_leaves_the_connection_usable(
 async def test_many_concurrent_calls_to_the_service_all_get_their_own_answer(
     stack: SeededStack,
 ) -> None:
-    path, headers = reserve_request(stack, 2)
+    # Each call on an authorization of its own: twenty on one could meet a serialization
+    # conflict the service answers 409, which is the service's business, not the client's.
+    calls = [reserve_request(stack, index) for index in range(CONCURRENT_CALLS)]
     client = HttpClient(stack.base_url)
     try:
         answers = await asyncio.gather(
-            *(client.post(path, BODY, headers, TIMEOUT_S) for _ in range(20))
+            *(client.post(path, BODY, headers, TIMEOUT_S) for path, headers in calls)
         )
     finally:
         client.close()
-    assert [status for status, _ in answers] == [200] * 20
-    assert len({json.loads(body)["transaction_id"] for _, body in answers}) == 20
+    assert [status for status, _ in answers] == [200] * CONCURRENT_CALLS, answers
+    # Each answer is the one to its own request: it names the authorization it reserved on.
+    for (path, _), (_, body) in zip(calls, answers, strict=True):
+        assert json.loads(body)["authorization"]["id"] in path
+    assert len({json.loads(body)["transaction_id"] for _, body in answers}) == CONCURRENT_CALLS
