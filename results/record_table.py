@@ -1,12 +1,12 @@
 """Every record of a run as compact numpy columns, so that summarising a run costs little memory.
 
 A Record as Python objects (a 14-field tuple, its strings and floats) takes about 1 KB; a
-million of them, one shard's long run, about a gigabyte. Here the same records take some
-110 bytes each: times and counts as numbers, the few distinct values of a field (operation,
+million of them, one shard's long run, about a gigabyte. Here the same records take about
+77 bytes each: times and counts as numbers, the few distinct values of a field (operation,
 authorization, code, worker, outcome) as small integer codes into a table of labels, and the
-ids (request, transaction, Idempotency-Key) as fixed-width bytes. The summaries (results.summary,
-results.history, results.stalls, results.organizations) read the columns directly; anything
-else still sees a sequence of Records, made one at a time on demand.
+ids (request, transaction, Idempotency-Key) as a form, a prefix and a 128-bit number (Ids).
+The summaries (results.summary, results.history, results.stalls, results.organizations) read
+the columns directly; anything else still sees a sequence of Records, made on demand.
 """
 
 from __future__ import annotations
