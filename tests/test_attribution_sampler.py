@@ -25,6 +25,7 @@ from pipeline.quiet_database import (
 from reporting.attribution import explain_window
 
 SETTLE_S = 0.5  # long enough for a few samples at 100 ms, whatever the machine's load
+QUIET_PROBES = 10  # 50 ms apart: half a second without the WAL writer syncing
 
 
 def _wait_until(condition, timeout_s: float = 10.0) -> None:  # type: ignore[no-untyped-def]
@@ -122,7 +123,29 @@ def test_sampler_sees_backends_waiting_on_a_lock_and_a_checkpoint(database_url: 
     assert any(cause.startswith("checkpoint in progress") for cause in causes)
 
 
+def _settle_the_cluster(database_url: str) -> None:
+    """Flush what earlier tests wrote and wait until the WAL writer has had nothing to sync
+    for a few probes in a row: the window after it is quiet, as the test means it to be."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+        quiet_probes = 0
+
+        def wal_writer_quiet() -> bool:
+            nonlocal quiet_probes
+            (wait,) = conn.execute(
+                "SELECT coalesce(wait_event_type || ':' || wait_event, '') "
+                "FROM pg_stat_activity WHERE backend_type = 'walwriter'"
+            ).fetchone() or ("",)
+            quiet_probes = 0 if wait.startswith("IO:") else quiet_probes + 1
+            return quiet_probes >= QUIET_PROBES
+
+        _wait_until(wal_writer_quiet, timeout_s=30.0)
+
+
 def test_a_quiet_window_says_nothing_outside_the_service_coincided(database_url: str) -> None:
+    # On a shared cluster the WAL writer may still be syncing what an earlier test wrote: the
+    # explanation would then rightly name it. The window is made quiet first.
+    _settle_the_cluster(database_url)
     with AttributionSampler(database_url) as sampler:
         time.sleep(SETTLE_S)
     document = sampler.document()
