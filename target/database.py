@@ -43,7 +43,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         max_overflow=0,
         pool_timeout=settings.pool_timeout_s,
         # A ping per checkout costs a round trip on the hot path; a dead connection
-        # fails one request with 503 and is replaced.
+        # fails one request with 503, and the pool is replaced (Database._replace_pool).
         pool_pre_ping=False,
         isolation_level="AUTOCOMMIT",
         connect_args={
@@ -75,6 +75,7 @@ class Database:
         self.settings = settings
         self.engine = create_engine(settings)
         self.injected_delays = InjectedDelays(settings)
+        self._pool_generation = 0  # one more each time the pool is replaced
         metrics.POOL_SIZE.set(settings.pool_size)
 
     @asynccontextmanager
@@ -94,6 +95,7 @@ class Database:
             metrics.POOL_WAITING.dec()
         metrics.POOL_CHECKED_OUT.inc()
         connection: psycopg.AsyncConnection = pooled.driver_connection
+        generation = self._pool_generation
         try:
             yield connection
         finally:
@@ -101,6 +103,15 @@ class Database:
             # A connection the server dropped goes, not back into the pool.
             release = pooled.invalidate if connection.broken else pooled.close
             await greenlet_spawn(release)
+            if connection.broken and generation == self._pool_generation:
+                await self._replace_pool()
+
+    async def _replace_pool(self) -> None:
+        """Drop every pooled connection once one turns out dead: the server restarted (or
+        dropped them all), so its idle siblings are dead too. Without this each one would fail
+        a request with 503 whenever it was next used, long after the server came back."""
+        self._pool_generation += 1
+        await self.engine.dispose()
 
     async def dispose(self) -> None:
         """Close every pooled connection."""
