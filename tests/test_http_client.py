@@ -464,8 +464,9 @@ async def test_a_refusal_from_the_service_leaves_the_connection_usable(
 async def test_many_concurrent_calls_to_the_service_all_get_their_own_answer(
     stack: SeededStack,
 ) -> None:
-    # Each call on an authorization of its own: twenty on one could meet a serialization
-    # conflict the service answers 409, which is the service's business, not the client's.
+    # Each call on an authorization of its own. SERIALIZABLE can still abort one of twenty
+    # concurrent changes (its predicate locks are coarser than rows), and after its retries
+    # the service answers 409 serialization_conflict: that is the service's business.
     calls = [reserve_request(stack, index) for index in range(CONCURRENT_CALLS)]
     client = HttpClient(stack.base_url)
     try:
@@ -474,8 +475,15 @@ async def test_many_concurrent_calls_to_the_service_all_get_their_own_answer(
         )
     finally:
         client.close()
-    assert [status for status, _ in answers] == [200] * CONCURRENT_CALLS, answers
+    done = [
+        (path, json.loads(body))
+        for (path, _), (status, body) in zip(calls, answers, strict=True)
+        if status == 200
+    ]
+    refused = [json.loads(body)["code"] for status, body in answers if status != 200]
+    assert set(refused) <= {"serialization_conflict"}, answers
+    assert done, answers
     # Each answer is the one to its own request: it names the authorization it reserved on.
-    for (path, _), (_, body) in zip(calls, answers, strict=True):
-        assert json.loads(body)["authorization"]["id"] in path
-    assert len({json.loads(body)["transaction_id"] for _, body in answers}) == CONCURRENT_CALLS
+    for path, body in done:
+        assert body["authorization"]["id"] in path
+    assert len({body["transaction_id"] for _, body in done}) == len(done)
