@@ -23,19 +23,18 @@ few catalog reads per sample: about a millisecond of a backend's time every 100 
 from __future__ import annotations
 
 import json
-import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import psutil
 import psycopg
 from prometheus_client.parser import text_string_to_metric_families
 
+from pipeline.background import BackgroundThread
 from results.files import SAMPLES_FILE
 
 SAMPLE_INTERVAL_S = 0.1
@@ -74,7 +73,7 @@ BGWRITER_FIELDS = ("checkpoints", "buffers_checkpoint", "buffers_clean", "buffer
 WATCHED_BACKGROUND = {"checkpointer": "checkpointer", "walwriter": "walwriter"}
 
 
-class AttributionSampler:
+class AttributionSampler(BackgroundThread):
     """Sample the database, host and service in a thread for as long as the block lasts."""
 
     def __init__(
@@ -93,29 +92,21 @@ class AttributionSampler:
         self.errors: list[str] = []
         self.started_epoch = 0.0
         self.ended_epoch = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="attribution-sampler", daemon=True)
+        self._init_thread(
+            self._run, "attribution-sampler", join_timeout_s=interval_s * 10 + CONNECT_TIMEOUT_S
+        )
         self._conn: psycopg.Connection[Any] | None = None
         self._last_connect = 0.0
         self._cpu: Any = None
         # pid → (process, when its CPU time was last read, that CPU time)
         self._workers: dict[int, tuple[psutil.Process, float, float]] = {}
 
-    def __enter__(self) -> AttributionSampler:
+    def _before_start(self) -> None:
         self.started_epoch = time.time()
         self._connect()
         self._cpu = psutil.cpu_times()
-        self._thread.start()
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._stop.set()
-        self._thread.join(timeout=self.interval_s * 10 + CONNECT_TIMEOUT_S)
+    def _after_stop(self) -> None:
         self.ended_epoch = time.time()
         if self._conn is not None:
             self._conn.close()

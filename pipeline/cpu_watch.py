@@ -8,15 +8,15 @@ between two moments (wall-clock epoch seconds), counting only processes alive at
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
 from urllib.parse import urlsplit
 
 import psutil
 import psycopg
+
+from pipeline.background import BackgroundThread
 
 SAMPLE_INTERVAL_S = 0.5
 MACHINE = "machine"  # every core's busy time, whoever used it: shows other tenants' load
@@ -38,7 +38,7 @@ class CpuSample:
 
 
 @dataclass
-class CpuWatch:
+class CpuWatch(BackgroundThread):
     """Sample groups of processes in a thread for as long as the ``with`` block lasts."""
 
     groups: Mapping[str, PidFinder]
@@ -46,22 +46,10 @@ class CpuWatch:
     samples: list[CpuSample] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="cpu-watch", daemon=True)
+        self._init_thread(self._run, "cpu-watch", join_timeout_s=self.interval_s * 4 + 1)
 
-    def __enter__(self) -> CpuWatch:
+    def _before_start(self) -> None:
         self.sample()
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._stop.set()
-        self._thread.join(timeout=self.interval_s * 4 + 1)
 
     def sample(self) -> None:
         """Take one sample now."""

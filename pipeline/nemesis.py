@@ -53,8 +53,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 import psutil
 import psycopg
@@ -63,6 +62,7 @@ from load_runner.collect import collect
 from load_runner.profiles import ProfileError, load_scenario_config, nemesis_table
 from local_postgres import LocalCluster
 from local_postgres.cluster import SERVER_ACCOUNT, find_bin_dir
+from pipeline.background import BackgroundThread
 from pipeline.service_watch import probe_health
 from results.files import FAULTS_FILE, RAW_DIR
 from results.recovery import (
@@ -396,7 +396,7 @@ def _cmdline(process: psutil.Process) -> list[str]:
 
 
 # -- the nemesis ------------------------------------------------------------------------------
-class Nemesis:
+class Nemesis(BackgroundThread):
     """Run a fault schedule in a background thread for as long as the ``with`` block lasts."""
 
     def __init__(
@@ -416,24 +416,12 @@ class Nemesis:
         self.records = [FaultRecord(spec.kind, spec.at_s) for spec in self.schedule]
         self.anchor_epoch: float | None = None
         self.anchor = ""
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="nemesis", daemon=True)
+        self._init_thread(self._run, "nemesis")
         self._created = time.time()
 
-    def __enter__(self) -> Nemesis:
-        if self.schedule:
-            self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
+    def __enter__(self) -> Self:
+        # Without a schedule there is nothing to run: no thread waiting for the load either.
+        return super().__enter__() if self.schedule else self
 
     # -- the thread ---------------------------------------------------------------------------
     def _run(self) -> None:

@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Protocol
 
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
+from pipeline.background import BackgroundThread
 from results.files import SERVICE_FILE
 
 POLL_INTERVAL_S = 1.0
@@ -78,7 +77,7 @@ class _Probe:
 
 
 @dataclass
-class ServiceWatch:
+class ServiceWatch(BackgroundThread):
     """Poll a running service in a background thread for as long as the ``with`` block lasts."""
 
     service: WatchedService
@@ -92,8 +91,9 @@ class ServiceWatch:
     ended_at: str = ""
 
     def __post_init__(self) -> None:
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, name="service-watch", daemon=True)
+        self._init_thread(
+            self._poll, "service-watch", join_timeout_s=self.interval_s + PROBE_TIMEOUT_S * 2 + 1
+        )
         self._probe = _Probe()
         self._alive = True
         self._workers = self._worker_pids()
@@ -102,21 +102,12 @@ class ServiceWatch:
         self._replacements_seen = 0
         self._last_metrics: dict[str, float] | None = {}
 
-    def __enter__(self) -> ServiceWatch:
+    def _before_start(self) -> None:
         self.started_at = now()
         self.before = self._first_scrape()
         self._last_metrics = None if self.before is None else dict(self.before)
-        self._thread.start()
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._stop.set()
-        self._thread.join(timeout=self.interval_s + PROBE_TIMEOUT_S * 2 + 1)
+    def _after_stop(self) -> None:
         self._tick()  # one last look, so a crash in the final second is not missed
         self._await_replacements()
         self.after = self._scrape() or {}

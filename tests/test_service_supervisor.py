@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -17,12 +16,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
 import psutil
 from prometheus_client import CollectorRegistry, multiprocess
 from support_service import PASSWORD, seed_clinic
 
+from pipeline.background import BackgroundThread
 from pipeline.service_process import PROJECT_ROOT, ServiceProcess, bind_listener, start_service
 from target.metrics import MULTIPROC_DIR_ENV
 from target.supervisor import (
@@ -93,28 +92,14 @@ def is_dead(pid: int) -> bool:
 
 
 @dataclass
-class HealthPoller:
+class HealthPoller(BackgroundThread):
     """GET /healthz on a fresh connection, again and again, recording (start time, status)."""
 
     base_url: str
     answers: list[tuple[float, int]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-
-    def __enter__(self) -> HealthPoller:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._stop.set()
-        self._thread.join()
+        self._init_thread(self._poll, "health-poller")
 
     def _poll(self) -> None:
         while not self._stop.is_set():
