@@ -60,19 +60,16 @@ def write_report(run_dir: Path) -> ReportFiles:
 
 def _read_capacity(run_dir: Path) -> dict[str, Any] | None:
     """Return the capacity search's capacity.json, if this run was one (None otherwise)."""
-    path = run_dir / CAPACITY_FILE
-    if not path.exists():
-        return None
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return document if isinstance(document, dict) else None
+    return _read_optional_document(run_dir / CAPACITY_FILE)
 
 
 def _read_comparison(run_dir: Path) -> dict[str, Any] | None:
     """Return the comparison with the run's baseline, if it was compared (None otherwise)."""
-    path = run_dir / COMPARISON_DIR / COMPARE_FILE
+    return _read_optional_document(run_dir / COMPARISON_DIR / COMPARE_FILE)
+
+
+def _read_optional_document(path: Path) -> dict[str, Any] | None:
+    """Return the JSON object at ``path``; None when it is missing or unreadable."""
     if not path.exists():
         return None
     try:
