@@ -422,7 +422,7 @@ async def _call(
             return None
     key = ENVIRONMENT.id_prefix + new_idempotency_key(_KEY_RANDOM)
     attempts = await send_operation(
-        _PROCESS.http or http_client(),
+        http_client(),
         _operation_path(authorization.id, operation),
         body=_units_body(units),
         headers=_token_headers(token_for(authorization, worker)),

@@ -200,10 +200,8 @@ class HttpClient:
                     ssl=self._ssl,
                     server_hostname=self.host if self._ssl else None,
                 )
-        except TimeoutError:
-            raise
-        except ConnectionError:
-            raise
+        except (TimeoutError, ConnectionError):
+            raise  # already what post() promises (both are OSErrors: not wrapped below)
         except OSError as error:  # no route, unknown host, TLS failure
             raise ConnectionError(f"cannot connect to {self.host}:{self.port}: {error}") from error
         self.opened += 1
