@@ -25,19 +25,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import psycopg
 import uvloop
 
-from target.database import ISOLATION_BY_STRATEGY
+from target.database import POSTGRES_ISOLATION
 from target.operations import Operation, UnitChange
 from target.reservation_sql import CHANGE_STATEMENTS
 from target.reservations import RETRYABLE_SQLSTATES, statement_parameters
+from target.settings import DEFAULT_ISOLATION
 
 UNITS = 5
 
 
 async def drive(url: str, strategy: str, seconds: float, connections: int) -> dict[str, float]:
     """Run the closed loops; return what was committed and the CPU it took."""
-    options = "-c default_transaction_isolation=" + ISOLATION_BY_STRATEGY[strategy].replace(
-        " ", "\\ "
-    )
+    level = POSTGRES_ISOLATION[DEFAULT_ISOLATION[strategy]]
+    options = "-c default_transaction_isolation=" + level.replace(" ", "\\ ")
     with psycopg.connect(url) as conn:
         targets = conn.execute(
             "SELECT a.id, a.organization_id, min(p.id::text)::uuid FROM authorizations a "

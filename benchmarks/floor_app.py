@@ -20,10 +20,11 @@ import uuid
 import psycopg
 from quart import Quart, Response, request
 
-from target.database import ISOLATION_BY_STRATEGY
+from target.database import POSTGRES_ISOLATION
 from target.operations import Operation, UnitChange
 from target.reservation_sql import CHANGE_STATEMENTS
 from target.reservations import RETRYABLE_SQLSTATES, backoff_s, statement_parameters
+from target.settings import DEFAULT_ISOLATION
 
 MAX_RETRIES = 5
 
@@ -53,9 +54,8 @@ def create_app_with_sql() -> Quart:
     app = Quart(__name__)
     url = os.environ["DATABASE_URL"]
     strategy = os.environ.get("TARGET_CONCURRENCY", "serializable")
-    options = "-c default_transaction_isolation=" + ISOLATION_BY_STRATEGY[strategy].replace(
-        " ", "\\ "
-    )
+    level = POSTGRES_ISOLATION[DEFAULT_ISOLATION[strategy]]
+    options = "-c default_transaction_isolation=" + level.replace(" ", "\\ ")
     statement = CHANGE_STATEMENTS[strategy, Operation.RESERVE, False]
     pool_size = int(os.environ.get("TARGET_POOL_SIZE", "8"))
     idle: asyncio.Queue[psycopg.AsyncConnection] = asyncio.Queue()

@@ -1,9 +1,11 @@
 """The engine and its pool: connections handed out with a timeout, problems mapped to 503.
 
-SQLAlchemy owns the pool (size, timeout, no overflow, invalidation); the queries run on the
-pooled psycopg connection itself. Going through SQLAlchemy's execution layer cost about
-0.5 ms of CPU per statement here (a greenlet switch and result wrapping each time), which
-on a 2-core machine halved the service's reservations/s; the SQL is plain text either way.
+SQLAlchemy owns the pool (size, timeout, no overflow, invalidation). Under the `interactive`
+shape, the one the team ships, a change is an ORM unit of work on an `AsyncSession` bound to
+a checked-out connection (`Database.session`). Under the `statement` shape a change is one
+statement run on the pooled psycopg connection itself (`Database.connect`): going through
+SQLAlchemy's execution layer cost about 0.5 ms of CPU per statement here (a greenlet switch
+and result wrapping each time), which on a 2-core machine halved that shape's throughput.
 """
 
 from __future__ import annotations
@@ -13,7 +15,12 @@ from contextlib import asynccontextmanager
 
 import psycopg
 import sqlalchemy.exc
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.util import greenlet_spawn
 
 from target import metrics
@@ -21,14 +28,14 @@ from target.injected_delays import InjectedDelays
 from target.problems import unavailable
 from target.settings import Settings, sqlalchemy_url
 
-# Every change is one statement and so its own transaction: the connections autocommit, and
-# the strategy's isolation level is the session default (no BEGIN/COMMIT round trips, no
-# per-checkout SET).
-ISOLATION_BY_STRATEGY = {
+# The isolation level is each connection's default (set once when it connects, no SET per
+# checkout). Under the statement shape every change is its own transaction: the connections
+# autocommit (no BEGIN/COMMIT round trips); under the interactive shape psycopg sends BEGIN
+# before a unit of work's first statement and the session commits it, as an ORM app does.
+POSTGRES_ISOLATION = {
     "serializable": "serializable",
-    "for_update": "read committed",
-    "atomic": "read committed",
-    "unsafe": "read committed",
+    "repeatable_read": "repeatable read",
+    "read_committed": "read committed",
 }
 APPLICATION_NAME = "clinic-target"
 # libpq counts connect_timeout in whole seconds and treats 1 as 2.
@@ -37,6 +44,7 @@ MIN_CONNECT_TIMEOUT_S = 2
 
 def create_engine(settings: Settings) -> AsyncEngine:
     """Create the async engine with a small fixed pool, no pre-ping and no overflow."""
+    statement_shape = settings.transaction_shape == "statement"
     return create_async_engine(
         sqlalchemy_url(settings.database_url),
         pool_size=settings.pool_size,
@@ -45,12 +53,12 @@ def create_engine(settings: Settings) -> AsyncEngine:
         # A ping per checkout costs a round trip on the hot path; a dead connection
         # fails one request with 503, and the pool is replaced (Database._replace_pool).
         pool_pre_ping=False,
-        isolation_level="AUTOCOMMIT",
+        **({"isolation_level": "AUTOCOMMIT"} if statement_shape else {}),
         connect_args={
             "connect_timeout": max(MIN_CONNECT_TIMEOUT_S, round(settings.pool_timeout_s)),
             "application_name": APPLICATION_NAME,
             "options": "-c default_transaction_isolation="
-            + ISOLATION_BY_STRATEGY[settings.concurrency].replace(" ", "\\ "),
+            + POSTGRES_ISOLATION[settings.isolation_level].replace(" ", "\\ "),
         },
     )
 
@@ -74,6 +82,9 @@ class Database:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.engine = create_engine(settings)
+        # Bound to a connection Database.session checks out; expire_on_commit off so the
+        # objects a unit of work returns stay readable after its COMMIT.
+        self._sessions = async_sessionmaker(expire_on_commit=False)
         self.injected_delays = InjectedDelays(settings)
         self._pool_generation = 0  # one more each time the pool is replaced
         metrics.POOL_SIZE.set(settings.pool_size)
@@ -105,6 +116,38 @@ class Database:
             await greenlet_spawn(release)
             if connection.broken and generation == self._pool_generation:
                 await self._replace_pool()
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """Check a connection out (or raise 503 within the pool timeout) and bind a session to it.
+
+        The caller begins and commits the transaction (`async with session.begin():`).
+        """
+        metrics.POOL_WAITING.inc()
+        try:
+            connection = await self.engine.connect()
+        except sqlalchemy.exc.TimeoutError as error:
+            metrics.POOL_TIMEOUTS.inc()
+            raise unavailable(
+                f"no database connection free within {self.settings.pool_timeout_s:g} s"
+            ) from error
+        except (sqlalchemy.exc.DBAPIError, psycopg.Error, OSError) as error:
+            raise unavailable("database unreachable") from error
+        finally:
+            metrics.POOL_WAITING.dec()
+        metrics.POOL_CHECKED_OUT.inc()
+        generation = self._pool_generation
+        try:
+            async with self._sessions(bind=connection) as session:
+                yield session
+        except sqlalchemy.exc.DBAPIError as error:
+            if error.connection_invalidated and generation == self._pool_generation:
+                await connection.close()
+                await self._replace_pool()
+            raise
+        finally:
+            metrics.POOL_CHECKED_OUT.dec()
+            await connection.close()
 
     async def _replace_pool(self) -> None:
         """Drop every pooled connection once one turns out dead: the server restarted (or

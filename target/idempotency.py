@@ -65,6 +65,15 @@ def key_in_use() -> ProblemError:
     )
 
 
+def image_of(row: AuthorizationRecord) -> dict[str, Any]:
+    """Render an authorization as the JSON image a stored answer keeps (as to_jsonb writes it)."""
+    image: dict[str, Any] = {}
+    for name in AuthorizationRecord.__slots__:
+        value = getattr(row, name)
+        image[name] = str(value) if isinstance(value, uuid.UUID | dt.date) else value
+    return image
+
+
 def record_from_image(image: dict[str, Any]) -> AuthorizationRecord:
     """Rebuild the authorization a stored answer showed from its JSON image."""
     values = dict(image)

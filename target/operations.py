@@ -58,6 +58,15 @@ class AuthorizationRecord:
     today: dt.date | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ChangeOutcome:
+    """A change that was applied: now, or by the first request with the same key."""
+
+    transaction_id: uuid.UUID
+    authorization: AuthorizationRecord
+    replayed: bool = False
+
+
 def refusal(
     row: AuthorizationRecord | None, operation: Operation, units: int
 ) -> ProblemError | None:

@@ -6,7 +6,10 @@ Inside the statement the strategies differ exactly where their guarantees come f
 
 - serializable: read the row, check the read values, write. Safe only because SERIALIZABLE
   aborts (40001) a write on a row another transaction changed since the read.
-- for_update: the read locks the row (FOR UPDATE), so the checked values are the latest.
+- for_update: the read locks the row (FOR UPDATE), and the check sits in the UPDATE's WHERE
+  on the row it updates. Checking the locked read's values instead (as it once did) let a
+  release pass its check on one row version and subtract from a later one under READ
+  COMMITTED: 500s from the nonnegative CHECK, and no CHECK guards the sum on reserve.
 - atomic: the check sits in the UPDATE's own WHERE, which PostgreSQL re-evaluates on the
   latest row version under READ COMMITTED.
 - unsafe: the caller reads and checks first, waits, then writes absolute values computed in
@@ -86,7 +89,7 @@ def change_statement(strategy: str, operation: Operation, *, keyed: bool) -> Lit
     assignments = ABSOLUTE_CHANGE if strategy == "unsafe" else RELATIVE_CHANGES[operation]
     condition = {
         "serializable": _condition(operation, "c"),
-        "for_update": _condition(operation, "c"),
+        "for_update": _condition(operation, "a"),
         "atomic": _condition(operation, "a"),
         "unsafe": "true",
     }[strategy]

@@ -1,8 +1,10 @@
-"""Reserve, release and consume units: run a change's statement, retry what may be retried.
+"""Reserve, release and consume units in the configured transaction shape; retry 40001/40P01.
 
-The statements live in `reservation_sql` (one round trip per change, each its own
-transaction), the rules in `operations`. Here: the unsafe control's read-wait-write, the retry
-on 40001/40P01, and the answer to a repeated Idempotency-Key.
+Under the `interactive` shape (the default, what the team's ORM application does) a change is
+a unit of work in `interactive_changes`. Under the `statement` shape it is one statement from
+`reservation_sql` (one round trip, its own transaction); here the statement shape's unsafe
+read-wait-write and its answer to a repeated Idempotency-Key. Either way a serialization
+failure or deadlock runs the whole unit of work again, with capped, jittered backoff.
 """
 
 from __future__ import annotations
@@ -16,13 +18,20 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import psycopg
+import sqlalchemy.exc
 from psycopg.rows import class_row
 
 from target import metrics
 from target.database import Database
 from target.idempotency import StoredOutcome, key_in_use, replay
+from target.interactive_changes import (
+    change_in_transaction,
+    select_authorization_record,
+)
+from target.interactive_changes import select_stored_key as select_stored_key_in_session
 from target.operations import (
     AuthorizationRecord,
+    ChangeOutcome,
     Operation,
     UnitChange,
     refusal,
@@ -34,6 +43,7 @@ from target.reservation_sql import CHANGE_STATEMENTS, SELECT_AUTHORIZATION, SELE
 # SQLSTATEs worth retrying: serialization_failure and deadlock_detected.
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
 FOREIGN_KEY_VIOLATION = "23503"
+UNIQUE_VIOLATION = "23505"
 BACKOFF_BASE_S = 0.002
 BACKOFF_CAP_S = 0.100
 
@@ -49,15 +59,6 @@ class RetryCount:
     """How many times a request's transaction was retried (read by the request log)."""
 
     retries: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class ChangeOutcome:
-    """A change that was applied: now, or by the first request with the same key."""
-
-    transaction_id: uuid.UUID
-    authorization: AuthorizationRecord
-    replayed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,17 +202,14 @@ def backoff_s(attempt: int) -> float:
 
 
 async def run_with_retries(
-    database: Database,
-    work: Callable[[psycopg.AsyncConnection], Awaitable[T]],
-    count: RetryCount,
+    database: Database, work: Callable[[], Awaitable[T]], count: RetryCount
 ) -> T:
-    """Run ``work`` on a pooled connection, retrying 40001/40P01 with backoff."""
+    """Run ``work``; on 40001/40P01 run it whole again with backoff, a bounded number of times."""
     max_retries = database.settings.max_retries
     while True:
         try:
-            async with database.connect() as connection:
-                return await work(connection)
-        except psycopg.Error as error:
+            return await work()
+        except (psycopg.Error, sqlalchemy.exc.DBAPIError) as error:
             state = sqlstate(error)
             if state == FOREIGN_KEY_VIOLATION:
                 # Only the token's practitioner or organization can be missing: a stranger.
@@ -231,30 +229,72 @@ async def run_with_retries(
 
 
 async def change_units(database: Database, change: UnitChange, count: RetryCount) -> ChangeOutcome:
-    """Apply ``change`` with the configured strategy; answer a stored key with its outcome."""
+    """Apply ``change`` in the configured shape and strategy; a stored key gets its outcome."""
     settings = database.settings
     keyed = change.idempotency_key is not None and settings.idempotency
     unsafe_delay_s = settings.unsafe_delay_ms / 1000
+    # `constraint` guards units with the authorization's row lock, as for_update does.
+    strategy = "for_update" if settings.concurrency == "constraint" else settings.concurrency
     await database.injected_delays.before_change()
 
-    async def work(connection: psycopg.AsyncConnection) -> ChangeOutcome:
+    async def unit_of_work() -> ChangeOutcome:
         try:
-            return await attempt_change(
-                connection, settings.concurrency, change, keyed=keyed, unsafe_delay_s=unsafe_delay_s
-            )
-        except psycopg.errors.UniqueViolation:
-            # Only the key can collide: an earlier request with it has committed its outcome.
-            if not keyed or change.idempotency_key is None:
+            async with database.session() as session:
+                return await change_in_transaction(
+                    session, strategy, change, keyed=keyed, unsafe_delay_s=unsafe_delay_s
+                )
+        except sqlalchemy.exc.IntegrityError as error:
+            if sqlstate(error) != UNIQUE_VIOLATION:
                 raise
-            stored = await select_stored_key(
-                connection, change.organization_id, change.idempotency_key
-            )
-            if stored is None:
-                raise
-            transaction_id, row = replay(stored, change)
-            return ChangeOutcome(transaction_id, row, replayed=True)
+            # Only the key can collide: a request with it committed after this one looked.
+            return await replay_stored_key(database, change, error)
 
-    return await run_with_retries(database, work, count)
+    async def one_statement() -> ChangeOutcome:
+        async with database.connect() as connection:
+            return await apply_statement(connection, strategy, change, keyed, unsafe_delay_s)
+
+    if settings.transaction_shape == "statement":
+        return await run_with_retries(database, one_statement, count)
+    return await run_with_retries(database, unit_of_work, count)
+
+
+async def replay_stored_key(
+    database: Database, change: UnitChange, collision: Exception
+) -> ChangeOutcome:
+    """Answer a change whose key another request stored meanwhile with that request's outcome."""
+    if change.idempotency_key is None:
+        raise collision
+    async with database.session() as session, session.begin():
+        stored = await select_stored_key_in_session(
+            session, change.organization_id, change.idempotency_key
+        )
+    if stored is None:
+        raise collision
+    transaction_id, row = replay(stored, change)
+    return ChangeOutcome(transaction_id, row, replayed=True)
+
+
+async def apply_statement(
+    connection: psycopg.AsyncConnection,
+    strategy: str,
+    change: UnitChange,
+    keyed: bool,
+    unsafe_delay_s: float,
+) -> ChangeOutcome:
+    """Apply ``change`` as one statement; a key stored meanwhile is answered as stored."""
+    try:
+        return await attempt_change(
+            connection, strategy, change, keyed=keyed, unsafe_delay_s=unsafe_delay_s
+        )
+    except psycopg.errors.UniqueViolation:
+        # Only the key can collide: an earlier request with it has committed its outcome.
+        if not keyed or change.idempotency_key is None:
+            raise
+        stored = await select_stored_key(connection, change.organization_id, change.idempotency_key)
+        if stored is None:
+            raise
+        transaction_id, row = replay(stored, change)
+        return ChangeOutcome(transaction_id, row, replayed=True)
 
 
 async def read_authorization(
@@ -262,10 +302,16 @@ async def read_authorization(
 ) -> AuthorizationRecord:
     """Return the organization's authorization or raise the 404."""
 
-    async def work(connection: psycopg.AsyncConnection) -> AuthorizationRecord | None:
-        return await select_authorization(connection, authorization_id, organization_id)
+    async def in_session() -> AuthorizationRecord | None:
+        async with database.session() as session, session.begin():
+            return await select_authorization_record(session, authorization_id, organization_id)
 
-    row = await run_with_retries(database, work, count)
+    async def on_connection() -> AuthorizationRecord | None:
+        async with database.connect() as connection:
+            return await select_authorization(connection, authorization_id, organization_id)
+
+    statement_shape = database.settings.transaction_shape == "statement"
+    row = await run_with_retries(database, on_connection if statement_shape else in_session, count)
     if row is None:
         raise not_found()
     return row

@@ -7,7 +7,26 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-CONCURRENCY_STRATEGIES = ("serializable", "for_update", "atomic", "unsafe")
+# How a change guards its rules. `serializable` takes no lock and leans on the isolation level;
+# `for_update` and `constraint` lock (constraint: exclusion constraints for the overlaps of
+# scheduling, the authorization's row lock for units); `atomic` checks inside the UPDATE;
+# `unsafe` is the planted control that overbooks.
+CONCURRENCY_STRATEGIES = ("serializable", "for_update", "atomic", "constraint", "unsafe")
+# How the application talks to PostgreSQL: `interactive` is an ORM's unit of work (BEGIN,
+# SELECT, a check in Python, UPDATE, INSERT, COMMIT), the shape the team ships; `statement`
+# folds each change into one SQL statement (a faster, different test).
+TRANSACTION_SHAPES = ("interactive", "statement")
+ISOLATION_LEVELS = ("serializable", "repeatable_read", "read_committed")
+DEFAULT_STRATEGY = "serializable"
+DEFAULT_TRANSACTION_SHAPE = "interactive"
+# The level each strategy runs at unless TARGET_ISOLATION names another.
+DEFAULT_ISOLATION = {
+    "serializable": "serializable",
+    "for_update": "read_committed",
+    "atomic": "read_committed",
+    "constraint": "read_committed",
+    "unsafe": "read_committed",
+}
 DEFAULT_JWT_SECRET = "dev-only-insecure-secret-change-me"
 N = TypeVar("N", int, float)
 
@@ -30,7 +49,9 @@ class Settings:
     database_url: str
     jwt_secret: str = DEFAULT_JWT_SECRET
     jwt_ttl_s: int = 3600
-    concurrency: str = "serializable"
+    concurrency: str = DEFAULT_STRATEGY
+    transaction_shape: str = DEFAULT_TRANSACTION_SHAPE
+    isolation: str = ""  # empty: the strategy's own level (DEFAULT_ISOLATION)
     max_retries: int = 5
     unsafe_delay_ms: int = 0
     # Test settings (target/injected_delays.py): a known slowdown, a stall of known size.
@@ -50,6 +71,16 @@ class Settings:
                 f"TARGET_CONCURRENCY must be one of {', '.join(CONCURRENCY_STRATEGIES)}, "
                 f"not {self.concurrency!r}"
             )
+        if self.transaction_shape not in TRANSACTION_SHAPES:
+            raise ValueError(
+                f"TARGET_TRANSACTION_SHAPE must be one of {', '.join(TRANSACTION_SHAPES)}, "
+                f"not {self.transaction_shape!r}"
+            )
+        if self.isolation and self.isolation not in ISOLATION_LEVELS:
+            raise ValueError(
+                f"TARGET_ISOLATION must be one of {', '.join(ISOLATION_LEVELS)}, "
+                f"not {self.isolation!r}"
+            )
         for name, value, minimum in (
             ("TARGET_JWT_TTL_S", self.jwt_ttl_s, 1),
             ("TARGET_MAX_RETRIES", self.max_retries, 0),
@@ -66,6 +97,11 @@ class Settings:
         if not self.jwt_secret:
             raise ValueError("JWT_SECRET must not be empty")
 
+    @property
+    def isolation_level(self) -> str:
+        """Return the isolation level the service's transactions run at."""
+        return self.isolation or DEFAULT_ISOLATION[self.concurrency]
+
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
         """Read the settings from the environment; a bad value raises one clear ValueError."""
@@ -77,7 +113,9 @@ class Settings:
             database_url=database_url,
             jwt_secret=env.get("JWT_SECRET", DEFAULT_JWT_SECRET),
             jwt_ttl_s=_env_number(env, "TARGET_JWT_TTL_S", 3600, int),
-            concurrency=env.get("TARGET_CONCURRENCY", "serializable"),
+            concurrency=env.get("TARGET_CONCURRENCY", DEFAULT_STRATEGY),
+            transaction_shape=env.get("TARGET_TRANSACTION_SHAPE", DEFAULT_TRANSACTION_SHAPE),
+            isolation=env.get("TARGET_ISOLATION", ""),
             max_retries=_env_number(env, "TARGET_MAX_RETRIES", 5, int),
             unsafe_delay_ms=_env_number(env, "TARGET_UNSAFE_DELAY_MS", 0, int),
             extra_latency_ms=_env_number(env, "TARGET_EXTRA_LATENCY_MS", 0, int),
