@@ -142,3 +142,45 @@ class IdempotencyKey(Base):
     created_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+
+
+SESSION_STATUSES = ("booked", "cancelled", "completed")
+
+
+class TherapySession(Base):
+    """A booked hour of a practitioner's time for a patient, paid from an authorization."""
+
+    __tablename__ = "therapy_sessions"
+    __table_args__ = (
+        CheckConstraint("units > 0", name="ck_therapy_sessions_units_positive"),
+        CheckConstraint("starts_at < ends_at", name="ck_therapy_sessions_time_range"),
+        CheckConstraint(
+            "status IN ('booked', 'cancelled', 'completed')", name="ck_therapy_sessions_status"
+        ),
+        Index("ix_therapy_sessions_practitioner_starts", "practitioner_id", "starts_at"),
+        Index("ix_therapy_sessions_patient_starts", "patient_id", "starts_at"),
+        Index("ix_therapy_sessions_authorization_id", "authorization_id"),
+        Index(
+            "ux_therapy_sessions_idempotency_key", "organization_id", "idempotency_key", unique=True
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"))
+    authorization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("authorizations.id"))
+    practitioner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("practitioners.id"))
+    patient_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("patients.id"))
+    starts_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    ends_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    units: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), server_default="booked")
+    request_id: Mapped[str | None] = mapped_column(String(100))
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    status_idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    status_request_id: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
