@@ -42,6 +42,46 @@ class UnitsRequest(msgspec.Struct, frozen=True):
     units: Units
 
 
+MIN_SESSION_MINUTES = 15
+MAX_SESSION_MINUTES = 480
+
+
+class BookingRequest(msgspec.Struct, frozen=True):
+    """The body of a booking: which authorization pays, when, for how long, how many units."""
+
+    authorization_id: uuid.UUID
+    starts_at: Annotated[
+        dt.datetime, msgspec.Meta(tz=True, description="RFC 3339 with a UTC offset.")
+    ]
+    duration_minutes: Annotated[int, msgspec.Meta(ge=MIN_SESSION_MINUTES, le=MAX_SESSION_MINUTES)]
+    units: Units
+
+
+class TherapySession(msgspec.Struct, frozen=True):
+    """A session: the practitioner is the caller, the patient the authorization's."""
+
+    id: uuid.UUID
+    organization_id: uuid.UUID
+    authorization_id: uuid.UUID
+    practitioner_id: uuid.UUID
+    patient_id: uuid.UUID
+    starts_at: dt.datetime
+    ends_at: dt.datetime
+    units: Annotated[int, msgspec.Meta(ge=1)]
+    status: Literal["booked", "cancelled", "completed"]
+
+
+class SessionResult(msgspec.Struct, frozen=True):
+    """The session booked, cancelled or completed; `transaction_id` is its id.
+
+    A repeat of a keyed request answers the first request's body again, changes nothing and
+    carries `Idempotent-Replayed: true`.
+    """
+
+    transaction_id: uuid.UUID
+    session: TherapySession
+
+
 class TokenRequest(msgspec.Struct, frozen=True):
     """A practitioner's e-mail and password."""
 
@@ -91,6 +131,8 @@ class Health(msgspec.Struct, frozen=True, omit_defaults=True):
 
     status: Literal["ok"]
     concurrency: Concurrency
+    transaction_shape: Literal["interactive", "statement"]
+    isolation: Literal["serializable", "repeatable_read", "read_committed"]
     warning: Annotated[
         str | None, msgspec.Meta(description="Present only when the strategy is `unsafe`.")
     ] = None

@@ -13,7 +13,7 @@ from quart_schema import RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, RequestTimeout
 
 from target import metrics
-from target.blueprints import authorizations, health, openapi, tokens
+from target.blueprints import authorizations, health, openapi, sessions, tokens
 from target.blueprints import metrics as metrics_routes
 from target.blueprints.health import UNSAFE_WARNING
 from target.database import Database, is_database_unreachable
@@ -33,7 +33,8 @@ from target.request_log import (
     flush_request_log_periodically,
     install_request_hooks,
 )
-from target.settings import Settings
+from target.schedule_guards import apply_schedule_guards
+from target.settings import Settings, libpq_url
 from target.state import EXTENSION_KEY, ServiceState
 
 log = logging.getLogger("target.app")
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None) -> Quart:
 
     @app.before_serving
     async def open_database() -> None:
+        await apply_schedule_guards(libpq_url(settings.database_url), settings.concurrency)
         state.database = Database(settings)
         state.background = [
             asyncio.create_task(flush_request_log_periodically()),
@@ -58,7 +60,12 @@ def create_app(settings: Settings | None = None) -> Quart:
         ]
         if settings.concurrency == "unsafe":
             log.warning("!!! %s !!!", UNSAFE_WARNING)
-        log.info("serving with TARGET_CONCURRENCY=%s", settings.concurrency)
+        log.info(
+            "serving with TARGET_CONCURRENCY=%s, TARGET_TRANSACTION_SHAPE=%s, isolation %s",
+            settings.concurrency,
+            settings.transaction_shape,
+            settings.isolation_level,
+        )
 
     @app.after_serving
     async def close_database() -> None:
@@ -73,6 +80,7 @@ def create_app(settings: Settings | None = None) -> Quart:
         health.blueprint,
         tokens.blueprint,
         authorizations.blueprint,
+        sessions.blueprint,
         metrics_routes.blueprint,
         openapi.blueprint,
     ):

@@ -20,7 +20,13 @@ from quart_schema.openapi import OpenAPIProvider
 from quart_schema.validation import DataSource
 from werkzeug.routing.converters import BaseConverter
 
-from target.api_types import MAX_UNITS, MIN_UNITS, Problem
+from target.api_types import (
+    MAX_SESSION_MINUTES,
+    MAX_UNITS,
+    MIN_SESSION_MINUTES,
+    MIN_UNITS,
+    Problem,
+)
 from target.problems import (
     AUTHORIZATION_INACTIVE,
     IDEMPOTENCY_KEY_IN_USE,
@@ -30,9 +36,12 @@ from target.problems import (
     INVALID_REQUEST,
     METHOD_NOT_ALLOWED,
     NOT_FOUND,
+    PATIENT_BUSY,
     PAYLOAD_TOO_LARGE,
+    PRACTITIONER_BUSY,
     PROBLEM_CONTENT_TYPE,
     SERIALIZATION_CONFLICT,
+    SESSION_NOT_BOOKED,
     UNAUTHORIZED,
     UNAVAILABLE,
 )
@@ -136,6 +145,41 @@ INVALID_UNITS_RESPONSE = ProblemResponse(
     "the key is empty, longer than 255 characters or not printable ASCII. "
     "`idempotency_key_reused`: the key was used before for a different request (another "
     "operation, authorization or units).",
+    (INVALID_REQUEST, INVALID_IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_REUSED),
+)
+BOOKING_CONFLICT_RESPONSE = ProblemResponse(
+    409,
+    "`practitioner_busy`: the caller has a booked or completed session overlapping the slot; "
+    "`patient_busy`: so has the authorization's patient; `insufficient_units`: the units of "
+    "the authorization's booked and completed sessions plus its used units would exceed its "
+    "total; authorization not active today; serialization failures still after the retry "
+    "budget.",
+    (
+        PRACTITIONER_BUSY,
+        PATIENT_BUSY,
+        INSUFFICIENT_UNITS,
+        AUTHORIZATION_INACTIVE,
+        SERIALIZATION_CONFLICT,
+    ),
+)
+SESSION_CHANGE_CONFLICT_RESPONSE = ProblemResponse(
+    409,
+    "`session_not_booked`: only a booked session can be cancelled or completed; "
+    "serialization failures still after the retry budget.",
+    (SESSION_NOT_BOOKED, SERIALIZATION_CONFLICT),
+)
+SESSION_NOT_FOUND_RESPONSE = ProblemResponse(
+    404,
+    "Session (or, for a booking, authorization) unknown, id not a UUID, or belonging to "
+    "another organization (the same answer for all three).",
+    (NOT_FOUND,),
+)
+INVALID_BOOKING_RESPONSE = ProblemResponse(
+    422,
+    "Body not a JSON object with `authorization_id` (UUID), `starts_at` (RFC 3339 with an "
+    f"offset), `duration_minutes` ({MIN_SESSION_MINUTES}-{MAX_SESSION_MINUTES}) and `units`; "
+    "`invalid_idempotency_key`; `idempotency_key_reused`: the key was used before for a "
+    "different booking.",
     (INVALID_REQUEST, INVALID_IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_REUSED),
 )
 INVALID_TOKEN_REQUEST_RESPONSE = ProblemResponse(

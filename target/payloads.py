@@ -13,7 +13,7 @@ import msgspec
 from quart import request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from target.api_types import MAX_REQUEST_ID_CHARS, TokenRequest, UnitsRequest
+from target.api_types import MAX_REQUEST_ID_CHARS, BookingRequest, TokenRequest, UnitsRequest
 from target.problems import invalid_request, not_found, payload_too_large
 
 Body = TypeVar("Body", bound=msgspec.Struct)
@@ -21,6 +21,7 @@ Body = TypeVar("Body", bound=msgspec.Struct)
 # A decoder per model is built once; strict by default, so `true`, `1.0` and `"5"` are refused.
 UNITS_REQUEST = msgspec.json.Decoder(UnitsRequest)
 TOKEN_REQUEST = msgspec.json.Decoder(TokenRequest)
+BOOKING_REQUEST = msgspec.json.Decoder(BookingRequest)
 
 
 def parse_authorization_id(raw: str) -> uuid.UUID:
@@ -58,6 +59,11 @@ def decode_body(raw: bytes, decoder: msgspec.json.Decoder[Body]) -> Body:
 async def read_units(max_bytes: int) -> int:
     """Return the ``units`` of a reserve, release or consume body."""
     return decode_body(await read_body(max_bytes), UNITS_REQUEST).units
+
+
+async def read_booking(max_bytes: int) -> BookingRequest:
+    """Return the body of a booking."""
+    return decode_body(await read_body(max_bytes), BOOKING_REQUEST)
 
 
 async def read_credentials(max_bytes: int) -> TokenRequest:

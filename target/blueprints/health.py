@@ -34,6 +34,13 @@ async def get_health() -> ResponseReturnValue:
             await connection.execute("SELECT 1")
     except (psycopg.Error, OSError) as error:
         raise unavailable("database unreachable") from error
-    concurrency = current_settings().concurrency
-    warning = UNSAFE_WARNING if concurrency == "unsafe" else None
-    return json_response(Health(status="ok", concurrency=concurrency, warning=warning))
+    settings = current_settings()
+    warning = UNSAFE_WARNING if settings.concurrency == "unsafe" else None
+    health = Health(
+        status="ok",
+        concurrency=settings.concurrency,
+        transaction_shape=settings.transaction_shape,  # type: ignore[arg-type]
+        isolation=settings.isolation_level,  # type: ignore[arg-type]
+        warning=warning,
+    )
+    return json_response(health)
