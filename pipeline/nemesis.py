@@ -24,7 +24,18 @@ is over. Kinds:
   then SIGCONT: the server neither answers nor fails, so clients time out and retry.
 - `network_delay`: `tc netem` delay (`delay_ms`, default 100) and loss (`loss_pct`, default 5)
   for `duration_s` (default 3), in a network namespace of our own. Where the kernel has no
-  netem qdisc (tried, not guessed), the step is recorded as skipped with tc's own reason.
+  netem qdisc (tried, not guessed), the step is recorded as skipped with tc's own reason;
+  this machine's kernel has none, so here the two kinds below are the network faults that run.
+- `db_partition`: the service's link to PostgreSQL is cut for `duration_s` (default 3) at the
+  DB relay (faults/relay.py) the service connects through: its connections stall with their
+  bytes held and new ones hang, as on a black-holed link; with `reset = true` every connection
+  is reset instead, and new ones too until the end.
+- `db_slow_link`: the relay adds `added_rtt_ms` (default 100) of round-trip time, on top of
+  whatever it adds already, for `duration_s` (default 3).
+
+The two relay kinds need the service started through a relay (``relay.url_for(url)``) and
+that relay given to nemesis_for(..., relay=relay); a schedule with either and no relay is
+refused.
 
 Each fault records its kind, target, start, end and outcome (`done`, `skipped` with why, or
 `failed` with the error). After each fault's end the nemesis probes /healthz every 0.1 s; once
@@ -58,6 +69,7 @@ from typing import Any, Protocol, Self
 import psutil
 import psycopg
 
+from faults.relay import DbRelay
 from load_runner.collect import collect
 from load_runner.profiles import ProfileError, load_scenario_config, nemesis_table
 from local_postgres import LocalCluster
@@ -78,15 +90,29 @@ KILL_WORKER = "kill_worker"
 POSTGRES_RESTART = "postgres_restart"
 POSTGRES_PAUSE = "postgres_pause"
 NETWORK_DELAY = "network_delay"
-FAULT_KINDS = (KILL_WORKER, POSTGRES_RESTART, POSTGRES_PAUSE, NETWORK_DELAY)
+DB_PARTITION = "db_partition"
+DB_SLOW_LINK = "db_slow_link"
+FAULT_KINDS = (
+    KILL_WORKER,
+    POSTGRES_RESTART,
+    POSTGRES_PAUSE,
+    NETWORK_DELAY,
+    DB_PARTITION,
+    DB_SLOW_LINK,
+)
 POSTGRES_FAULTS = frozenset({POSTGRES_RESTART, POSTGRES_PAUSE})
-TIMED_FAULTS = frozenset({POSTGRES_PAUSE, NETWORK_DELAY})  # those with a duration
+RELAY_FAULTS = frozenset({DB_PARTITION, DB_SLOW_LINK})  # those acting through the DB relay
+# The kinds with a duration.
+TIMED_FAULTS = frozenset({POSTGRES_PAUSE, NETWORK_DELAY, DB_PARTITION, DB_SLOW_LINK})
 DONE, SKIPPED, FAILED = "done", "skipped", "failed"
 SCHEDULE_KEYS = frozenset({"schedule"})
-FAULT_KEYS = frozenset({"at_s", "kind", "duration_s", "delay_ms", "loss_pct"})
+FAULT_KEYS = frozenset(
+    {"at_s", "kind", "duration_s", "delay_ms", "loss_pct", "added_rtt_ms", "reset"}
+)
 DEFAULT_DURATION_S = 3.0
 DEFAULT_DELAY_MS = 100.0
 DEFAULT_LOSS_PCT = 5.0
+DEFAULT_ADDED_RTT_MS = 100.0
 # A fault must end this long before the scenario does, or its recovery cannot be seen.
 MIN_OBSERVATION_S = 4.0
 LOAD_START_TIMEOUT_S = 30.0  # generator processes not seen by then: count from the nemesis start
@@ -98,6 +124,10 @@ RESTART_TIMEOUT_S = 60
 # and gives each probe up to two seconds: its events lag the fault by that much.
 WATCH_SLACK_S = 3.0
 NETNS_PREFIX = "nemesis-"
+NO_RELAY = (
+    "{where}: {kinds} need(s) the DB relay, and none was given: start the service "
+    "through a DbRelay (relay.url_for(database_url)) and pass nemesis_for(..., relay=relay)"
+)
 POSTGRES_REFUSED = (
     "the PostgreSQL faults only touch the project's own cluster: DATABASE_URL{target} points "
     "elsewhere; pass --force to inject them into that server all the same"
@@ -117,6 +147,8 @@ class FaultSpec:
     duration_s: float = 0.0
     delay_ms: float = DEFAULT_DELAY_MS
     loss_pct: float = DEFAULT_LOSS_PCT
+    added_rtt_ms: float = DEFAULT_ADDED_RTT_MS  # a db_slow_link's
+    reset: bool = False  # a db_partition's: reset the connections instead of stalling them
 
 
 @dataclass
@@ -187,6 +219,13 @@ def _fault_spec(entry: Mapping[str, Any], where: str) -> FaultSpec:
         raise NemesisConfigError(f"{where}: a {kind} is instantaneous; drop duration_s")
     if kind != NETWORK_DELAY and ({"delay_ms", "loss_pct"} & set(entry)):
         raise NemesisConfigError(f"{where}: delay_ms and loss_pct belong to a network_delay")
+    if kind != DB_SLOW_LINK and "added_rtt_ms" in entry:
+        raise NemesisConfigError(f"{where}: added_rtt_ms belongs to a db_slow_link")
+    if kind != DB_PARTITION and "reset" in entry:
+        raise NemesisConfigError(f"{where}: reset belongs to a db_partition")
+    reset = entry.get("reset", False)
+    if not isinstance(reset, bool):
+        raise NemesisConfigError(f"{where}: reset must be true or false, not {reset!r}")
     loss_pct = _number(entry, "loss_pct", where, DEFAULT_LOSS_PCT)
     if loss_pct > 100:
         raise NemesisConfigError(f"{where}: loss_pct must be at most 100")
@@ -196,6 +235,8 @@ def _fault_spec(entry: Mapping[str, Any], where: str) -> FaultSpec:
         duration_s=_number(entry, "duration_s", where, DEFAULT_DURATION_S) if timed else 0.0,
         delay_ms=_number(entry, "delay_ms", where, DEFAULT_DELAY_MS),
         loss_pct=loss_pct,
+        added_rtt_ms=_number(entry, "added_rtt_ms", where, DEFAULT_ADDED_RTT_MS),
+        reset=reset,
     )
 
 
@@ -206,6 +247,14 @@ def _number(entry: Mapping[str, Any], key: str, where: str, default: float | Non
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         raise NemesisConfigError(f"{where}: {key} must be a number ≥ 0, not {value!r}")
     return float(value)
+
+
+def relay_refusal(schedule: Sequence[FaultSpec], relay: DbRelay | None, where: str) -> str | None:
+    """Return why this schedule cannot run without a DB relay, or None when it can."""
+    kinds = sorted({spec.kind for spec in schedule if spec.kind in RELAY_FAULTS})
+    if not kinds or relay is not None:
+        return None
+    return NO_RELAY.format(where=where, kinds=" and ".join(kinds))
 
 
 def postgres_refusal(
@@ -361,7 +410,11 @@ def delay_network(spec: FaultSpec, record: FaultRecord, stop: threading.Event) -
              "delay", f"{spec.delay_ms:g}ms", "loss", f"{spec.loss_pct:g}%"]
         )  # fmt: skip
         if netem.returncode != 0:
-            _skip(record, f"this kernel has no netem qdisc (tc said: {_first_line(netem)})")
+            _skip(
+                record,
+                f"this kernel has no netem qdisc (tc said: {_first_line(netem)}); "
+                "db_slow_link and db_partition shape the link to PostgreSQL at the DB relay",
+            )
             return
         # netem works, but the generator and the service talk over the machine's own
         # loopback, outside this namespace; shaping that would touch the host's network.
@@ -372,6 +425,50 @@ def delay_network(spec: FaultSpec, record: FaultRecord, stop: threading.Event) -
         )
     finally:
         _ip(["netns", "del", namespace])
+
+
+def partition_db(
+    relay: DbRelay, spec: FaultSpec, record: FaultRecord, stop: threading.Event
+) -> None:
+    """Cut the relay's link to PostgreSQL for ``spec.duration_s`` (stall, or reset), then heal."""
+    mode = "reset" if spec.reset else "stalled"
+    record.target = f"DB link through the relay {relay.address} to {relay.upstream} ({mode})"
+    before = relay.stats()
+    record.started_epoch = time.time()
+    relay.partition(reset=spec.reset)
+    try:
+        # The end of the scenario cuts a partition short: never leave the link cut.
+        stop.wait(spec.duration_s)
+        held = relay.stats()
+    finally:
+        relay.heal()
+        record.ended_epoch = time.time()
+    record.details.update(
+        reset=spec.reset,
+        connections_reset=held.connections_reset - before.connections_reset,
+        connections_accepted_meanwhile=held.connections_accepted - before.connections_accepted,
+        bytes_held_at_heal=held.bytes_held,
+    )
+    record.outcome = DONE
+
+
+def slow_db_link(
+    relay: DbRelay, spec: FaultSpec, record: FaultRecord, stop: threading.Event
+) -> None:
+    """Add ``spec.added_rtt_ms`` to the relay's round trip for ``spec.duration_s``, then restore."""
+    baseline_ms = relay.added_rtt_ms
+    slowed_ms = baseline_ms + spec.added_rtt_ms
+    record.target = f"DB link through the relay {relay.address} to {relay.upstream}"
+    record.started_epoch = time.time()
+    relay.set_added_rtt_ms(slowed_ms)
+    try:
+        stop.wait(spec.duration_s)
+    finally:
+        relay.set_added_rtt_ms(baseline_ms)
+        record.ended_epoch = time.time()
+    record.details.update(added_rtt_ms=spec.added_rtt_ms, rtt_ms_before=baseline_ms,
+                          rtt_ms_during=slowed_ms)  # fmt: skip
+    record.outcome = DONE
 
 
 def _ip(arguments: list[str]) -> subprocess.CompletedProcess[str]:
@@ -407,12 +504,17 @@ class Nemesis(BackgroundThread):
         raw_dir: Path,
         postgres: PostgresServer | None,
         postgres_unavailable: str = "",
+        relay: DbRelay | None = None,
     ) -> None:
+        refusal = relay_refusal(schedule, relay, "the nemesis")
+        if refusal:
+            raise NemesisConfigError(refusal)
         self.schedule = tuple(schedule)
         self.service = service
         self.raw_dir = Path(raw_dir)
         self.postgres = postgres
         self.postgres_unavailable = postgres_unavailable
+        self.relay = relay
         self.records = [FaultRecord(spec.kind, spec.at_s) for spec in self.schedule]
         self.anchor_epoch: float | None = None
         self.anchor = ""
@@ -461,6 +563,12 @@ class Nemesis(BackgroundThread):
             kill_worker(self.service, record)
         elif spec.kind == NETWORK_DELAY:
             delay_network(spec, record, self._stop)
+        elif spec.kind in RELAY_FAULTS:
+            assert self.relay is not None  # refused in __init__ otherwise
+            if spec.kind == DB_PARTITION:
+                partition_db(self.relay, spec, record, self._stop)
+            else:
+                slow_db_link(self.relay, spec, record, self._stop)
         elif self.postgres is None:
             _skip(record, self.postgres_unavailable or "no PostgreSQL server of ours to act on")
         elif spec.kind == POSTGRES_RESTART:
@@ -565,13 +673,19 @@ def nemesis_for(
     out_dir: Path,
     database_url: str,
     force: bool = False,
+    relay: DbRelay | None = None,
 ) -> Nemesis:
     """Return the nemesis of one scenario under a profile (one that does nothing without faults).
 
     PostgreSQL faults act on the project's own cluster; on the server behind DATABASE_URL only
-    with ``force`` (the commands refuse earlier, in one line; here they are skipped).
+    with ``force`` (the commands refuse earlier, in one line; here they are skipped). The DB
+    link faults act on ``relay``, the one the service reaches PostgreSQL through; a schedule
+    with them and no relay raises NemesisConfigError.
     """
     schedule = load_schedule(scenario, profile)
+    refusal = relay_refusal(schedule, relay, f"[{scenario}.{profile}.nemesis]")
+    if refusal:
+        raise NemesisConfigError(refusal)
     postgres: PostgresServer | None = None
     unavailable = ""
     if any(spec.kind in POSTGRES_FAULTS for spec in schedule):
@@ -590,4 +704,5 @@ def nemesis_for(
         raw_dir=out_dir / scenario / RAW_DIR,
         postgres=postgres,
         postgres_unavailable=unavailable,
+        relay=relay,
     )

@@ -20,6 +20,7 @@ import psutil
 import psycopg
 import pytest
 
+from faults.relay import DbRelay
 from local_postgres import ClusterInfo
 from molotov_scenarios.records import Record
 from pipeline.nemesis import (
@@ -33,10 +34,13 @@ from pipeline.nemesis import (
     delay_network,
     kill_worker,
     load_schedule,
+    nemesis_for,
     parse_schedule,
+    partition_db,
     pause_postgres,
     postgres_refusal,
     restart_postgres,
+    slow_db_link,
 )
 from pipeline.service_process import ServiceProcess, start_service
 from pipeline.service_watch import probe_health
@@ -362,3 +366,158 @@ def test_the_throughput_chart_shows_each_fault_as_a_band() -> None:
     assert svg.count('class="recovery"') == 1
     assert "postgres_pause" in svg
     assert 'class="fault"' not in throughput_over_time_svg(series, label="t")
+
+
+# -- the DB link faults, through a real relay ------------------------------------------------------
+@pytest.fixture(name="relay")
+def _relay(database_url: str) -> Iterator[DbRelay]:
+    with DbRelay.for_url(database_url) as relay:
+        yield relay
+
+
+def test_the_db_link_faults_are_read_with_their_own_keys() -> None:
+    specs = parse_schedule(
+        {"schedule": [{"at_s": 1, "kind": "db_slow_link", "duration_s": 2, "added_rtt_ms": 50},
+                      {"at_s": 4, "kind": "db_partition", "reset": True},
+                      {"at_s": 8, "kind": "db_slow_link"}]},
+        "[x]",
+        scenario_duration_s=20,
+    )  # fmt: skip
+    assert specs == (
+        FaultSpec("db_slow_link", 1.0, duration_s=2.0, added_rtt_ms=50.0),
+        FaultSpec("db_partition", 4.0, duration_s=3.0, reset=True),
+        FaultSpec("db_slow_link", 8.0, duration_s=3.0, added_rtt_ms=100.0),
+    )
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"at_s": 1, "kind": "db_partition", "added_rtt_ms": 5}, "belongs to a db_slow_link"),
+        ({"at_s": 1, "kind": "db_slow_link", "reset": True}, "belongs to a db_partition"),
+        ({"at_s": 1, "kind": "db_partition", "reset": "yes"}, "reset must be true or false"),
+        ({"at_s": 1, "kind": "db_slow_link", "added_rtt_ms": -5}, "number ≥ 0"),
+        ({"at_s": 1, "kind": "kill_worker", "reset": True}, "belongs to a db_partition"),
+    ],
+)
+def test_a_bad_db_link_fault_is_refused_with_where_and_why(entry: dict, message: str) -> None:
+    with pytest.raises(NemesisConfigError, match=message):
+        parse_schedule({"schedule": [entry]}, "[s.p.nemesis]", scenario_duration_s=20)
+
+
+def test_a_db_link_fault_without_a_relay_is_refused_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    schedule = (FaultSpec("kill_worker", 1.0), FaultSpec("db_partition", 2.0, 1.0))
+    monkeypatch.setattr("pipeline.nemesis.load_schedule", lambda scenario, profile: schedule)
+
+    class Remote:
+        base_url = "http://127.0.0.1:9"
+        pid = None
+
+    arguments = {"service": Remote(), "out_dir": tmp_path, "database_url": "postgresql://x@h/d"}
+    with pytest.raises(NemesisConfigError) as raised:
+        nemesis_for("high_throughput", "faults", **arguments)  # type: ignore[arg-type]
+    message = str(raised.value)
+    assert "\n" not in message
+    assert message.startswith("[high_throughput.faults.nemesis]: db_partition need")
+    assert "relay=relay" in message
+    relay = DbRelay("127.0.0.1", 1)  # never started: the nemesis only holds on to it
+    assert nemesis_for("high_throughput", "faults", relay=relay, **arguments).relay is relay  # type: ignore[arg-type]
+    with pytest.raises(NemesisConfigError, match="db_partition need"):
+        Nemesis(schedule, service=Remote(), raw_dir=tmp_path, postgres=None)
+
+
+def test_db_partition_stalls_the_link_for_its_duration_then_lets_it_flow(
+    relay: DbRelay, database_url: str
+) -> None:
+    answers: list[object] = []
+    with psycopg.connect(relay.url_for(database_url), autocommit=True) as conn:
+        conn.execute("SELECT 1")
+        record = FaultRecord("db_partition", 0.0)
+        spec = FaultSpec("db_partition", 0.0, duration_s=0.8)
+        cutting = threading.Thread(
+            target=partition_db, args=(relay, spec, record, threading.Event())
+        )
+        cutting.start()
+        assert wait_for(lambda: relay.stats().partitioned, 5)
+        asked = time.monotonic()
+        answers.append(conn.execute("SELECT 2").fetchone())  # waits for the heal
+        waited_s = time.monotonic() - asked
+        cutting.join()
+    assert answers == [(2,)]
+    assert waited_s >= 0.5
+    assert record.outcome == DONE
+    assert record.ended_epoch - record.started_epoch >= 0.8  # type: ignore[operator]
+    assert "stalled" in record.target
+    assert record.details["reset"] is False
+    assert record.details["bytes_held_at_heal"] > 0
+    assert not relay.stats().partitioned
+
+
+def test_db_partition_with_reset_cuts_the_connections(relay: DbRelay, database_url: str) -> None:
+    conn = psycopg.connect(relay.url_for(database_url), autocommit=True)
+    try:
+        conn.execute("SELECT 1")
+        record = FaultRecord("db_partition", 0.0)
+        spec = FaultSpec("db_partition", 0.0, duration_s=0.3, reset=True)
+        partition_db(relay, spec, record, threading.Event())
+        with pytest.raises(psycopg.OperationalError):
+            conn.execute("SELECT 1")
+    finally:
+        conn.close()
+    assert record.outcome == DONE
+    assert record.details["connections_reset"] == 1
+    with psycopg.connect(relay.url_for(database_url)) as healed:  # new connections work again
+        assert healed.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_db_slow_link_adds_its_round_trip_for_its_duration_only(
+    relay: DbRelay, database_url: str
+) -> None:
+    relay.set_added_rtt_ms(1.0)  # a baseline the fault adds to and gives back
+    record = FaultRecord("db_slow_link", 0.0)
+    spec = FaultSpec("db_slow_link", 0.0, duration_s=1.0, added_rtt_ms=40.0)
+    slowing = threading.Thread(target=slow_db_link, args=(relay, spec, record, threading.Event()))
+    with psycopg.connect(relay.url_for(database_url), autocommit=True) as conn:
+        slowing.start()
+        assert wait_for(lambda: relay.stats().added_rtt_ms == 41.0, 5)
+        started = time.perf_counter()
+        conn.execute("SELECT 1")
+        slow_ms = (time.perf_counter() - started) * 1000
+        slowing.join()
+        started = time.perf_counter()
+        conn.execute("SELECT 1")
+        after_ms = (time.perf_counter() - started) * 1000
+    assert slow_ms >= 40.0
+    assert after_ms < 20.0
+    assert relay.added_rtt_ms == 1.0
+    assert record.outcome == DONE
+    assert record.details == {"added_rtt_ms": 40.0, "rtt_ms_before": 1.0, "rtt_ms_during": 41.0}
+
+
+def test_a_nemesis_cuts_and_slows_the_services_db_link_and_records_its_recovery(
+    relay: DbRelay, database_url: str, tmp_path: Path
+) -> None:
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    schedule = (
+        FaultSpec("db_slow_link", 0.2, duration_s=0.5, added_rtt_ms=50.0),
+        FaultSpec("db_partition", 0.8, duration_s=0.6),
+    )
+    url = relay.url_for(database_url)
+    with start_service(url, workers=1, log_path=tmp_path / "service.log") as service:
+        assert probe_health(service.base_url) is None
+        with Nemesis(schedule, service=service, raw_dir=raw, postgres=None, relay=relay) as nemesis:
+            (raw / "progress-1.json").write_text("{}")  # the load begins
+            assert wait_for(lambda: nemesis.records[1].healthz_back_after_s is not None, 15)
+    slow, cut = nemesis.records
+    assert (slow.outcome, cut.outcome) == (DONE, DONE)
+    assert cut.started_epoch - slow.ended_epoch >= 0.0  # type: ignore[operator]
+    faults = json.loads(nemesis.write(tmp_path).read_text())  # type: ignore[union-attr]
+    by_kind = {fault["kind"]: fault for fault in faults["faults"]}
+    assert by_kind["db_slow_link"]["duration_s"] == pytest.approx(0.5, abs=0.1)
+    assert by_kind["db_partition"]["duration_s"] == pytest.approx(0.6, abs=0.1)
+    assert by_kind["db_partition"]["recovery"]["healthz_back_after_s"] is not None
+    assert by_kind["db_partition"]["excused_from"] is not None
+    assert relay.stats().connections_accepted >= 1  # the service did talk through the relay
