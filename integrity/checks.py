@@ -11,8 +11,10 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from integrity.check_result import CheckResult, not_checked, plain_row
 from integrity.history import (
     HIGH_CONTENTION_SCENARIO,
+    SCHEDULING_KINDS,
     IntegrityInputError,
     ScenarioRecord,
     read_high_contention_ids,
@@ -22,6 +24,15 @@ from integrity.history import (
     read_unanswered,
 )
 from integrity.queries import query
+from integrity.scheduling import (
+    SCHEDULING_CHECKS,
+    SCHEDULING_DESCRIPTIONS,
+    SESSIONS_RECONCILE_WITH_CLIENT,
+    SchedulingClient,
+    check_scheduling,
+    count_sessions,
+    load_scheduling_client,
+)
 from results.files import HISTORY_FILE
 
 ROW_LIMIT = 50
@@ -49,6 +60,7 @@ CHECK_NAMES = (
     CLIENT_RECONCILIATION,
     CONTENTION_EXPECTATION,
     *EXACTLY_ONCE_CHECKS,
+    *SCHEDULING_CHECKS,
 )
 DESCRIPTIONS = {
     NO_OVERBOOKING: "No authorization has more units booked (used + scheduled) than its "
@@ -72,27 +84,18 @@ DESCRIPTIONS = {
     "the service definitely refused (fail).",
     INFO_OPERATIONS_AT_MOST_ONCE: "An operation whose outcome stayed unknown (info) after its "
     "last attempt is in the ledger at most once, and then as asked.",
+    **SCHEDULING_DESCRIPTIONS,
 }
-NOT_CHECKED = "NOT CHECKED"
 SEED_BASELINE_TABLE = "seed_baseline"
+# Why the counter exactly-once checks pass with nothing to hold against the ledger.
+ONLY_SCHEDULING = (
+    f"the {HISTORY_FILE} holds only scheduling operations (book, cancel, complete), which the "
+    f"{SESSIONS_RECONCILE_WITH_CLIENT} check holds against the sessions"
+)
 # A ledger row whose request id is one of the requests that got no response is indeterminate,
 # not wrong: that request may have committed after the client gave up on it (Jepsen's "info"
 # ops). verify.sql marks such rows; every other row the generator never saw is a phantom.
 INDETERMINATE = "indeterminate"
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    """The outcome of one check: ok, how many violations, and the first offending rows."""
-
-    name: str
-    description: str
-    ok: bool
-    violations: int
-    rows: tuple[dict[str, Any], ...] = ()
-    detail: str = ""
-    # False when the check could not run on these inputs (said in `detail`): not a pass.
-    checked: bool = True
 
 
 @dataclass(frozen=True)
@@ -104,9 +107,11 @@ class IntegrityReport:
     checked_at: str
     database: str
     result_dirs: tuple[str, ...]
-    client_operations: int
+    client_operations: int  # the counter operations (reserve, release, consume) acknowledged
     ledger_rows: int
     scenarios: tuple[str, ...] = field(default=())
+    scheduling_operations: int = 0  # the book, cancel and complete operations acknowledged
+    session_rows: int = 0
 
     def check(self, name: str) -> CheckResult:
         """Return the result of the check called ``name``."""
@@ -131,20 +136,28 @@ def run_checks(
         # One snapshot for every check; roll back so the temporary table is all we ever write.
         with conn.transaction(force_rollback=True):
             _require_seed_baseline(conn)
-            client_operations = _load_client_operations(conn, scenarios)
-            _load_unanswered_requests(conn, scenarios)
-            keyed = _load_client_history(conn, scenarios)
+            # Each check reads its own scenario's operations: the counter checks every kind
+            # but book, cancel and complete (tables client_*), the scheduling checks only
+            # those (tables session_*). A session id is no ledger id, and the reverse.
+            scheduling = SchedulingClient()
+            client_operations = _load_client_operations(conn, scenarios, scheduling)
+            _load_unanswered_requests(conn, scenarios, scheduling)
+            keyed = _load_client_history(conn, scenarios, scheduling)
+            counter_unanswered = sum(s.unanswered_requests for s in scenarios) - len(
+                scheduling.unanswered
+            )
+            load_scheduling_client(conn, scheduling)
             has_key_column = _create_ledger_keys(conn)
             ledger_rows = conn.execute("SELECT count(*) AS n FROM unit_transactions").fetchone()
+            session_rows = count_sessions(conn)
             checks = (
                 check_no_overbooking(conn, row_limit),
                 check_no_overbooking_in_history(conn, row_limit),
                 check_ledger_consistency(conn, row_limit),
-                check_client_reconciliation(
-                    conn, sum(s.unanswered_requests for s in scenarios), row_limit
-                ),
+                check_client_reconciliation(conn, counter_unanswered, row_limit),
                 check_contention_expectation(conn, high_contention, hc_ids, row_limit),
                 *check_exactly_once(conn, keyed, has_key_column, row_limit),
+                *check_scheduling(conn, scheduling, row_limit),
             )
             database = conn.info.dbname
     return IntegrityReport(
@@ -156,6 +169,8 @@ def run_checks(
         client_operations=client_operations,
         ledger_rows=int(ledger_rows["n"]) if ledger_rows else 0,
         scenarios=tuple(s.scenario for s in scenarios),
+        scheduling_operations=scheduling.acknowledged,
+        session_rows=session_rows,
     )
 
 
@@ -213,7 +228,7 @@ def check_client_reconciliation(
         description=DESCRIPTIONS[CLIENT_RECONCILIATION],
         ok=not violations,
         violations=len(violations),
-        rows=tuple(_plain(row) for row in (violations or rows)[:row_limit]),
+        rows=tuple(plain_row(row) for row in (violations or rows)[:row_limit]),
         detail=detail or "the generator's operations and the ledger match one for one",
     )
 
@@ -303,8 +318,17 @@ def check_exactly_once(
             detail=f"{keyed_rows} ledger rows carry a key; "
             f"{len(duplicates)} keys have more than one",
         )
+    elif keyed.only_scheduling():
+        one_row = _not_applicable(
+            ONE_ROW_PER_KEY, f"{ONLY_SCHEDULING}, and no ledger row carries an Idempotency-Key"
+        )
     else:
         one_row = _not_checked(ONE_ROW_PER_KEY, "no ledger row carries an Idempotency-Key")
+    if keyed.only_scheduling():
+        return (
+            one_row,
+            *(_not_applicable(name, ONLY_SCHEDULING) for name in EXACTLY_ONCE_CHECKS[1:]),
+        )
     if not keyed.operations:
         reason = keyed.why_none()
         return (one_row, *(_not_checked(name, reason) for name in EXACTLY_ONCE_CHECKS[1:]))
@@ -357,7 +381,10 @@ def _require_seed_baseline(conn: psycopg.Connection[Any]) -> None:
         )
 
 
-def _load_client_operations(conn: psycopg.Connection[Any], scenarios: list[ScenarioRecord]) -> int:
+def _load_client_operations(
+    conn: psycopg.Connection[Any], scenarios: list[ScenarioRecord], scheduling: SchedulingClient
+) -> int:
+    """Copy the acknowledged counter operations; count the scheduling ones in ``scheduling``."""
     conn.execute(query("create_client_operations"))
     count = 0
     with conn.cursor().copy(
@@ -365,6 +392,10 @@ def _load_client_operations(conn: psycopg.Connection[Any], scenarios: list[Scena
     ) as copy:
         for scenario in scenarios:
             for op in read_operations(scenario.result_dir, scenario.scenario):
+                if op.kind in SCHEDULING_KINDS:
+                    # Its ok history operation carries the same session id, and its key.
+                    scheduling.acknowledged += 1
+                    continue
                 copy.write_row(
                     (op.transaction_id, op.authorization_id, op.kind, op.units, op.source)
                 )
@@ -374,8 +405,9 @@ def _load_client_operations(conn: psycopg.Connection[Any], scenarios: list[Scena
 
 
 def _load_unanswered_requests(
-    conn: psycopg.Connection[Any], scenarios: list[ScenarioRecord]
+    conn: psycopg.Connection[Any], scenarios: list[ScenarioRecord], scheduling: SchedulingClient
 ) -> None:
+    """Copy the counter requests that got no response; keep the scheduling ones aside."""
     conn.execute(query("create_client_unanswered"))
     with conn.cursor().copy(
         "COPY client_unanswered (request_id, authorization_id, kind, units, source) FROM STDIN"
@@ -384,6 +416,9 @@ def _load_unanswered_requests(
             for request in read_unanswered(
                 scenario.result_dir, scenario.scenario, scenario.unanswered_requests
             ):
+                if request.kind in SCHEDULING_KINDS:
+                    scheduling.unanswered.append(request)
+                    continue
                 copy.write_row(
                     (
                         request.request_id,
@@ -400,9 +435,14 @@ def _load_unanswered_requests(
 class KeyedHistory:
     """What the generator's histories hold: keyed operations by outcome, and what was missing."""
 
-    operations: int = 0
+    operations: int = 0  # counter operations (reserve, release, consume)
     by_outcome: dict[str, int] = field(default_factory=dict)
     without_history: list[str] = field(default_factory=list)  # result folders with no file
+    scheduling_operations: int = 0  # book, cancel, complete: the scheduling checks read them
+
+    def only_scheduling(self) -> bool:
+        """Tell whether every history was read and held scheduling operations only."""
+        return not self.operations and not self.without_history and self.scheduling_operations > 0
 
     def why_none(self) -> str:
         if self.without_history:
@@ -414,8 +454,9 @@ class KeyedHistory:
 
 
 def _load_client_history(
-    conn: psycopg.Connection[Any], scenarios: list[ScenarioRecord]
+    conn: psycopg.Connection[Any], scenarios: list[ScenarioRecord], scheduling: SchedulingClient
 ) -> KeyedHistory:
+    """Copy the keyed counter operations of every history; keep the scheduling ones aside."""
     conn.execute(query("create_client_history"))
     keyed = KeyedHistory()
     with conn.cursor().copy(
@@ -428,6 +469,10 @@ def _load_client_history(
                 keyed.without_history.append(str(scenario.result_dir))
                 continue
             for op in operations:
+                if op.kind in SCHEDULING_KINDS:
+                    scheduling.operations.append(op)
+                    keyed.scheduling_operations += 1
+                    continue
                 copy.write_row(
                     (
                         op.idempotency_key,
@@ -456,13 +501,13 @@ def _create_ledger_keys(conn: psycopg.Connection[Any]) -> bool:
 
 
 def _not_checked(name: str, reason: str) -> CheckResult:
+    return not_checked(name, DESCRIPTIONS[name], reason)
+
+
+def _not_applicable(name: str, reason: str) -> CheckResult:
+    """Return a pass that held nothing to check, saying why (unlike NOT CHECKED, no doubt)."""
     return CheckResult(
-        name,
-        DESCRIPTIONS[name],
-        ok=True,
-        violations=0,
-        detail=f"{NOT_CHECKED}: {reason}",
-        checked=False,
+        name, DESCRIPTIONS[name], ok=True, violations=0, detail=f"not applicable: {reason}"
     )
 
 
@@ -474,7 +519,7 @@ def _result(
         description=DESCRIPTIONS[name],
         ok=not rows,
         violations=len(rows),
-        rows=tuple(_plain(row) for row in rows[:row_limit]),
+        rows=tuple(plain_row(row) for row in rows[:row_limit]),
         detail=detail,
     )
 
@@ -484,11 +529,3 @@ def _count_by(rows: Iterable[dict[str, Any]], key: str) -> dict[str, int]:
     for row in rows:
         counts[row[key]] = counts.get(row[key], 0) + 1
     return counts
-
-
-def _plain(row: dict[str, Any]) -> dict[str, Any]:
-    """Make a row JSON-ready: None, bool, int and str stay; anything else becomes text."""
-    return {
-        key: value if value is None or isinstance(value, bool | int | str) else str(value)
-        for key, value in row.items()
-    }

@@ -16,6 +16,9 @@ UNANSWERED_HEADER = ("request_id", "authorization_id", "kind", "units")
 HISTORY_COMPLETIONS = ("ok", "fail", "info")
 HIGH_CONTENTION_SCENARIO = "high_contention"
 HIGH_CONTENTION_POOL = "high_contention"
+# The session_scheduling scenario's operations: its checks read these and the counter checks
+# (the ledger, the exactly-once checks) every other kind, so neither mistakes the other's.
+SCHEDULING_KINDS = frozenset({"book", "cancel", "complete"})
 # A request that got no response (status 0) may or may not have taken effect on the server.
 NO_RESPONSE_STATUS = "0"
 

@@ -45,6 +45,12 @@ def format_report(report: IntegrityReport, printed_rows: int = PRINTED_ROWS) -> 
     lines = [
         f"integrity: {verdict} on database {report.database}, "
         f"{report.client_operations} client operations, {report.ledger_rows} ledger rows"
+        + (
+            f", {report.scheduling_operations} scheduling operations, "
+            f"{report.session_rows} sessions"
+            if report.scheduling_operations or report.session_rows
+            else ""
+        )
     ]
     for check in report.checks:
         if not check.checked:

@@ -1,4 +1,4 @@
-"""Load the named queries of verify.sql."""
+"""Load the named queries of verify.sql and scheduling.sql."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from functools import cache
 from pathlib import Path
 
 VERIFY_SQL = Path(__file__).resolve().parent / "verify.sql"
+SCHEDULING_SQL = Path(__file__).resolve().parent / "scheduling.sql"
+QUERY_FILES = (VERIFY_SQL, SCHEDULING_SQL)
 NAME_LINE = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 
 
@@ -22,6 +24,18 @@ def named_queries(path: Path = VERIFY_SQL) -> dict[str, str]:
     return queries
 
 
+@cache
+def all_named_queries() -> dict[str, str]:
+    """Return the queries of every query file; a name given twice is an error, not a shadow."""
+    queries: dict[str, str] = {}
+    for path in QUERY_FILES:
+        for name, text in named_queries(path).items():
+            if name in queries:
+                raise ValueError(f"query {name} is named twice ({path.name} and an earlier file)")
+            queries[name] = text
+    return queries
+
+
 def query(name: str) -> str:
     """Return the query called ``name``."""
-    return named_queries()[name]
+    return all_named_queries()[name]
