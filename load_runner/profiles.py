@@ -14,7 +14,7 @@ import molotov_scenarios
 DEFAULT_PROFILES_PATH = Path(molotov_scenarios.__file__).with_name("profiles.toml")
 # Another profiles file for every command (tests use it for short runs).
 PROFILES_PATH_ENV = "LOADTEST_PROFILES_PATH"
-SCENARIOS = ("high_contention", "high_throughput", "mixed_operations")
+SCENARIOS = ("high_contention", "high_throughput", "mixed_operations", "session_scheduling")
 THRESHOLDS_TABLE = "thresholds"
 # A profile's fault schedule (pipeline/nemesis.py reads and checks it).
 NEMESIS_TABLE = "nemesis"

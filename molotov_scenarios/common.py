@@ -77,6 +77,8 @@ class Worker:
     first_start: float | None = None  # open model: perf_counter time of the first intended start
     next_start: float | None = None  # ... and of the next one
     bookings: dict[str, int] = field(default_factory=dict)  # authorization id → units held
+    # session_scheduling: the sessions this user booked and has not settled (id, authorization)
+    sessions: list[tuple[str, Authorization]] = field(default_factory=list)
 
 
 @dataclass
@@ -403,12 +405,19 @@ def _settle(
 
 
 async def _call(
-    session: aiohttp.ClientSession, operation: str, authorization: Authorization, units: int
+    session: aiohttp.ClientSession,
+    operation: str,
+    authorization: Authorization,
+    units: int,
+    *,
+    path: bytes | None = None,
+    body: bytes | None = None,
 ) -> Outcome | None:
     """Send one logical operation, retried under one key, and record every attempt.
 
-    None when the run is over before it starts; once started, an operation is seen through
-    (within its deadline) even past the end of the run, so that its outcome is known.
+    The path and body default to the authorization's unit change (`operation` on it, with
+    `units`). None when the run is over before it starts; once started, an operation is seen
+    through (within its deadline) even past the end of the run, so that its outcome is known.
     """
     worker = worker_of(session)
     record = recorder()
@@ -423,8 +432,8 @@ async def _call(
     key = ENVIRONMENT.id_prefix + new_idempotency_key(_KEY_RANDOM)
     attempts = await send_operation(
         http_client(),
-        _operation_path(authorization.id, operation),
-        body=_units_body(units),
+        path or _operation_path(authorization.id, operation),
+        body=_units_body(units) if body is None else body,
         headers=_token_headers(token_for(authorization, worker)),
         idempotency_key=key,
         next_request_id=record.next_request_id,
@@ -453,6 +462,38 @@ async def _call(
         )
     last = attempts[-1]
     return Outcome(last.status, last.code, last.transaction_id, last.outcome)
+
+
+async def book_session(
+    session: aiohttp.ClientSession,
+    authorization: Authorization,
+    starts_at: str,
+    duration_minutes: int,
+    units: int,
+) -> Outcome | None:
+    """Book a therapy session; remember it as this user's when it succeeds."""
+    body = json.dumps(
+        {
+            "authorization_id": authorization.id,
+            "starts_at": starts_at,
+            "duration_minutes": duration_minutes,
+            "units": units,
+        }
+    ).encode()
+    path = f"{_BASE_PATH}/api/sessions".encode()
+    outcome = await _call(session, "book", authorization, units, path=path, body=body)
+    if outcome is not None and outcome.ok:
+        worker_of(session).sessions.append((outcome.transaction_id, authorization))
+    return outcome
+
+
+async def settle_session(
+    session: aiohttp.ClientSession, operation: str, session_id: str, authorization: Authorization
+) -> Outcome | None:
+    """Cancel or complete one of this user's sessions (``operation``: cancel or complete)."""
+    path = f"{_BASE_PATH}/api/sessions/{session_id}/{operation}".encode()
+    units = ENVIRONMENT.units_per_request
+    return await _call(session, operation, authorization, units, path=path, body=b"")
 
 
 # The target URL's own path, if any (a service behind a path prefix), before /api/...

@@ -13,7 +13,10 @@ FIXTURES_SCHEMA_VERSION = 1
 HIGH_CONTENTION = "high_contention"
 NORMAL = "normal"
 HIGH_THROUGHPUT = "high_throughput"
-POOL_NAMES = (HIGH_CONTENTION, NORMAL, HIGH_THROUGHPUT)
+SCHEDULING = "scheduling"
+# The pools whose counters the unit scenarios move; session_scheduling books against its own.
+COUNTER_POOLS = (HIGH_CONTENTION, NORMAL, HIGH_THROUGHPUT)
+POOL_NAMES = (*COUNTER_POOLS, SCHEDULING)
 
 
 class FixturesError(ValueError):
@@ -40,7 +43,7 @@ class Fixtures:
 
     @functools.cached_property
     def authorizations(self) -> tuple[Authorization, ...]:
-        return tuple(authorization for name in POOL_NAMES for authorization in self.pools[name])
+        return tuple(authorization for name in COUNTER_POOLS for authorization in self.pools[name])
 
     @functools.cached_property
     def by_id(self) -> dict[str, Authorization]:

@@ -35,6 +35,7 @@ PRACTITIONER_ROLES = ("bcba", "rbt")
 HIGH_CONTENTION = "high_contention"
 NORMAL = "normal"
 HIGH_THROUGHPUT = "high_throughput"
+SCHEDULING = "scheduling"  # session_scheduling books sessions against these, with no counters
 ACTIVE = "active"
 CLOSED = "closed"
 # Share of an active authorization already used / scheduled at seeding (high contention: none).
@@ -70,6 +71,7 @@ POOLS = (
     Pool(HIGH_CONTENTION, 10, 50),
     Pool(NORMAL, 20, 200),
     Pool(HIGH_THROUGHPUT, 25, 1000),
+    Pool(SCHEDULING, 12, 40),
 )
 POOL_NAMES = tuple(pool.name for pool in POOLS)
 
@@ -291,8 +293,10 @@ def build_pools(
             org_patients = patients_by_org[index % organization_count]
             patient = org_patients[(index // organization_count) % len(org_patients)]
             start = today - dt.timedelta(days=rng.randint(*ACTIVE_STARTED_DAYS_AGO))
-            # High-contention authorizations start empty: the whole budget is contended.
-            used, scheduled = (0, 0) if pool.name == HIGH_CONTENTION else seeded_usage(rng, pool)
+            # High-contention and scheduling authorizations start empty: the whole budget is
+            # contended (a scheduling one's units are held by its sessions, not a counter).
+            fresh = pool.name in (HIGH_CONTENTION, SCHEDULING)
+            used, scheduled = (0, 0) if fresh else seeded_usage(rng, pool)
             rows.append(
                 AuthorizationRow(
                     id=new_id(rng),
