@@ -96,6 +96,9 @@ def _scenario_task(number: int, scenario: str) -> Callable[..., None]:
         start_at: str = "",
         clock_offset: str = "",
         seed: str = "",
+        strategy: str = "serializable",
+        transaction_shape: str = "interactive",
+        isolation: str = "",
     ) -> None:
         if shard or start_at:
             # One shard of a run spread over several hosts (pipeline/shard.py).
@@ -115,7 +118,14 @@ def _scenario_task(number: int, scenario: str) -> Callable[..., None]:
         from pipeline.commands import scenario_command
 
         scenario_command(
-            scenario, profile=profile, target_url=target_url or None, out=out or None, force=force
+            scenario,
+            profile=profile,
+            target_url=target_url or None,
+            out=out or None,
+            force=force,
+            strategy=strategy,
+            transaction_shape=transaction_shape,
+            isolation=isolation,
         )
 
     run.__doc__ = (
@@ -128,6 +138,7 @@ def _scenario_task(number: int, scenario: str) -> Callable[..., None]:
 scenario1 = _scenario_task(1, "high_contention")
 scenario2 = _scenario_task(2, "high_throughput")
 scenario3 = _scenario_task(3, "mixed_operations")
+scenario4 = _scenario_task(4, "session_scheduling")
 
 
 @task
@@ -146,7 +157,30 @@ def report(c: Context, run_dir: str = "") -> None:
     report_command(run_dir=run_dir or None)
 
 
-@task(name="all")
+DIMENSION_HELP = {
+    "strategy": "how a change guards its rules: serializable (no locks), for_update, atomic, "
+    "constraint, or unsafe (the planted control)",
+    "transaction_shape": "interactive (an ORM unit of work, the default) or statement (one SQL "
+    "statement per change)",
+    "isolation": "serializable, repeatable_read or read_committed (default: the strategy's own)",
+    "db_latency_ms": "round-trip milliseconds a relay adds between the service and PostgreSQL",
+    "scenarios": "comma-separated scenarios to run (default: all four)",
+}
+
+
+@task(
+    name="all",
+    help={
+        **DIMENSION_HELP,
+        "profile": "smoke, full, open or faults (molotov_scenarios/profiles.toml)",
+        "reports_dir": "where run folders go (default reports/)",
+        "workers": "service workers (default: the profile's, else 1)",
+        "force": "let the faults profile restart a PostgreSQL behind DATABASE_URL",
+        "baseline": "a run folder or latest-go to compare with afterwards",
+        "regression_gate": "warn (default) or fail on a significant regression",
+        "tolerance": "percent of the base value a change must exceed (default 10)",
+    },
+)
 def all_(
     c: Context,
     profile: str = "smoke",
@@ -157,6 +191,10 @@ def all_(
     baseline: str = "",
     regression_gate: str = "",
     tolerance: str = "",
+    transaction_shape: str = "interactive",
+    isolation: str = "",
+    db_latency_ms: str = "0",
+    scenarios: str = "",
 ) -> None:
     """Run the whole load-test pipeline and exit non-zero unless the verdict is GO.
 
@@ -178,6 +216,10 @@ def all_(
         baseline=baseline or None,
         regression_gate=regression_gate or None,
         tolerance=tolerance or None,
+        transaction_shape=transaction_shape,
+        isolation=isolation,
+        db_latency_ms=db_latency_ms,
+        scenarios=scenarios,
     )
 
 
@@ -211,15 +253,18 @@ def capacity(
 
 
 @task
-def compare(c: Context, base: str, new: str, out: str = "", tolerance: str = "") -> None:
+def compare(
+    c: Context, base: str, new: str, out: str = "", tolerance: str = "", force: bool = False
+) -> None:
     """Compare run NEW with run BASE: every metric with a bootstrap interval and a judgement.
 
     Writes compare.html, compare.json and compare.md into --out (default NEW/compare-<base>/).
     --tolerance is the share of the base value (percent, default 10) a change must exceed.
+    Runs of different transaction shapes or isolation levels are refused unless --force.
     """
     from pipeline.compare_command import compare_command
 
-    compare_command(base, new, out=out or None, tolerance=tolerance or None)
+    compare_command(base, new, out=out or None, tolerance=tolerance or None, force=force)
 
 
 @task
@@ -252,11 +297,15 @@ def matrix(
     profile: str = "smoke",
     workers: str = "",
     reports_dir: str = "",
+    isolations: str = "",
+    transaction_shapes: str = "",
+    scenarios: str = "",
 ) -> None:
     """Run the suite for each strategy in interleaved repeats; compare them and recommend one.
 
     Writes matrix.html, matrix.json and matrix.md into <reports>/matrix-<time>/; `unsafe` may be
-    listed and then shows its violations. Exit 0 when a strategy met every threshold.
+    listed and then shows its violations. --isolations and --transaction-shapes (comma-separated)
+    make each cell a strategy at a shape and level. Exit 0 when a cell met every threshold.
     """
     from pipeline.matrix_command import matrix_command
 
@@ -266,6 +315,9 @@ def matrix(
         profile=profile,
         workers=workers or None,
         reports_dir=reports_dir or None,
+        isolations=isolations,
+        transaction_shapes=transaction_shapes,
+        scenarios=scenarios,
     )
 
 
@@ -278,6 +330,7 @@ load_test = Collection(
     scenario1,
     scenario2,
     scenario3,
+    scenario4,
     verify,
     report,
     all_,

@@ -22,6 +22,7 @@ from local_postgres import database_url
 from molotov_scenarios.fixtures import FixturesError, load_fixtures
 from pipeline.baseline import gate_against_baseline, resolve_baseline
 from pipeline.compare_command import parse_tolerance
+from pipeline.dimensions import ServiceDimensions, parse_scenarios, resolve_dimensions
 from pipeline.exclusive import exclusive_database
 from pipeline.exits import EXIT_FAILED, cleanly, fail
 from pipeline.nemesis import load_schedule, postgres_refusal
@@ -60,6 +61,10 @@ def all_command(
     baseline: str | None = None,
     regression_gate: str | None = None,
     tolerance: str | float | None = None,
+    transaction_shape: str = "",
+    isolation: str = "",
+    db_latency_ms: str | float = 0.0,
+    scenarios: str = "",
 ) -> None:
     """Run the whole pipeline; print the verdict and the report's path; exit 0 only on GO.
 
@@ -76,7 +81,15 @@ def all_command(
         except ValueError:
             fail(f"--workers must be a whole number, not {workers!r}")
     check_run_options(profile=profile, strategy=strategy, workers=workers)
-    _check_faults(profile, SCENARIOS, target_url=None, force=force)
+    chosen = parse_scenarios(scenarios, SCENARIOS)
+    dimensions = resolve_dimensions(
+        strategy=strategy,
+        transaction_shape=transaction_shape,
+        isolation=isolation,
+        db_latency_ms=db_latency_ms,
+        scenarios=chosen,
+    )
+    _check_faults(profile, chosen, target_url=None, force=force)
     # CI passes them by environment, so its step runs the README's command unchanged.
     baseline = baseline or os.environ.get(BASELINE_ENV) or None
     regression_gate = regression_gate or os.environ.get(REGRESSION_GATE_ENV) or "warn"
@@ -91,7 +104,9 @@ def all_command(
         strategy=strategy,
         reports_root=resolve_reports_root(reports_dir),
         workers=workers,
+        scenarios=chosen,
         force=force,
+        dimensions=dimensions,
     )
     if baseline_dir is not None and share is not None:
         outcome = gate_against_baseline(
@@ -126,9 +141,18 @@ def scenario_command(
     target_url: str | None = None,
     out: str | None = None,
     force: bool = False,
+    strategy: str = "serializable",
+    transaction_shape: str = "",
+    isolation: str = "",
 ) -> None:
     """Run one scenario from the seeded baseline against our own service (or ``target_url``)."""
     _check_profile(profile, [scenario])
+    dimensions = resolve_dimensions(
+        strategy=strategy,
+        transaction_shape=transaction_shape,
+        isolation=isolation,
+        scenarios=[scenario],
+    )
     _check_faults(profile, [scenario], target_url=target_url, force=force)
     if target_url:
         # Before touching the database: bad input changes nothing. The reset and the checks
@@ -147,7 +171,11 @@ def scenario_command(
         _check_fixtures_fresh(fixtures_path, scenario, profile)
         out_dir = Path(out).resolve() if out else new_run_dir(resolve_reports_root())
         out_dir.mkdir(parents=True, exist_ok=True)
-        service = RemoteService(target_url) if target_url else cleanly(lambda: _start(url, out_dir))
+        service = (
+            RemoteService(target_url)
+            if target_url
+            else cleanly(lambda: _start(url, out_dir, dimensions))
+        )
         log = RunLog(out_dir, profile=profile, scenarios=[scenario], target_url=service.base_url)
         try:
             with log.step(scenario, scenario=scenario):
@@ -289,8 +317,13 @@ def _check_fixtures_fresh(fixtures_path: Path, scenario: str, profile: str) -> N
         fail(str(error))
 
 
-def _start(database_url: str, out_dir: Path) -> ServiceProcess:
-    return start_service(database_url, log_path=out_dir / "service.log")
+def _start(database_url: str, out_dir: Path, dimensions: ServiceDimensions) -> ServiceProcess:
+    return start_service(
+        database_url,
+        strategy=dimensions.strategy,
+        log_path=out_dir / "service.log",
+        env=dimensions.service_environment(),
+    )
 
 
 def _result_line(result_dir: Path) -> str:

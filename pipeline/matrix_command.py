@@ -17,7 +17,9 @@ from pathlib import Path
 
 from markupsafe import Markup
 
+from load_runner import SCENARIOS
 from pipeline.commands import check_run_options, profile_workers
+from pipeline.dimensions import parse_scenarios, resolve_dimensions
 from pipeline.exits import fail
 from pipeline.run import run_all
 from pipeline.rundirs import resolve_reports_root
@@ -40,8 +42,15 @@ def matrix_command(
     profile: str = "smoke",
     reports_dir: str | None = None,
     workers: str | int | None = None,
+    isolations: str = "",
+    transaction_shapes: str = "",
+    scenarios: str = "",
 ) -> None:
-    """Run every strategy ``repeats`` times, interleaved; write and summarise the matrix."""
+    """Run every cell ``repeats`` times, interleaved; write and summarise the matrix.
+
+    A cell is a strategy, a transaction shape and an isolation level (empty: the strategy's
+    own); it is named by its strategy alone when only strategies vary.
+    """
     chosen = [name.strip() for name in strategies.split(",") if name.strip()]
     count = _whole_number("--repeats", repeats)
     worker_count = _whole_number("--workers", workers) if workers else profile_workers(profile)
@@ -49,17 +58,37 @@ def matrix_command(
         fail(f"--strategies must name each strategy once, comma-separated, not {strategies!r}")
     for strategy in chosen:
         check_run_options(profile=profile, strategy=strategy, workers=worker_count)
+    chosen_scenarios = parse_scenarios(scenarios, SCENARIOS)
+    shapes = [part.strip() for part in transaction_shapes.split(",") if part.strip()] or [""]
+    levels = [part.strip() for part in isolations.split(",") if part.strip()] or [""]
+    cells = {}
+    for strategy in chosen:
+        for shape in shapes:
+            for level in levels:
+                dimensions = resolve_dimensions(
+                    strategy=strategy,
+                    transaction_shape=shape,
+                    isolation=level,
+                    scenarios=chosen_scenarios,
+                )
+                name = strategy if shapes == levels == [""] else dimensions.label()
+                cells[name] = dimensions
     root = resolve_reports_root(reports_dir)
-    run_dirs: dict[str, list[Path]] = {strategy: [] for strategy in chosen}
+    run_dirs: dict[str, list[Path]] = {name: [] for name in cells}
     for repeat in range(1, count + 1):
-        for strategy in chosen:
-            print(f"[matrix] repeat {repeat}/{count}: {strategy}", file=sys.stderr, flush=True)
+        for name, dimensions in cells.items():
+            print(f"[matrix] repeat {repeat}/{count}: {name}", file=sys.stderr, flush=True)
             outcome = run_all(
-                profile=profile, strategy=strategy, reports_root=root, workers=worker_count
+                profile=profile,
+                strategy=dimensions.strategy,
+                reports_root=root,
+                workers=worker_count,
+                scenarios=chosen_scenarios,
+                dimensions=dimensions,
             )
             result = f"{outcome.decision} ({outcome.run_dir.name})"
-            print(f"[matrix] {strategy}: {result}", file=sys.stderr)
-            run_dirs[strategy].append(outcome.run_dir)
+            print(f"[matrix] {name}: {result}", file=sys.stderr)
+            run_dirs[name].append(outcome.run_dir)
     out_dir = root / f"{MATRIX_PREFIX}{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%SZ')}"
     document = write_matrix(run_dirs, out_dir, profile=profile, repeats=count)
     recommended = document["recommendation"]

@@ -15,10 +15,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from faults.relay import DbRelay
 from integrity import format_report, run_checks, write_integrity_json
 from load_runner import SCENARIOS, run_scenario
 from local_postgres import LocalCluster
 from pipeline.attribution_sampler import AttributionSampler
+from pipeline.dimensions import ServiceDimensions
 from pipeline.exclusive import exclusive_database
 from pipeline.exits import described
 from pipeline.facts import collect_facts
@@ -157,14 +159,19 @@ def run_all(
     scenarios: Sequence[str] | None = None,
     progress: bool = True,
     force: bool = False,
+    dimensions: ServiceDimensions | None = None,
 ) -> RunOutcome:
-    """Set up, serve, run each scenario with its checks, stop, report; the report always."""
+    """Set up, serve, run each scenario with its checks, stop, report; the report always.
+
+    ``dimensions`` (shape, isolation, database latency) default to ``strategy``'s own.
+    """
     chosen = tuple(scenarios or SCENARIOS)
+    dimensions = dimensions or ServiceDimensions(strategy=strategy)
     run_dir = new_run_dir(resolve_reports_root(reports_root))
     log = RunLog(
         run_dir,
         profile=profile,
-        strategy=strategy,
+        **dimensions.facts(),
         workers=workers,
         scenarios=list(chosen),
         unsafe_delay_ms=os.environ.get("TARGET_UNSAFE_DELAY_MS"),
@@ -183,7 +190,7 @@ def run_all(
             database_url = _setup(url, run_dir / FIXTURES_FILE, held)
         if step.ok and database_url:
             with log.step("start_service") as step:
-                service = _start(database_url, run_dir, strategy=strategy, workers=workers)
+                service = _start(database_url, run_dir, dimensions, workers, held)
         if service is not None and database_url:
             for scenario in chosen:
                 if not service.is_alive():
@@ -330,10 +337,29 @@ def _setup(database_url: str, fixtures_path: Path, held: ExitStack) -> str:
     return setup_database(fixtures_path=fixtures_path)
 
 
-def _start(database_url: str, run_dir: Path, *, strategy: str, workers: int) -> ServiceProcess:
-    # The service inherits our environment, so TARGET_UNSAFE_DELAY_MS reaches it as set.
+def _start(
+    database_url: str,
+    run_dir: Path,
+    dimensions: ServiceDimensions,
+    workers: int,
+    held: ExitStack,
+) -> ServiceProcess:
+    """Start the service with the run's dimensions; through a latency relay when one is asked.
+
+    The service inherits our environment, so TARGET_UNSAFE_DELAY_MS reaches it as set.
+    """
+    service_url = database_url
+    if dimensions.db_latency_ms > 0:
+        relay = held.enter_context(
+            DbRelay.for_url(database_url, added_rtt_ms=dimensions.db_latency_ms)
+        )
+        service_url = relay.url_for(database_url)
     return start_service(
-        database_url, strategy=strategy, workers=workers, log_path=run_dir / SERVICE_LOG
+        service_url,
+        strategy=dimensions.strategy,
+        workers=workers,
+        log_path=run_dir / SERVICE_LOG,
+        env=dimensions.service_environment(),
     )
 
 

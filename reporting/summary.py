@@ -71,6 +71,10 @@ def summarise(record: RunRecord) -> SummaryDocument:
         "run_id": run.get("run_id") or record.run_dir.name,
         "profile": run.get("profile") or _first(record, "profile"),
         "strategy": strategy,
+        # Older runs predate the dimensions: they ran the one-statement shape.
+        "transaction_shape": run.get("transaction_shape") or "statement",
+        "isolation": run.get("isolation"),
+        "db_latency_ms": run.get("db_latency_ms") or 0.0,
         "workers": run.get("workers"),
         "started_at": run.get("started_at") or _earliest(scenarios, "started_at"),
         "ended_at": run.get("ended_at") or _latest(scenarios, "ended_at"),

@@ -108,6 +108,9 @@ class SummaryDocument(TypedDict):
     run_id: str
     profile: str | None
     strategy: str | None
+    transaction_shape: str
+    isolation: str | None
+    db_latency_ms: float
     workers: int | None
     started_at: str | None
     ended_at: str | None
