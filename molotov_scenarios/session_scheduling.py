@@ -27,15 +27,15 @@ from molotov_scenarios.common import (
 )
 from molotov_scenarios.fixtures import SCHEDULING
 
-BOOK_WEIGHT = 70
-CANCEL_WEIGHT = 20
+BOOK_WEIGHT = 60
+CANCEL_WEIGHT = 30
 COMPLETE_WEIGHT = 10
 FIRST_DAY = dt.datetime(2030, 1, 7, tzinfo=dt.UTC)  # a Monday; the reset empties every run
-DAYS = 3
+DAYS = 2
 DAY_STARTS_AT = dt.timedelta(hours=9)
 SLOTS_PER_DAY = 28  # 9:00 to 15:45 every 15 minutes
-POPULAR_SLOTS = 8  # 9:00 to 10:45: where most bookings aim
-POPULAR_SHARE = 0.7
+POPULAR_SLOTS = 4  # 9:00 to 9:45: hour sessions starting there all overlap
+POPULAR_SHARE = 0.8
 SESSION_MINUTES = 60
 
 
