@@ -72,7 +72,7 @@ LOW_WATER_BYTES = HIGH_WATER_BYTES // 2
 CALIBRATION_SAMPLES = 200
 CALIBRATION_DELAY_S = 0.0002
 MAX_TIMER_LEAD_S = 0.0002
-LEAD_ADJUSTMENT = 0.02  # share of each timer's lateness that moves the lead
+LEAD_STEP_S = 0.000001  # how far each timer's lateness moves the lead
 
 
 class RelayError(RuntimeError):
@@ -728,11 +728,14 @@ class _RelayCore:
         """Count how late a timer forwarded its chunk, and arm timers a little earlier or later.
 
         The start-up calibration is an idle machine's figure; under load, or after a longer
-        sleep, the loop wakes later, so the lead follows what the timers actually do.
+        sleep, the loop wakes later, so the lead follows what the timers actually do. Steps
+        of a fixed size, up when late and down when early, settle where half the chunks are
+        late: the median delay is the one asked for (a mean would be pulled by the few
+        wake-ups that come very late).
         """
         self.lateness_total_s += late_s
         self.lateness_count += 1
-        lead = self.timer_lead_s + LEAD_ADJUSTMENT * late_s
+        lead = self.timer_lead_s + (LEAD_STEP_S if late_s > 0 else -LEAD_STEP_S)
         self.timer_lead_s = min(max(lead, 0.0), MAX_TIMER_LEAD_S)
 
     def set_rtt(self, added_rtt_ms: float) -> None:
