@@ -8,6 +8,7 @@ counted in full; only the first few of each kind are kept with their explanation
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -159,6 +160,25 @@ def check_history(
 
     Raises ValueError for an unknown model and HistoryInputError for a malformed history.
     """
+    # The check allocates millions of small objects and frees nothing until the end, so the
+    # cyclic collector's passes over the growing heap only cost time (a third of it at
+    # 100,000 transactions); nothing here builds reference cycles.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _check(history, require, keep_per_kind, backend, scc_seconds)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _check(
+    history: ParsedHistory | str | Path,
+    require: str,
+    keep_per_kind: int,
+    backend: str,
+    scc_seconds: float,
+) -> CheckResult:
     started = time.perf_counter()
     model = normalise_model(require)
     if not isinstance(history, ParsedHistory):

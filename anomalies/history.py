@@ -449,10 +449,13 @@ class _Reader:
         )
 
 
+_ONLY_INT = {int}
+
+
 def _is_int_list(element: object) -> bool:
-    return isinstance(element, list) and not any(
-        isinstance(item, bool) or not isinstance(item, int) for item in element
-    )
+    # map(type) and set() run in C: a third of the reading time went to a per-item isinstance.
+    # type(True) is bool, so booleans are refused as well.
+    return isinstance(element, list) and (not element or set(map(type, element)) == _ONLY_INT)
 
 
 def read_history(path: str | Path) -> ParsedHistory:
