@@ -20,12 +20,15 @@ so its CPU shares no GIL with the process that starts it; the parent drives it w
 over the child's stdin and stdout. The child exits when its stdin closes, so it never outlives
 its parent.
 
-Timing: asyncio's epoll loop waits in whole milliseconds (a 0.15 ms timer fires 1.1 ms late)
-and uvloop rounds to the nearest millisecond (it fires a 0.25 ms timer at once), both measured
-here. The relay therefore keeps its own timer heap on a Linux timerfd (nanosecond deadlines,
-read by the event loop like any file descriptor). A timer wakes the loop some 45 µs after its
-deadline on this machine, measured at start-up (``timer_lead_ms``): timers are armed that much
-early so the delay holds on average. Elsewhere it falls back to ``loop.call_at``.
+Timing: asyncio's epoll loop waits in whole milliseconds (a 0.15 ms timer fired 1.0 ms late)
+and uvloop rounds to the nearest millisecond (it fired 0.15, 0.25 and 0.5 ms timers at once),
+both measured here. The relay therefore keeps its own timer heap on a Linux timerfd
+(nanosecond deadlines, read by the event loop like any file descriptor). A timer woke the loop
+45-55 µs after its deadline on this machine: timers are armed that much early, a lead measured
+at start-up (``timer_lead_ms``) and then stepped so that half the delayed chunks go out late
+and half early, which keeps the *median* delay the one asked for. On a machine whose cores are
+all busy the relay waits for a CPU like everything else, and the tail grows with it
+(benchmarks/db_relay_accuracy.py). Off Linux it falls back to ``loop.call_at``.
 """
 
 from __future__ import annotations
