@@ -64,12 +64,11 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 import psutil
 import psycopg
 
-from faults.relay import DbRelay
 from load_runner.collect import collect
 from load_runner.profiles import ProfileError, load_scenario_config, nemesis_table
 from local_postgres import LocalCluster
@@ -84,6 +83,9 @@ from results.recovery import (
     measure_recovery,
     steady_state,
 )
+
+if TYPE_CHECKING:  # the nemesis only acts on a relay it is handed
+    from faults.relay import DbRelay
 
 SCHEMA_VERSION = 1
 KILL_WORKER = "kill_worker"
