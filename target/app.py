@@ -13,7 +13,7 @@ from quart_schema import RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, RequestTimeout
 
 from target import metrics
-from target.blueprints import authorizations, health, openapi, sessions, tokens
+from target.blueprints import authorizations, health, lists, openapi, sessions, tokens
 from target.blueprints import metrics as metrics_routes
 from target.blueprints.health import UNSAFE_WARNING
 from target.database import Database, is_database_unreachable
@@ -33,8 +33,7 @@ from target.request_log import (
     flush_request_log_periodically,
     install_request_hooks,
 )
-from target.schedule_guards import apply_schedule_guards
-from target.settings import Settings, libpq_url
+from target.settings import Settings
 from target.state import EXTENSION_KEY, ServiceState
 
 log = logging.getLogger("target.app")
@@ -52,8 +51,11 @@ def create_app(settings: Settings | None = None) -> Quart:
 
     @app.before_serving
     async def open_database() -> None:
-        await apply_schedule_guards(libpq_url(settings.database_url), settings.concurrency)
         state.database = Database(settings)
+        try:
+            await state.database.ensure_schedule_guards()
+        except (psycopg.Error, OSError) as error:
+            log.warning("schedule guards not applied yet (database unreachable): %s", error)
         state.background = [
             asyncio.create_task(flush_request_log_periodically()),
             asyncio.create_task(watch_loop_lag()),
@@ -81,6 +83,7 @@ def create_app(settings: Settings | None = None) -> Quart:
         tokens.blueprint,
         authorizations.blueprint,
         sessions.blueprint,
+        lists.blueprint,
         metrics_routes.blueprint,
         openapi.blueprint,
     ):

@@ -26,7 +26,8 @@ from sqlalchemy.util import greenlet_spawn
 from target import metrics
 from target.injected_delays import InjectedDelays
 from target.problems import unavailable
-from target.settings import Settings, sqlalchemy_url
+from target.schedule_guards import apply_schedule_guards
+from target.settings import Settings, libpq_url, sqlalchemy_url
 
 # The isolation level is each connection's default (set once when it connects, no SET per
 # checkout). Under the statement shape every change is its own transaction: the connections
@@ -87,6 +88,7 @@ class Database:
         self._sessions = async_sessionmaker(expire_on_commit=False)
         self.injected_delays = InjectedDelays(settings)
         self._pool_generation = 0  # one more each time the pool is replaced
+        self._schedule_guards_applied = False
         metrics.POOL_SIZE.set(settings.pool_size)
 
     @asynccontextmanager
@@ -148,6 +150,19 @@ class Database:
         finally:
             metrics.POOL_CHECKED_OUT.dec()
             await connection.close()
+
+    async def ensure_schedule_guards(self) -> None:
+        """Give the sessions table the strategy's guards once (at start, or on first need).
+
+        A database that is down when the service starts must not keep the service from
+        serving 503s until it is back: the guards are then applied before the first booking.
+        """
+        if self._schedule_guards_applied:
+            return
+        await apply_schedule_guards(
+            libpq_url(self.settings.database_url), self.settings.concurrency
+        )
+        self._schedule_guards_applied = True
 
     async def _replace_pool(self) -> None:
         """Drop every pooled connection once one turns out dead: the server restarted (or

@@ -21,6 +21,7 @@ async def book_session(database: Database, booking: Booking, count: RetryCount) 
     """Book ``booking``; a repeat of its key gets the session the first request made."""
     settings = database.settings
     unsafe_delay_s = settings.unsafe_delay_ms / 1000
+    await database.ensure_schedule_guards()
     await database.injected_delays.before_change()
 
     async def unit_of_work() -> SessionOutcome:

@@ -80,12 +80,12 @@ def test_default_data_set_has_the_exact_counts_and_pools(database_url: str, tmp_
     assert count(database_url, "patients", active_patients) == 20
     assert count(database_url, "patients") == 20 + SMALL_BACKGROUND // 5
     assert count(database_url, "practitioners") == 10
-    assert count(database_url, "authorizations", "status = 'active'") == 55
+    assert count(database_url, "authorizations", "status = 'active'") == 67
     assert count(database_url, "authorizations", "status = 'closed'") == SMALL_BACKGROUND
-    assert count(database_url, "authorizations") == 55 + SMALL_BACKGROUND
+    assert count(database_url, "authorizations") == 67 + SMALL_BACKGROUND
     assert count(database_url, "unit_transactions") == 0
-    assert count(database_url, "seed_baseline") == 55 + SMALL_BACKGROUND
-    assert (summary.active_authorizations, summary.background_authorizations) == (55, 40)
+    assert count(database_url, "seed_baseline") == 67 + SMALL_BACKGROUND
+    assert (summary.active_authorizations, summary.background_authorizations) == (67, 40)
 
     assert set(fixtures) == FIXTURE_KEYS
     assert fixtures["schema_version"] == 1
@@ -122,7 +122,7 @@ def test_default_data_set_has_the_exact_counts_and_pools(database_url: str, tmp_
             assert row[4] - row[5] - row[6] >= 0.8 * row[4]
             if pool == "high_contention":
                 assert (row[5], row[6]) == (0, 0)
-    assert sum(len(entries) for entries in fixtures["pools"].values()) == 55
+    assert sum(len(entries) for entries in fixtures["pools"].values()) == 67
     patients_with_authorizations = {
         entry["patient_id"] for entries in fixtures["pools"].values() for entry in entries
     }
@@ -163,7 +163,7 @@ def test_scale_multiplies_patients_authorizations_and_practitioners(
     fixtures = seed(database_url, fixtures_path(tmp_path), scale=3, background=0)
     assert count(database_url, "patients") == 60
     assert count(database_url, "practitioners") == 30
-    assert count(database_url, "authorizations") == 165
+    assert count(database_url, "authorizations") == 201
     assert count(database_url, "organizations") == 3
     assert count(database_url, "service_codes") == 5
     for pool, (size, total_units) in EXPECTED_POOLS.items():
@@ -178,7 +178,7 @@ def test_default_background_makes_the_planner_use_the_primary_key(
 ) -> None:
     fixtures = seed(database_url, fixtures_path(tmp_path))
     assert count(database_url, "authorizations", "status = 'closed'") == 100_000
-    assert count(database_url, "authorizations", "status = 'active'") == 55
+    assert count(database_url, "authorizations", "status = 'active'") == 67
     assert count(database_url, "patients") == 20 + 20_000
     last_closed = "SELECT max(end_date) FROM authorizations WHERE status = 'closed'"
     assert scalar(database_url, last_closed) < dt.datetime.now(dt.UTC).date()
@@ -278,8 +278,8 @@ def test_seeding_again_replaces_everything(database_url: str, tmp_path: Path) ->
     with psycopg.connect(database_url) as conn:
         conn.execute("UPDATE authorizations SET scheduled_units = 999")
     fixtures = seed(database_url, path, seed=99, background=0)
-    assert count(database_url, "authorizations") == 55
-    assert count(database_url, "seed_baseline") == 55
+    assert count(database_url, "authorizations") == 67
+    assert count(database_url, "seed_baseline") == 67
     assert count(database_url, "authorizations", "scheduled_units = 999") == 0
     ids = {str(row[0]) for row in dump(database_url, ("authorizations",))["authorizations"]}
     assert ids == {entry["id"] for entries in fixtures["pools"].values() for entry in entries}

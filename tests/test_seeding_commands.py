@@ -45,9 +45,9 @@ def test_seed_command_prints_one_summary_line(
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 1
     assert out[0].startswith("seeded 3 organizations, 5 service codes, 42 patients")
-    assert "110 active + 10 closed authorizations (seed 11, scale 2)" in out[0]
+    assert "134 active + 10 closed authorizations (seed 11, scale 2)" in out[0]
     assert json.loads(path.read_text())["seed"] == 11
-    assert scalar(database_url, "SELECT count(*) FROM authorizations") == 120
+    assert scalar(database_url, "SELECT count(*) FROM authorizations") == 144
 
 
 def test_the_fixtures_path_resolves_argument_then_environment_then_default(
@@ -159,7 +159,7 @@ def test_setup_migrates_and_seeds_a_fresh_database_and_is_idempotent(
         assert all_tables(url) == set()
         assert setup_database(background=SMALL, fixtures_path=path) == url
         first = dump(url)
-        assert scalar(url, "SELECT count(*) FROM authorizations") == 55 + SMALL
+        assert scalar(url, "SELECT count(*) FROM authorizations") == 67 + SMALL
         with psycopg.connect(url) as conn:
             conn.execute("UPDATE authorizations SET scheduled_units = scheduled_units + 1")
         setup_command(background=SMALL, fixtures_path=path)

@@ -50,7 +50,7 @@ def test_refuses_an_unmarked_database_holding_data_unless_forced(
         assert not path.exists()
 
         seed(url, path, background=0, force=True)
-        assert scalar(url, "SELECT count(*) FROM authorizations") == 55
+        assert scalar(url, "SELECT count(*) FROM authorizations") == 67
         assert (
             scalar(
                 url, "SELECT count(*) FROM organizations WHERE name = %s", (FOREIGN_ORGANIZATION,)
@@ -65,7 +65,7 @@ def test_seeds_an_unmarked_database_whose_tables_are_empty(
 ) -> None:
     with extra_database(pg_cluster, marked=False, template=migrated_template) as url:
         seed(url, fixtures_path(tmp_path), background=0)
-        assert scalar(url, "SELECT count(*) FROM authorizations") == 55
+        assert scalar(url, "SELECT count(*) FROM authorizations") == 67
 
 
 def test_refuses_an_unmarked_database_with_tables_of_its_own(

@@ -80,11 +80,16 @@ def metric_value(text: str, name: str, labels: dict[str, str] | None = None) -> 
 
 
 # -- health --------------------------------------------------------------------------------
-async def test_healthz_names_the_strategy(service: ServiceProcess) -> None:
+async def test_healthz_names_the_strategy_shape_and_isolation(service: ServiceProcess) -> None:
     async with client(service.base_url) as http:
         response = await http.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "concurrency": "serializable"}
+    assert response.json() == {
+        "status": "ok",
+        "concurrency": "serializable",
+        "transaction_shape": "interactive",
+        "isolation": "serializable",
+    }
 
 
 def test_start_service_reports_a_database_it_cannot_reach() -> None:
