@@ -21,6 +21,7 @@ from seeding.dataset import (
 
 # Children before parents: the order TRUNCATE and the emptiness checks walk them in.
 SEEDED_TABLES = (
+    "append_lists",
     "therapy_sessions",
     "idempotency_keys",
     "unit_transactions",
@@ -269,7 +270,9 @@ def reset_to_baseline(database_url: str) -> None:
                         f"{describe(database_url)} has no seed baseline: "
                         "run `invoke load-test.seed` first"
                     )
-                conn.execute("TRUNCATE unit_transactions, idempotency_keys, therapy_sessions")
+                conn.execute(
+                    "TRUNCATE unit_transactions, idempotency_keys, therapy_sessions, append_lists"
+                )
                 conn.execute(RESTORE_COUNTERS)
                 missing = conn.execute(COUNT_MISSING_SEEDED).fetchone()[0]
                 if missing:

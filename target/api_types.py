@@ -213,3 +213,59 @@ class ReplayedHeaders(msgspec.Struct, frozen=True):
         ]
         | None
     ) = msgspec.field(default=None, name="Idempotent-Replayed")
+
+
+# -- list-append transactions (the isolation scenario; target/list_append.py) ----------------
+MIN_LIST_OPS = 1
+MAX_LIST_OPS = 8
+MAX_LIST_KEY_CHARS = 64
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+ListKey = Annotated[
+    Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_LIST_KEY_CHARS)]
+    | Annotated[int, msgspec.Meta(ge=INT64_MIN, le=INT64_MAX)],
+    msgspec.Meta(description='A short string or an integer; 3 and "3" are different keys.'),
+]
+ListElement = Annotated[int, msgspec.Meta(ge=INT64_MIN, le=INT64_MAX)]
+
+
+class AppendOp(
+    msgspec.Struct, frozen=True, array_like=True, tag="append", forbid_unknown_fields=True
+):
+    """`["append", key, value]`: add `value` at the end of the key's list."""
+
+    key: ListKey
+    value: ListElement
+
+
+class ReadOp(msgspec.Struct, frozen=True, array_like=True, tag="r", forbid_unknown_fields=True):
+    """`["r", key, null]`: read the key's whole list."""
+
+    key: ListKey
+    value: None = None
+
+
+class ReadResultOp(msgspec.Struct, frozen=True, array_like=True, tag="r"):
+    """`["r", key, [...]]`: the key's whole list as the transaction saw it, in append order."""
+
+    key: ListKey
+    value: list[ListElement]
+
+
+class ListTransactionRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Micro-operations run in order in one transaction (Elle's list-append workload)."""
+
+    ops: Annotated[
+        list[AppendOp | ReadOp], msgspec.Meta(min_length=MIN_LIST_OPS, max_length=MAX_LIST_OPS)
+    ]
+
+
+class ListTransactionResult(msgspec.Struct, frozen=True):
+    """The transaction committed: its micro-operations with every read filled in.
+
+    The Idempotency-Key header is not honoured here: a request whose answer is lost may or may
+    not have committed, and the client ends it as unknown (Jepsen's `info`) without retrying.
+    """
+
+    transaction_id: uuid.UUID
+    ops: list[AppendOp | ReadResultOp]

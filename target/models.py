@@ -6,6 +6,7 @@ import datetime as dt
 import uuid
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     Date,
@@ -14,9 +15,10 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Text,
     func,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 AUTHORIZATION_STATUSES = ("active", "suspended", "closed")
@@ -184,3 +186,19 @@ class TherapySession(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+
+
+class AppendList(Base):
+    """A list of integers under a key of an organization, extended only by appends.
+
+    The isolation scenario's storage (target/list_append.py): `key` is the JSON text of the
+    client's key (`3` for the integer 3, `"k3"` for the string), so 3 and "3" stay apart.
+    """
+
+    __tablename__ = "append_lists"
+
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    value: Mapped[list[int]] = mapped_column(ARRAY(BigInteger))

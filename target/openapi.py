@@ -63,6 +63,7 @@ PATH_PARAMETERS = {
 TAGS = [
     {"name": "authorizations"},
     {"name": "auth"},
+    {"name": "lists", "description": "List-append transactions: the isolation checks' workload."},
     {"name": "operations", "description": "Health, metrics and this document."},
 ]
 DESCRIPTION = (
@@ -181,6 +182,19 @@ INVALID_BOOKING_RESPONSE = ProblemResponse(
     "`invalid_idempotency_key`; `idempotency_key_reused`: the key was used before for a "
     "different booking.",
     (INVALID_REQUEST, INVALID_IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_REUSED),
+)
+LIST_TRANSACTION_CONFLICT_RESPONSE = ProblemResponse(
+    409,
+    "Serialization failures or deadlocks still after the retry budget: the transaction did not "
+    "commit.",
+    (SERIALIZATION_CONFLICT,),
+)
+INVALID_LIST_TRANSACTION_RESPONSE = ProblemResponse(
+    422,
+    'Body not a JSON object with `ops`: 1 to 8 micro-operations, each `["append", key, '
+    'integer]` or `["r", key, null]`, a key a string of 1-64 characters or an integer; '
+    "nothing was changed.",
+    (INVALID_REQUEST,),
 )
 INVALID_TOKEN_REQUEST_RESPONSE = ProblemResponse(
     422,
