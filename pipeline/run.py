@@ -24,9 +24,10 @@ from pipeline.dimensions import ServiceDimensions
 from pipeline.exclusive import exclusive_database
 from pipeline.exits import described
 from pipeline.facts import collect_facts
-from pipeline.nemesis import nemesis_for
+from pipeline.nemesis import RELAY_FAULTS, load_schedule, nemesis_for
 from pipeline.quiet_database import autovacuum_paused, prepare_measured_window
 from pipeline.rundirs import new_run_dir, resolve_reports_root
+from pipeline.scenario_cost import cost_watch, write_scenario_cost
 from pipeline.service_process import ServiceProcess, start_service
 from pipeline.service_watch import ServiceWatch
 from pipeline.setup import bring_up_database, setup_database
@@ -183,6 +184,7 @@ def run_all(
     # beforehand, since a run that starts alongside (and loses the lock) must leave it running.
     started_cluster = False
     service = None
+    relay: DbRelay | None = None
     held = ExitStack()
     try:
         with log.step("setup") as step:
@@ -190,7 +192,9 @@ def run_all(
             database_url = _setup(url, run_dir / FIXTURES_FILE, held)
         if step.ok and database_url:
             with log.step("start_service") as step:
-                service = _start(database_url, run_dir, dimensions, workers, held)
+                needs_relay = dimensions.db_latency_ms > 0 or needs_db_relay(profile, chosen)
+                relay = _relay(database_url, dimensions, held) if needs_relay else None
+                service = _start(database_url, relay, run_dir, dimensions, workers)
         if service is not None and database_url:
             for scenario in chosen:
                 if not service.is_alive():
@@ -206,6 +210,7 @@ def run_all(
                         out_dir=run_dir,
                         progress=progress,
                         force=force,
+                        relay=relay,
                     )
         else:
             for scenario in chosen:
@@ -244,6 +249,7 @@ def run_scenario_with_checks(
     out_dir: Path,
     progress: bool = True,
     force: bool = False,
+    relay: DbRelay | None = None,
 ) -> Path:
     """Run one scenario from the baseline under watch, then check integrity; return its folder."""
     result_dir, completed = run_watched_scenario(
@@ -255,6 +261,7 @@ def run_scenario_with_checks(
         out_dir=out_dir,
         progress=progress,
         force=force,
+        relay=relay,
     )
     report = run_checks(database_url, [result_dir], fixtures_path=fixtures_path)
     write_integrity_json(report, result_dir)
@@ -274,6 +281,7 @@ def run_watched_scenario(
     out_dir: Path,
     progress: bool = True,
     force: bool = False,
+    relay: DbRelay | None = None,
 ) -> tuple[Path, bool]:
     """Reset to the baseline and run one scenario while watching the service.
 
@@ -299,9 +307,12 @@ def run_watched_scenario(
         out_dir=out_dir,
         database_url=database_url,
         force=force,
+        relay=relay,
     )
+    cpu = cost_watch(database_url, getattr(service, "pid", None))
+    started = time.time()
     try:
-        with autovacuum_paused(database_url) as paused, watch, sampler, nemesis:
+        with autovacuum_paused(database_url) as paused, watch, sampler, nemesis, cpu:
             hygiene["autovacuum_paused"] = paused
             run = run_scenario(
                 scenario,
@@ -317,6 +328,7 @@ def run_watched_scenario(
         watch.write(result_dir)
         nemesis.write(result_dir)
         sampler.write(result_dir, measurement_hygiene=hygiene)
+        write_scenario_cost(result_dir, cpu, started)
     return result_dir, bool(run.completed)
 
 
@@ -337,25 +349,33 @@ def _setup(database_url: str, fixtures_path: Path, held: ExitStack) -> str:
     return setup_database(fixtures_path=fixtures_path)
 
 
+def needs_db_relay(profile: str, scenarios: Sequence[str]) -> bool:
+    """Tell whether a scenario's fault schedule acts on the link to PostgreSQL (the relay)."""
+    return any(
+        spec.kind in RELAY_FAULTS
+        for scenario in scenarios
+        for spec in load_schedule(scenario, profile)
+    )
+
+
+def _relay(database_url: str, dimensions: ServiceDimensions, held: ExitStack) -> DbRelay:
+    """Start the relay the service reaches PostgreSQL through, for the whole run."""
+    return held.enter_context(DbRelay.for_url(database_url, added_rtt_ms=dimensions.db_latency_ms))
+
+
 def _start(
     database_url: str,
+    relay: DbRelay | None,
     run_dir: Path,
     dimensions: ServiceDimensions,
     workers: int,
-    held: ExitStack,
 ) -> ServiceProcess:
-    """Start the service with the run's dimensions; through a latency relay when one is asked.
+    """Start the service with the run's dimensions, through the relay when there is one.
 
     The service inherits our environment, so TARGET_UNSAFE_DELAY_MS reaches it as set.
     """
-    service_url = database_url
-    if dimensions.db_latency_ms > 0:
-        relay = held.enter_context(
-            DbRelay.for_url(database_url, added_rtt_ms=dimensions.db_latency_ms)
-        )
-        service_url = relay.url_for(database_url)
     return start_service(
-        service_url,
+        relay.url_for(database_url) if relay is not None else database_url,
         strategy=dimensions.strategy,
         workers=workers,
         log_path=run_dir / SERVICE_LOG,

@@ -43,6 +43,10 @@ COUNTERS = (
 GAUGES = ("db_pool_size", "db_pool_checked_out", "db_pool_waiting")
 POOL_TIMEOUTS = "db_pool_timeouts_total"
 HTTP_REQUESTS = "http_requests_total"
+RETRIES = "db_serialization_retries_total"
+CONFLICTS = "db_serialization_conflicts_total"
+# The counters kept at every poll, so the report can draw retry storms second by second.
+SERIES_COUNTERS = {"retries": RETRIES, "conflicts": CONFLICTS, "requests": HTTP_REQUESTS}
 SERVER_ERRORS = "http_5xx_total"
 WORKER_RESTARTS = "service_worker_restarts_total"
 # The supervisor replaces a dead worker within 2 s; only a worker still unreplaced after that is
@@ -87,6 +91,8 @@ class ServiceWatch(BackgroundThread):
     before: dict[str, float] | None = field(default_factory=dict)
     after: dict[str, float] = field(default_factory=dict)
     peaks: dict[str, float] = field(default_factory=dict)
+    # One point per poll: epoch seconds and the SERIES_COUNTERS' running totals.
+    series: list[dict[str, float]] = field(default_factory=list)
     started_at: str = ""
     ended_at: str = ""
 
@@ -105,6 +111,8 @@ class ServiceWatch(BackgroundThread):
     def _before_start(self) -> None:
         self.started_at = now()
         self.before = self._first_scrape()
+        if self.before is not None:
+            self._keep_point(self.before)
         self._last_metrics = None if self.before is None else dict(self.before)
 
     def _after_stop(self) -> None:
@@ -128,6 +136,7 @@ class ServiceWatch(BackgroundThread):
             "delta": metric_delta(self.before, self.after),
             "peaks": dict(self.peaks),
             "worker_restarts": {"count": self._restart_count(), "at": list(self._restart_times)},
+            "series": list(self.series),
         }
 
     def write(self, folder: Path) -> Path:
@@ -152,8 +161,14 @@ class ServiceWatch(BackgroundThread):
         self._check_health()
         metrics = self._scrape()
         if metrics is not None:
+            self._keep_point(metrics)
             self._check_restart_counter(metrics)
             self._check_pool(metrics)
+
+    def _keep_point(self, metrics: dict[str, float]) -> None:
+        point = {"t": round(time.time(), 3)}
+        point.update({name: metrics.get(metric, 0.0) for name, metric in SERIES_COUNTERS.items()})
+        self.series.append(point)
 
     def _check_workers(self) -> None:
         workers = self._worker_pids()

@@ -124,6 +124,26 @@ def throughput_over_time_svg(
     return "".join([*parts, "</svg>"])
 
 
+RETRIES_COLOUR = "#e8590c"
+
+
+def retries_over_time_svg(
+    series: Sequence[Mapping[str, Any]], *, label: str, bands: Sequence[FaultBand] = ()
+) -> str:
+    """Draw 40001/40P01 retries per committed operation, second by second."""
+    values = [p["retries_per_committed"] for p in series if p.get("retries_per_committed")]
+    if not series or not any(point.get("retries") for point in series):
+        return _empty(label)
+    ticks = nice_ticks(max(values or [1.0]))
+    plot_h = HEIGHT - TOP - BOTTOM
+    parts = [_open(label), *_y_axis(ticks, plot_h, "per committed op"), *_x_axis(series, plot_h)]
+    parts += _fault_bands(bands, len(series), plot_h)
+    points = [(i, point.get("retries_per_committed")) for i, point in enumerate(series)]
+    parts += _polylines(points, len(series), ticks[-1], plot_h, RETRIES_COLOUR, "retries")
+    parts.append(_legend([("retries per committed op", RETRIES_COLOUR)]))
+    return "".join([*parts, "</svg>"])
+
+
 def _fault_bands(bands: Sequence[FaultBand], length: int, plot_h: float) -> list[str]:
     """Shade each fault (red) and its recovery (amber) behind the lines."""
     parts = []

@@ -12,6 +12,7 @@ from typing import Any
 
 from reporting.verdict import ScenarioEvidence, StepFailure
 from results.files import (
+    COST_FILE,
     FAULTS_FILE,
     INTEGRITY_FILE,
     RESULT_FILE,
@@ -94,6 +95,9 @@ def _load_scenario(folder: Path, name: str, step_error: str | None) -> ScenarioE
         faults, problem = _read_json(folder / FAULTS_FILE)
         if problem:
             problems.append(problem)
+    cost = None
+    if (folder / COST_FILE).exists():
+        cost, _ = _read_json(folder / COST_FILE)
     samples = None
     if (folder / SAMPLES_FILE).exists():
         # Unreadable samples cost the slow seconds their causes, not the scenario its verdict.
@@ -106,6 +110,7 @@ def _load_scenario(folder: Path, name: str, step_error: str | None) -> ScenarioE
         failure="; ".join(problems) or None,
         faults=faults,
         samples=samples,
+        cost=cost,
     )
 
 

@@ -15,9 +15,11 @@ from reporting.charts import (
     FaultBand,
     histogram_svg,
     latency_over_time_svg,
+    retries_over_time_svg,
     throughput_over_time_svg,
 )
 from reporting.records import RunRecord
+from reporting.retry_storms import retry_series
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "report_templates"
 HTML_TEMPLATE = "report.html.j2"
@@ -45,7 +47,11 @@ def render_html(summary: dict[str, Any], record: RunRecord) -> str:
     """Render the self-contained HTML report (inline CSS and SVG)."""
     charts = {
         evidence.scenario: _charts(
-            evidence.scenario, evidence.result or {}, summary, fault_bands(evidence.faults)
+            evidence.scenario,
+            evidence.result or {},
+            summary,
+            fault_bands(evidence.faults),
+            dict(evidence.service or {}),
         )
         for evidence in record.scenarios
     }
@@ -125,6 +131,7 @@ def _charts(
     result: dict[str, Any],
     summary: dict[str, Any],
     bands: Sequence[FaultBand] = (),
+    service: dict[str, Any] | None = None,
 ) -> dict[str, Markup]:
     series = result.get("timeseries") or []
     thresholds = (result.get("config") or {}).get("thresholds") or {}
@@ -142,6 +149,13 @@ def _charts(
         ),
         "throughput": Markup(
             throughput_over_time_svg(series, label=f"{scenario}: throughput over time", bands=bands)
+        ),
+        "retries": Markup(
+            retries_over_time_svg(
+                retry_series(result, service),
+                label=f"{scenario}: serialization retries over time",
+                bands=bands,
+            )
         ),
     }
 

@@ -144,6 +144,8 @@ def _scenario_summary(evidence: ScenarioEvidence, verdict: Verdict) -> dict[str,
         "by_operation": dict(result.get("by_operation") or {}),
         # Tenant isolation: each organization's requests, errors and latency.
         "by_organization": list(result.get("by_organization") or []),
+        # What the scenario cost: retries and CPU per committed operation (cost.json).
+        "cost": dict(evidence.cost) if evidence.cost else None,
         "thresholds": [
             _threshold_summary(check)
             for check in verdict.thresholds

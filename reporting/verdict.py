@@ -78,6 +78,8 @@ class ScenarioEvidence:
     # samples.json (pipeline/attribution_sampler.py): what the database, host and service
     # were doing, every 100 ms; reporting/attribution.py reads it.
     samples: Mapping[str, Any] | None = None
+    # cost.json (pipeline/scenario_cost.py): CPU and retries per committed operation.
+    cost: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ INTEGRITY_FILE = "integrity.json"  # integrity: every check's outcome
 SERVICE_FILE = "service.json"  # pipeline.service_watch: the service's health during the run
 FAULTS_FILE = "faults.json"  # pipeline.nemesis: only under a profile with a fault schedule
 SAMPLES_FILE = "samples.json"  # pipeline.attribution_sampler: database and host every 100 ms
+COST_FILE = "cost.json"  # pipeline.run: CPU, retries and committed operations of a scenario
 MEASURED_FILE = "measured.json"  # pipeline.capacity_run: a step over its measured window
 
 # -- in a run's folder ------------------------------------------------------------------------
