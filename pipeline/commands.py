@@ -80,8 +80,8 @@ def all_command(
             workers = int(workers)
         except ValueError:
             fail(f"--workers must be a whole number, not {workers!r}")
-    check_run_options(profile=profile, strategy=strategy, workers=workers)
     chosen = parse_scenarios(scenarios, SCENARIOS)
+    check_run_options(profile=profile, strategy=strategy, workers=workers, scenarios=chosen)
     dimensions = resolve_dimensions(
         strategy=strategy,
         transaction_shape=transaction_shape,
@@ -269,13 +269,14 @@ def is_seeded(database_url: str, fixtures_path: Path) -> bool:
     return row is not None
 
 
-def check_run_options(*, profile: str, strategy: str, workers: int) -> None:
+def check_run_options(
+    *, profile: str, strategy: str, workers: int, scenarios: Sequence[str] = SCENARIOS
+) -> None:
     if strategy not in CONCURRENCY_STRATEGIES:
         fail(f"--strategy must be one of {', '.join(CONCURRENCY_STRATEGIES)}, not {strategy!r}")
     if workers < 1:
         fail(f"--workers must be at least 1, not {workers}")
-
-    _check_profile(profile, SCENARIOS)
+    _check_profile(profile, scenarios)
 
 
 def _check_profile(profile: str, scenarios: list[str] | tuple[str, ...]) -> None:

@@ -56,9 +56,11 @@ def matrix_command(
     worker_count = _whole_number("--workers", workers) if workers else profile_workers(profile)
     if not chosen or len(set(chosen)) != len(chosen):
         fail(f"--strategies must name each strategy once, comma-separated, not {strategies!r}")
-    for strategy in chosen:
-        check_run_options(profile=profile, strategy=strategy, workers=worker_count)
     chosen_scenarios = parse_scenarios(scenarios, SCENARIOS)
+    for strategy in chosen:
+        check_run_options(
+            profile=profile, strategy=strategy, workers=worker_count, scenarios=chosen_scenarios
+        )
     shapes = [part.strip() for part in transaction_shapes.split(",") if part.strip()] or [""]
     levels = [part.strip() for part in isolations.split(",") if part.strip()] or [""]
     cells = {}

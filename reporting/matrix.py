@@ -77,6 +77,70 @@ def integrity_violations(summaries: Sequence[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
+def cell_figures(summaries: Sequence[Mapping[str, Any]], scenario: str) -> dict[str, Any]:
+    """Return one cell's figures for one scenario, over its repeats.
+
+    Anomalies are the integrity checks that failed, by rule, violations summed over the
+    repeats; the costs (retries, service and PostgreSQL CPU per committed operation, committed
+    operations per second) and p95/p99 are the repeats' medians.
+    """
+    anomalies: dict[str, int] = {}
+    costs: dict[str, list[float]] = {}
+    for summary in summaries:
+        for entry in summary.get("scenarios") or []:
+            if entry.get("scenario") != scenario:
+                continue
+            for check in (entry.get("integrity") or {}).get("checks") or []:
+                if not check.get("ok"):
+                    name = str(check.get("name"))
+                    anomalies[name] = anomalies.get(name, 0) + int(check.get("violations") or 0)
+            figures = {**(entry.get("cost") or {}), **(entry.get("latency_ms") or {})}
+            for key in CELL_FIGURES:
+                if figures.get(key) is not None:
+                    costs.setdefault(key, []).append(float(figures[key]))
+    medians = {key: _median(costs.get(key, [])) for key in CELL_FIGURES}
+    service, database = (
+        medians["service_cpu_ms_per_committed"],
+        medians["postgres_cpu_ms_per_committed"],
+    )
+    return {
+        "anomalies": anomalies,
+        **medians,
+        "cpu_ms_per_committed": None if service is None else service + (database or 0.0),
+    }
+
+
+CELL_FIGURES = (
+    "committed_per_s",
+    "retries_per_committed",
+    "service_cpu_ms_per_committed",
+    "postgres_cpu_ms_per_committed",
+    "p95",
+    "p99",
+)
+
+
+def cheapest_without_anomaly(cells: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """Name the cell with no anomaly that spent the least CPU per committed operation."""
+    clean = {
+        name: figures
+        for name, figures in cells.items()
+        if not figures["anomalies"] and figures.get("cpu_ms_per_committed") is not None
+    }
+    if not clean:
+        return None
+    return min(clean, key=lambda name: clean[name]["cpu_ms_per_committed"])
+
+
+def _median(values: Sequence[float]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    value = ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+    return round(value, 3)
+
+
 def matrix_document(
     strategies: Sequence[StrategyRuns], *, profile: str, repeats: int
 ) -> dict[str, Any]:
@@ -126,6 +190,10 @@ def matrix_document(
         }
         for entry in loaded[1:]
     }
+    cells = {
+        name: {entry.strategy: cell_figures(entry.summaries, name) for entry in strategies}
+        for name in scenarios
+    }
     eligible = [row for row in rows if row["meets_every_threshold"]]
     best = max(eligible, key=lambda row: row["headroom"] or 0.0) if eligible else None
     return {
@@ -140,6 +208,11 @@ def matrix_document(
         "against_reference": against_reference,
         "recommendation": None if best is None else best["strategy"],
         "recommendation_reason": _reason(best, rows),
+        # Per scenario: each cell's anomalies and costs, and the cheapest cell with no anomaly.
+        "cells": cells,
+        "cheapest_without_anomaly": {
+            name: cheapest_without_anomaly(by_cell) for name, by_cell in cells.items()
+        },
     }
 
 

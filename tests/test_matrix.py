@@ -12,7 +12,14 @@ import pytest
 
 from reporting.compare import Request, ScenarioSample, blocks_from_requests
 from reporting.compare_inputs import RunSample
-from reporting.matrix import StrategyRuns, headroom, matrix_document, meets_every_threshold
+from reporting.matrix import (
+    StrategyRuns,
+    cell_figures,
+    cheapest_without_anomaly,
+    headroom,
+    matrix_document,
+    meets_every_threshold,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = "high_throughput"
@@ -121,3 +128,49 @@ def test_matrix_refuses_bad_input_before_running(
     assert expected in completed.stderr
     assert len(completed.stderr.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def _cell_summary(scenario: str, violations: int, service_ms: float, p95: float) -> dict:
+    checks = [{"name": "no_overlapping_sessions", "ok": violations == 0, "violations": violations}]
+    return {
+        "scenarios": [
+            {
+                "scenario": scenario,
+                "integrity": {"checks": checks},
+                "latency_ms": {"p95": p95, "p99": 2 * p95},
+                "cost": {
+                    "committed_per_s": 100.0,
+                    "retries_per_committed": 0.5,
+                    "service_cpu_ms_per_committed": service_ms,
+                    "postgres_cpu_ms_per_committed": 1.0,
+                },
+            }
+        ]
+    }
+
+
+def test_cells_sum_anomalies_by_rule_and_name_the_cheapest_cell_without_one() -> None:
+    scenario = "session_scheduling"
+    cells = {
+        # Cheapest of all, but it double-booked in one repeat: never recommended.
+        "serializable/interactive/repeatable_read": cell_figures(
+            [_cell_summary(scenario, 0, 2.0, 10.0), _cell_summary(scenario, 3, 2.0, 12.0)],
+            scenario,
+        ),
+        "serializable/interactive/serializable": cell_figures(
+            [_cell_summary(scenario, 0, 4.0, 20.0), _cell_summary(scenario, 0, 6.0, 30.0)],
+            scenario,
+        ),
+        "for_update/interactive/read_committed": cell_figures(
+            [_cell_summary(scenario, 0, 6.0, 15.0)], scenario
+        ),
+    }
+    skewed = cells["serializable/interactive/repeatable_read"]
+    assert skewed["anomalies"] == {"no_overlapping_sessions": 3}
+    serializable = cells["serializable/interactive/serializable"]
+    assert serializable["anomalies"] == {}
+    assert serializable["service_cpu_ms_per_committed"] == 5.0  # the median of 4 and 6
+    assert serializable["cpu_ms_per_committed"] == 6.0  # service + PostgreSQL
+    assert serializable["p95"] == 25.0
+    assert cheapest_without_anomaly(cells) == "serializable/interactive/serializable"
+    assert cheapest_without_anomaly({"x": skewed}) is None
