@@ -40,12 +40,14 @@ SHORT_FAULTS = {
     "high_throughput": (
         "users = 40\nduration_s = 14\nramp_up_s = 1\nthink_time_s = [0.05, 0.25]\n"
         "processes = 2\nunits_per_request = 2\n",
-        '{ at_s = 3, kind = "postgres_pause", duration_s = 6 }',
+        '{ at_s = 3, kind = "postgres_pause", duration_s = 6 },\n'
+        '{ at_s = 9, kind = "db_slow_link", duration_s = 1, added_rtt_ms = 50 }',
     ),
     "mixed_operations": (
         "users = 30\nduration_s = 14\nramp_up_s = 0\nthink_time_s = [0.05, 0.25]\n"
         "processes = 1\nunits_per_request = 10\n",
-        '{ at_s = 3, kind = "postgres_pause", duration_s = 6 }',
+        '{ at_s = 3, kind = "postgres_pause", duration_s = 6 },\n'
+        '{ at_s = 9, kind = "db_partition", duration_s = 1 }',
     ),
 }
 EXACTLY_ONCE_CHECK = "one_row_per_idempotency_key"
@@ -117,7 +119,14 @@ def test_faults_profile_with_idempotency_ends_go(database_url: str, tmp_path: Pa
     # The faults did happen, each recovered, and the clients did retry into a stalled server.
     faults = injected(run_dir)
     assert sorted(f["kind"] for f in faults) == sorted(
-        ["kill_worker", "postgres_restart", "postgres_pause", "postgres_pause"]
+        [
+            "kill_worker",
+            "postgres_restart",
+            "postgres_pause",
+            "postgres_pause",
+            "db_slow_link",
+            "db_partition",
+        ]
     )
     assert all(f["outcome"] == "done" and f["recovery"]["recovered"] for f in faults), faults
     assert sum(f["cost"]["timed_out"] for f in faults if f["kind"] == "postgres_pause") > 0

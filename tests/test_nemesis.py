@@ -58,7 +58,11 @@ def test_the_faults_profile_has_a_schedule_for_every_scenario() -> None:
         for scenario in ("high_contention", "high_throughput", "mixed_operations")
         for spec in load_schedule(scenario, "faults")
     }
-    assert kinds == {"kill_worker", "postgres_restart", "postgres_pause", "network_delay"}
+    assert kinds == {"kill_worker", "postgres_restart", "postgres_pause", "db_slow_link"}
+    assert {spec.kind for spec in load_schedule("session_scheduling", "faults")} == {
+        "kill_worker",
+        "db_partition",
+    }
     assert load_schedule("high_throughput", "smoke") == ()
 
 
