@@ -233,6 +233,8 @@ def capacity(
     step_duration: str = "10",
     workers: str = "1",
     reports_dir: str = "",
+    transaction_shape: str = "interactive",
+    isolation: str = "",
 ) -> None:
     """Find the highest arrival rate the service sustains: double, then bisect (open model).
 
@@ -249,6 +251,8 @@ def capacity(
         step_duration=step_duration,
         workers=workers,
         reports_dir=reports_dir or None,
+        transaction_shape=transaction_shape,
+        isolation=isolation,
     )
 
 

@@ -38,6 +38,7 @@ from pipeline.cpu_watch import (
     postgres_finder,
     process_tree,
 )
+from pipeline.dimensions import ServiceDimensions, resolve_dimensions
 from pipeline.exclusive import exclusive_database
 from pipeline.exits import EXIT_FAILED, cleanly, described, fail
 from pipeline.facts import collect_facts
@@ -71,7 +72,7 @@ from results.files import (
     UNANSWERED_FILE,
 )
 from seeding import reset_to_baseline
-from target.settings import CONCURRENCY_STRATEGIES
+from target.settings import CONCURRENCY_STRATEGIES, DEFAULT_TRANSACTION_SHAPE
 
 # Reserve-then-release never runs an authorization dry, and every step starts from the seeded
 # baseline anyway: the default scenario measures throughput, not a shrinking budget.
@@ -97,6 +98,8 @@ class CapacitySettings:
     scenario: str = DEFAULT_SCENARIO
     strategy: str = DEFAULT_STRATEGY
     workers: int = DEFAULT_WORKERS
+    transaction_shape: str = DEFAULT_TRANSACTION_SHAPE
+    isolation: str = ""  # empty: the strategy's own level
     max_duration_s: float = DEFAULT_MAX_DURATION_S
     start_rate_rps: float | None = None  # None: the scenario's open profile rate
     step_s: float = MIN_STEP_S
@@ -133,6 +136,8 @@ def capacity_command(
     step_duration: str | float = MIN_STEP_S,
     workers: str | int = DEFAULT_WORKERS,
     reports_dir: str | None = None,
+    transaction_shape: str = "",
+    isolation: str = "",
 ) -> None:
     """Check the options, take the database, run the search; exit 0 when a rate was found."""
     settings = checked_settings(
@@ -142,6 +147,15 @@ def capacity_command(
         start_rate=start_rate,
         step_duration=step_duration,
         workers=workers,
+    )
+    dimensions = resolve_dimensions(
+        strategy=strategy,
+        transaction_shape=transaction_shape,
+        isolation=isolation,
+        scenarios=[scenario],
+    )
+    settings = replace(
+        settings, transaction_shape=dimensions.transaction_shape, isolation=dimensions.isolation
     )
     url, started_cluster = cleanly(bring_up_database)
     try:
@@ -254,7 +268,9 @@ def run_capacity(
         run_dir,
         kind="capacity",
         profile=BASE_PROFILE,
-        strategy=settings.strategy,
+        **ServiceDimensions(
+            settings.strategy, settings.transaction_shape, settings.isolation
+        ).facts(),
         workers=settings.workers,
         scenarios=[settings.scenario],
         capacity={**asdict(settings), "start_rate_rps": start_rate},
@@ -272,11 +288,15 @@ def run_capacity(
             setup_database(fixtures_path=fixtures_path)
         if step.ok:
             with log.step("start_service") as step:
+                dimensions = ServiceDimensions(
+                    settings.strategy, settings.transaction_shape, settings.isolation
+                )
                 service = start_service(
                     database_url,
                     strategy=settings.strategy,
                     workers=settings.workers,
                     log_path=run_dir / SERVICE_LOG,
+                    env=dimensions.service_environment(),
                 )
         if service is None:
             log.fail(settings.scenario, "not run: an earlier step failed", settings.scenario)
