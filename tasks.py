@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from invoke import Collection, Context, task
+from invoke import Collection, Context, Exit, task
 
 
 # -- db.* ----------------------------------------------------------------------------------
@@ -157,6 +157,27 @@ def report(c: Context, run_dir: str = "") -> None:
     report_command(run_dir=run_dir or None)
 
 
+@task(
+    name="check-history",
+    help={
+        "run_dir": "a run or scenario folder, or a history.jsonl (a run folder: its "
+        "isolation_append scenario)",
+        "require": "the consistency model the history must satisfy (default serializable; "
+        "e.g. snapshot-isolation, repeatable-read, strict-serializable)",
+    },
+)
+def check_history(c: Context, run_dir: str, require: str = "serializable") -> None:
+    """Check a list-append history for isolation anomalies; exit 0 valid, 1 forbidden, 2 bad input.
+
+    Writes anomalies.json beside the history and prints the verdict and the anomalies by kind.
+    """
+    from anomalies.cli import check_history_command
+
+    code = check_history_command(run_dir, require=require)
+    if code:
+        raise Exit(code=code)
+
+
 DIMENSION_HELP = {
     "strategy": "how a change guards its rules: serializable (no locks), for_update, atomic, "
     "constraint, or unsafe (the planted control)",
@@ -164,7 +185,7 @@ DIMENSION_HELP = {
     "statement per change)",
     "isolation": "serializable, repeatable_read or read_committed (default: the strategy's own)",
     "db_latency_ms": "round-trip milliseconds a relay adds between the service and PostgreSQL",
-    "scenarios": "comma-separated scenarios to run (default: all four)",
+    "scenarios": "comma-separated scenarios to run (default: all five)",
 }
 
 
@@ -343,5 +364,6 @@ load_test = Collection(
     runs,
     matrix,
     merge,
+    check_history,
 )
 namespace = Collection(db, target, load_test)

@@ -14,6 +14,7 @@ from psycopg.rows import dict_row
 from integrity.check_result import CheckResult, not_checked, plain_row
 from integrity.history import (
     HIGH_CONTENTION_SCENARIO,
+    LIST_APPEND_KIND,
     SCHEDULING_KINDS,
     IntegrityInputError,
     ScenarioRecord,
@@ -91,6 +92,11 @@ SEED_BASELINE_TABLE = "seed_baseline"
 ONLY_SCHEDULING = (
     f"the {HISTORY_FILE} holds only scheduling operations (book, cancel, complete), which the "
     f"{SESSIONS_RECONCILE_WITH_CLIENT} check holds against the sessions"
+)
+# ... and when the histories hold list-append transactions only (or with scheduling ones).
+ONLY_LIST_APPEND = (
+    f"the {HISTORY_FILE} holds list-append transactions, which change no ledger row; "
+    "anomalies.json holds their isolation check"
 )
 # A ledger row whose request id is one of the requests that got no response is indeterminate,
 # not wrong: that request may have committed after the client gave up on it (Jepsen's "info"
@@ -320,14 +326,18 @@ def check_exactly_once(
         )
     elif keyed.only_scheduling():
         one_row = _not_applicable(
-            ONE_ROW_PER_KEY, f"{ONLY_SCHEDULING}, and no ledger row carries an Idempotency-Key"
+            ONE_ROW_PER_KEY,
+            f"{keyed.why_not_applicable()}, and no ledger row carries an Idempotency-Key",
         )
     else:
         one_row = _not_checked(ONE_ROW_PER_KEY, "no ledger row carries an Idempotency-Key")
     if keyed.only_scheduling():
         return (
             one_row,
-            *(_not_applicable(name, ONLY_SCHEDULING) for name in EXACTLY_ONCE_CHECKS[1:]),
+            *(
+                _not_applicable(name, keyed.why_not_applicable())
+                for name in EXACTLY_ONCE_CHECKS[1:]
+            ),
         )
     if not keyed.operations:
         reason = keyed.why_none()
@@ -392,6 +402,8 @@ def _load_client_operations(
     ) as copy:
         for scenario in scenarios:
             for op in read_operations(scenario.result_dir, scenario.scenario):
+                if op.kind == LIST_APPEND_KIND:
+                    continue  # no ledger row: anomalies/ checks these
                 if op.kind in SCHEDULING_KINDS:
                     # Its ok history operation carries the same session id, and its key.
                     scheduling.acknowledged += 1
@@ -439,10 +451,15 @@ class KeyedHistory:
     by_outcome: dict[str, int] = field(default_factory=dict)
     without_history: list[str] = field(default_factory=list)  # result folders with no file
     scheduling_operations: int = 0  # book, cancel, complete: the scheduling checks read them
+    list_transactions: int = 0  # isolation_append's transactions: anomalies/ checks them
 
     def only_scheduling(self) -> bool:
-        """Tell whether every history was read and held scheduling operations only."""
-        return not self.operations and not self.without_history and self.scheduling_operations > 0
+        """Tell whether every history was read and held scheduling or list-append ones only."""
+        others = self.scheduling_operations + self.list_transactions
+        return not self.operations and not self.without_history and others > 0
+
+    def why_not_applicable(self) -> str:
+        return ONLY_SCHEDULING if self.scheduling_operations else ONLY_LIST_APPEND
 
     def why_none(self) -> str:
         if self.without_history:
@@ -469,6 +486,9 @@ def _load_client_history(
                 keyed.without_history.append(str(scenario.result_dir))
                 continue
             for op in operations:
+                if op.kind == LIST_APPEND_KIND:
+                    keyed.list_transactions += 1
+                    continue
                 if op.kind in SCHEDULING_KINDS:
                     scheduling.operations.append(op)
                     keyed.scheduling_operations += 1

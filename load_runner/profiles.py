@@ -14,7 +14,13 @@ import molotov_scenarios
 DEFAULT_PROFILES_PATH = Path(molotov_scenarios.__file__).with_name("profiles.toml")
 # Another profiles file for every command (tests use it for short runs).
 PROFILES_PATH_ENV = "LOADTEST_PROFILES_PATH"
-SCENARIOS = ("high_contention", "high_throughput", "mixed_operations", "session_scheduling")
+SCENARIOS = (
+    "high_contention",
+    "high_throughput",
+    "mixed_operations",
+    "session_scheduling",
+    "isolation_append",
+)
 THRESHOLDS_TABLE = "thresholds"
 # A profile's fault schedule (pipeline/nemesis.py reads and checks it).
 NEMESIS_TABLE = "nemesis"
@@ -34,6 +40,9 @@ THRESHOLD_KEYS = (
 )
 # Scenario-level key: the error codes a scenario provokes on purpose (business refusals).
 EXPECTED_ERROR_CODES = "expected_error_codes"
+# Scenario-level key of a list-append scenario: the consistency model its history must satisfy
+# (anomalies/ checks it after the run; a forbidden anomaly is NO-GO).
+REQUIRED_MODEL = "required_model"
 
 
 class ProfileError(ValueError):
@@ -66,6 +75,7 @@ class ScenarioConfig:
     arrival_rate_rps: float | None
     thresholds: Thresholds
     expected_error_codes: tuple[str, ...] = ()
+    required_model: str | None = None
 
     @property
     def users_per_process(self) -> int:
@@ -89,6 +99,7 @@ class ScenarioConfig:
             "units_per_request": self.units_per_request,
             "thresholds": asdict(self.thresholds),
             "expected_error_codes": list(self.expected_error_codes),
+            **({REQUIRED_MODEL: self.required_model} if self.required_model else {}),
         }
 
 
@@ -149,6 +160,7 @@ def load_scenario_config(
         else _number(table, "arrival_rate_rps", where, minimum=0.001),
         thresholds=thresholds,
         expected_error_codes=_expected_error_codes(document[scenario], f"{path}: [{scenario}]"),
+        required_model=_required_model(document[scenario], f"{path}: [{scenario}]"),
     )
 
 
@@ -179,6 +191,16 @@ def _expected_error_codes(table: dict[str, Any], where: str) -> tuple[str, ...]:
     if not isinstance(codes, list) or not all(isinstance(c, str) and c for c in codes):
         raise ProfileError(f"{where}: {EXPECTED_ERROR_CODES} must be a list of error codes")
     return tuple(codes)
+
+
+def _required_model(table: dict[str, Any], where: str) -> str | None:
+    model = table.get(REQUIRED_MODEL)
+    if model is None:
+        return None
+    # The name is checked by anomalies/ when the history is (the loader knows no models).
+    if not isinstance(model, str) or not model:
+        raise ProfileError(f"{where}: {REQUIRED_MODEL} must name a consistency model")
+    return model
 
 
 def _read(path: Path) -> dict[str, Any]:

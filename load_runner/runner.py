@@ -33,6 +33,7 @@ from molotov_scenarios.records import unanswered_requests
 from results.documents import ResultDocument
 from results.files import HISTORY_FILE, OPERATIONS_FILE, RAW_DIR, RESULT_FILE, UNANSWERED_FILE
 from results.history import history_lines, logical_operations, summarise_operations
+from results.list_history import read_transaction_values
 from results.organizations import (
     OrganizationIndex,
     read_organization_index,
@@ -370,8 +371,10 @@ def _write_results(result_dir: Path, result: dict[str, Any], collected: Collecte
         writer = csv.writer(handle)
         writer.writerow(UNANSWERED_HEADER)
         writer.writerows(unanswered_requests(collected.records))
+    # The list-append scenario's micro-operations, from its side files (none elsewhere).
+    transactions = read_transaction_values(result_dir / RAW_DIR)
     with (result_dir / HISTORY_FILE).open("w") as handle:
-        handle.writelines(line + "\n" for line in history_lines(collected.records))
+        handle.writelines(line + "\n" for line in history_lines(collected.records, transactions))
     (result_dir / RESULT_FILE).write_text(json.dumps(result, indent=2) + "\n")
 
 

@@ -40,7 +40,8 @@ from molotov_scenarios.fixtures import (
 from molotov_scenarios.http_client import HttpClient
 from molotov_scenarios.recorder import Recorder
 from molotov_scenarios.records import Record
-from molotov_scenarios.retries import OK, new_idempotency_key, send_operation
+from molotov_scenarios.retries import OK, RetryPolicy, new_idempotency_key, send_operation
+from molotov_scenarios.transactions import TransactionLog
 
 CONTENTION_SLICE_MIN_S = 0.5  # each contended authorization gets at least this long
 SHARED_SHARE = 0.2  # mixed operations: share of calls on the one shared authorization
@@ -61,6 +62,8 @@ class Outcome(NamedTuple):
     code: str
     transaction_id: str
     result: str
+    key: str = ""  # the operation's Idempotency-Key: its name in the records
+    body: bytes = b""  # the last answer's body, on a 2xx
 
     @property
     def ok(self) -> bool:
@@ -91,6 +94,7 @@ class _Process:
     connector: aiohttp.TCPConnector | None = None  # Molotov's sessions' pool: sends nothing
     http: HttpClient | None = None  # the lean client every worker sends through
     sessions: int = 0  # workers whose session is open
+    transactions: TransactionLog | None = None  # isolation_append: txns-<pid>.jsonl
 
 
 _PROCESS = _Process()
@@ -116,6 +120,7 @@ def _forget_parent_state() -> None:
     _KEY_RANDOM.seed()
     _PROCESS.pid, _PROCESS.recorder, _PROCESS.workers = 0, None, {}
     _PROCESS.connector, _PROCESS.http, _PROCESS.sessions = None, None, 0
+    _PROCESS.transactions = None
 
 
 os.register_at_fork(after_in_child=_forget_parent_state)
@@ -412,6 +417,7 @@ async def _call(
     *,
     path: bytes | None = None,
     body: bytes | None = None,
+    policy: RetryPolicy | None = None,
 ) -> Outcome | None:
     """Send one logical operation, retried under one key, and record every attempt.
 
@@ -439,6 +445,7 @@ async def _call(
         next_request_id=record.next_request_id,
         rng=worker.rng,
         first_start=intended,
+        **({} if policy is None else {"policy": policy}),
     )
     worker_name = f"{ENVIRONMENT.id_prefix}{record.pid}-{worker.worker_id}"
     for attempt in attempts:
@@ -461,7 +468,7 @@ async def _call(
             )
         )
     last = attempts[-1]
-    return Outcome(last.status, last.code, last.transaction_id, last.outcome)
+    return Outcome(last.status, last.code, last.transaction_id, last.outcome, key, last.body)
 
 
 async def book_session(
@@ -494,6 +501,38 @@ async def settle_session(
     path = f"{_BASE_PATH}/api/sessions/{session_id}/{operation}".encode()
     units = ENVIRONMENT.units_per_request
     return await _call(session, operation, authorization, units, path=path, body=b"")
+
+
+# A list-append transaction is sent once: the service does not honour Idempotency-Key there,
+# so an answer that is lost leaves the transaction unknown (info), and a second send would
+# append the same values again. The key still names the operation in the records.
+LIST_POLICY = RetryPolicy(max_attempts=1)
+
+
+def process_slot() -> int:
+    """Return this process's slot (0, 1, ...): unique within a shard's run."""
+    return recorder().process_slot
+
+
+async def list_transaction(
+    session: aiohttp.ClientSession, authorization: Authorization, ops: list[list[object]]
+) -> Outcome | None:
+    """Run micro-operations in one transaction of the authorization's organization.
+
+    The ops sent and, on an ok answer, the completed ops (reads filled in) go to this
+    process's txns-<pid>.jsonl under the operation's key; results/ puts them in the history.
+    """
+    path = f"{_BASE_PATH}/api/lists/transactions".encode()
+    body = json.dumps({"ops": ops}, separators=(",", ":")).encode()
+    outcome = await _call(
+        session, "txn", authorization, len(ops), path=path, body=body, policy=LIST_POLICY
+    )
+    if outcome is None:
+        return None
+    if _PROCESS.transactions is None:
+        _PROCESS.transactions = TransactionLog(ENVIRONMENT.records_dir, recorder().pid)
+    _PROCESS.transactions.write(outcome.key, ops, outcome.body if outcome.ok else None)
+    return outcome
 
 
 # The target URL's own path, if any (a service behind a path prefix), before /api/...

@@ -76,6 +76,7 @@ class Attempt:
     started: float  # perf_counter; the first attempt may give the intended start instead
     ended: float
     outcome: str  # ok, fail or info on the attempt that ended the operation; "" if retried
+    body: bytes = b""  # the answer's body on a 2xx (the list-append scenario reads it)
 
 
 def new_idempotency_key(source: random.Random | None = None) -> str:
@@ -133,7 +134,7 @@ async def send_operation(
         request_id = next_request_id()
         started = began if number == 1 else time.perf_counter()
         timeout_s = min(policy.attempt_timeout_s, max(deadline - time.perf_counter(), 0.0))
-        status, code, transaction_id = await _post_once(
+        status, code, transaction_id, answer = await _post_once(
             client,
             path,
             body,
@@ -156,6 +157,7 @@ async def send_operation(
                 started=started,
                 ended=ended,
                 outcome=(verdict or INFO) if last else "",
+                body=answer,
             )
         )
         if last:
@@ -169,8 +171,9 @@ async def _post_once(
     body: bytes,
     headers: Sequence[tuple[bytes, bytes]],
     timeout_s: float,
-) -> tuple[int, str, str]:
-    """Send one attempt; return (status, code, transaction id) as the records want them."""
+) -> tuple[int, str, str, bytes]:
+    """Send one attempt; return (status, code, transaction id) as the records want them, and
+    the body of a 2xx (empty otherwise)."""
     status, code, payload = NO_RESPONSE_STATUS, "", b""
     # The clock runs around the whole call: connect (when no connection is idle), send,
     # headers and body.
@@ -182,10 +185,10 @@ async def _post_once(
         code = CONNECTION_ERROR
     if 200 <= status < 300:
         transaction_id = _transaction_id(payload)
-        return status, "" if transaction_id else INVALID_RESPONSE, transaction_id
+        return status, "" if transaction_id else INVALID_RESPONSE, transaction_id, payload
     if status != NO_RESPONSE_STATUS:
         code = _problem_code(payload, status)
-    return status, code, ""
+    return status, code, "", b""
 
 
 def _transaction_id(body: bytes) -> str:

@@ -24,6 +24,7 @@ from pipeline.dimensions import ServiceDimensions
 from pipeline.exclusive import exclusive_database
 from pipeline.exits import described
 from pipeline.facts import collect_facts
+from pipeline.isolation_check import check_isolation
 from pipeline.nemesis import RELAY_FAULTS, load_schedule, nemesis_for
 from pipeline.quiet_database import autovacuum_paused, prepare_measured_window
 from pipeline.rundirs import new_run_dir, resolve_reports_root
@@ -266,6 +267,10 @@ def run_scenario_with_checks(
     report = run_checks(database_url, [result_dir], fixtures_path=fixtures_path)
     write_integrity_json(report, result_dir)
     _say(format_report(report))
+    # A list-append scenario's history against its profile's model: anomalies.json.
+    isolation = check_isolation(result_dir)
+    if isolation is not None:
+        _say(isolation)
     if not completed:
         raise ScenarioIncomplete(f"{scenario} did not complete (see {result_dir / RESULT_FILE})")
     return result_dir

@@ -12,6 +12,7 @@ from typing import Any
 
 from reporting.verdict import ScenarioEvidence, StepFailure
 from results.files import (
+    ANOMALIES_FILE,
     COST_FILE,
     FAULTS_FILE,
     INTEGRITY_FILE,
@@ -99,6 +100,11 @@ def _load_scenario(folder: Path, name: str, step_error: str | None) -> ScenarioE
     if (folder / COST_FILE).exists():
         cost, _ = _read_json(folder / COST_FILE)
     samples = None
+    anomalies = None
+    if (folder / ANOMALIES_FILE).exists():
+        anomalies, problem = _read_json(folder / ANOMALIES_FILE)
+        if problem:
+            problems.append(problem)
     if (folder / SAMPLES_FILE).exists():
         # Unreadable samples cost the slow seconds their causes, not the scenario its verdict.
         samples, _ = _read_json(folder / SAMPLES_FILE)
@@ -111,6 +117,7 @@ def _load_scenario(folder: Path, name: str, step_error: str | None) -> ScenarioE
         faults=faults,
         samples=samples,
         cost=cost,
+        anomalies=anomalies,
     )
 
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from reporting.attribution import slow_seconds, with_causes
+from reporting.isolation import isolation_summary
 from reporting.records import RunRecord
 from reporting.verdict import (
     CONDITIONAL,
@@ -154,6 +155,8 @@ def _scenario_summary(evidence: ScenarioEvidence, verdict: Verdict) -> dict[str,
         "integrity": _integrity_summary(evidence.integrity),
         "service": _service_summary(evidence.service),
         "faults": _faults_summary(evidence.faults),
+        # A list-append scenario's isolation check (anomalies.json), None for the others.
+        "isolation": isolation_summary(evidence.anomalies),
         "generator": dict(result.get("generator") or {}),
         # Each latency threshold's interval and stall, every slow second with what coincided
         # with it, and the maintenance done before the measured window.

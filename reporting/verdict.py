@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from reporting.isolation import isolation_reasons
 from reporting.latency_judgement import (
     MET,
     MET_NOT_CERTAIN,
@@ -78,6 +79,8 @@ class ScenarioEvidence:
     # samples.json (pipeline/attribution_sampler.py): what the database, host and service
     # were doing, every 100 ms; reporting/attribution.py reads it.
     samples: Mapping[str, Any] | None = None
+    # anomalies.json when the profile requires a consistency model (isolation_append).
+    anomalies: Mapping[str, Any] | None = None
     # cost.json (pipeline/scenario_cost.py): CPU and retries per committed operation.
     cost: Mapping[str, Any] | None = None
 
@@ -218,6 +221,10 @@ def judge_scenario(evidence: ScenarioEvidence) -> tuple[list[ThresholdCheck], li
     findings += _service_findings(evidence)
     findings += _server_error_findings(name, judged)
     findings += fault_findings(name, evidence.faults)
+    findings += [
+        Finding(NO_GO if blocks else GO, name, reason)
+        for blocks, reason in isolation_reasons(result, evidence.anomalies)
+    ]
     return thresholds, findings
 
 

@@ -18,6 +18,7 @@ FAULTS_FILE = "faults.json"  # pipeline.nemesis: only under a profile with a fau
 SAMPLES_FILE = "samples.json"  # pipeline.attribution_sampler: database and host every 100 ms
 COST_FILE = "cost.json"  # pipeline.run: CPU, retries and committed operations of a scenario
 MEASURED_FILE = "measured.json"  # pipeline.capacity_run: a step over its measured window
+ANOMALIES_FILE = "anomalies.json"  # pipeline.isolation_check: the history's isolation check
 
 # -- in a run's folder ------------------------------------------------------------------------
 RUN_FILE = "run.json"  # pipeline.run: the steps, their outcomes and the facts

@@ -15,7 +15,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import overload
 
@@ -23,6 +23,7 @@ import numpy as np
 
 from molotov_scenarios.records import NO_RESPONSE_STATUS, Record
 from results.latency import latency_summary
+from results.list_history import LIST_APPEND_F, TransactionValues, list_append_value
 from results.record_table import RecordTable
 
 OK, FAIL, INFO = "ok", "fail", "info"
@@ -159,9 +160,15 @@ def history_events(operations: OperationTable) -> list[dict[str, object]]:
     return list(iter_history_events(operations))
 
 
-def iter_history_events(operations: OperationTable) -> Iterator[dict[str, object]]:
+def iter_history_events(
+    operations: OperationTable, transactions: Mapping[str, TransactionValues] | None = None
+) -> Iterator[dict[str, object]]:
     """Yield the history's events in time order, a chunk at a time (a run's million
-    operations never become two million dicts at once)."""
+    operations never become two million dicts at once).
+
+    ``transactions``: the list-append scenario's micro-operations by key; its `txn` events
+    then carry them as Elle's list-append value, and its completions the last request id.
+    """
     table = operations.records
     worker = table.worker.codes[operations.first_row]
     invoked = operations.invoked_s
@@ -220,13 +227,18 @@ def iter_history_events(operations: OperationTable) -> Iterator[dict[str, object
                     table.authorization_id.texts(first), table.units[first].tolist(),
                     table.idempotency_key.texts(first), table.transaction_id.texts(last),
                     table.code.texts(last), strict=True)  # fmt: skip
-        for (at_s, kind, _), number, outcome, attempts, f, *about in chunk:
+        last_request = table.request_id.texts(last) if transactions else None
+        for position, ((at_s, kind, _), number, outcome, attempts, f, *about) in enumerate(chunk):
             authorization, units, key, transaction_id, code = about
             value: dict[str, object] = {"authorization": authorization, "units": units,
                                         "key": key or None}  # fmt: skip
             head = {"index": index, "time": round(at_s * NANOSECONDS_PER_SECOND),
                     "process": number}  # fmt: skip
             index += 1
+            if transactions is not None and last_request is not None and f == LIST_APPEND_F:
+                yield _list_append_event(head, kind, OUTCOMES[outcome], attempts, code, value,
+                                         transactions, last_request[position])  # fmt: skip
+                continue
             if kind == _INVOKE:
                 yield {**head, "type": INVOKE, "f": f, "value": value}
                 continue
@@ -244,6 +256,32 @@ def iter_history_events(operations: OperationTable) -> Iterator[dict[str, object
             yield completion
 
 
+def _list_append_event(
+    head: dict[str, object],
+    kind: int,
+    ended: str,
+    attempts: int,
+    code: str,
+    value: dict[str, object],
+    transactions: Mapping[str, TransactionValues],
+    request_id: str,
+) -> dict[str, object]:
+    """Return a `txn` event with Elle's list-append value (reads null unless it ended ok)."""
+    found = list_append_value(transactions, str(value["key"] or ""), None if kind == _INVOKE
+                              else ended)  # fmt: skip
+    # Not in the side files: the generic value, which the checker refuses as bad input.
+    ops: object = value if found is None else found[0]
+    if kind == _INVOKE:
+        return {**head, "type": INVOKE, "f": LIST_APPEND_F, "value": ops}
+    if found is not None and found[1] is not None:
+        ended, code = found[1], code or "unrecorded_answer"
+    completion = {**head, "type": ended, "f": LIST_APPEND_F, "value": ops, "attempts": attempts,
+                  "request_id": request_id}  # fmt: skip
+    if ended != OK:
+        completion["error"] = code or None
+    return completion
+
+
 def _timed(times: np.ndarray, order: np.ndarray, kind: int) -> Iterator[tuple[float, int, int]]:
     """Yield (time, kind, walk position) in ``order``, a chunk of Python values at a time."""
     for begin in range(0, len(order), _CHUNK):
@@ -252,9 +290,11 @@ def _timed(times: np.ndarray, order: np.ndarray, kind: int) -> Iterator[tuple[fl
             yield at_s, kind, position
 
 
-def history_lines(records: Iterable[Record]) -> Iterator[str]:
+def history_lines(
+    records: Iterable[Record], transactions: Mapping[str, TransactionValues] | None = None
+) -> Iterator[str]:
     """Yield the history as JSON Lines, one event per line (no trailing newline)."""
-    for event in iter_history_events(logical_operations(records)):
+    for event in iter_history_events(logical_operations(records), transactions):
         yield json.dumps(event, separators=(",", ":"))
 
 

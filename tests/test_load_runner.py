@@ -77,6 +77,13 @@ duration_s = 2
 think_time_s = [0.02, 0.05]
 processes = 1
 units_per_request = 2
+
+[isolation_append.test]
+users = 10
+duration_s = 2
+think_time_s = [0.02, 0.05]
+processes = 1
+units_per_request = 1
 """
 ORGANIZATIONS = 3
 POOL_SIZES = {"high_contention": (10, 50), "normal": (20, 200), "high_throughput": (25, 1000)}

@@ -135,7 +135,9 @@ async def write_skew_history(base_url: str, token: str, prefix: str) -> list[str
     plans = []
     for _ in range(SKEW_TRANSACTIONS):
         a, b = rng.sample(keys, 2)
-        plans.append([["r", a, None], ["r", b, None], ["append", rng.choice((a, b)), next(_VALUES)]])
+        plans.append(
+            [["r", a, None], ["r", b, None], ["append", rng.choice((a, b)), next(_VALUES)]]
+        )
     events: list[dict[str, Any]] = []
     started = time.perf_counter_ns()
     queue: asyncio.Queue[list[list[Any]]] = asyncio.Queue()
