@@ -1,12 +1,19 @@
 """Where a reservation's CPU goes: py-spy samples of the service's workers, by part.
 
     python benchmarks/cpu_breakdown.py PROFILE.txt [...] [--cpu-ms-per-reservation X]
+        [--within FRAME]
 
 Reads py-spy's raw (collapsed-stack) files, as `service_throughput.py --py-spy DIR` writes
 them, and attributes every sample to one part of the request's path. A sample counts for the
 deepest frame of the service's own parts (token, body, metrics, request log, pool, SQL); a
 sample in none of them counts for the deepest framework frame (Quart, Hypercorn, the event
 loop). With the measured CPU milliseconds per reservation, each share becomes milliseconds.
+
+SQLAlchemy is split by layer (the interactive shape's unit of work runs through all of them):
+the ORM (session, flush, loading), Core (statement compilation, cache keys, execution context,
+results), the asyncio bridge (greenlet switches in and out of the sync API) and the pool with
+the psycopg dialect's adapter. ``--within`` keeps only samples whose stack holds that text
+(say ``drive (driver_alone.py``: the closed loop, without the process's imports).
 """
 
 from __future__ import annotations
@@ -23,8 +30,17 @@ SERVICE_PARTS = (
     ("body parsing and validation", r"target/payloads\.py|target/idempotency\.py"),
     ("metrics (prometheus_client)", r"prometheus_client/"),
     ("request log", r"target/request_log\.py \(.*(emit|dumps)|logging/"),
-    ("pool checkout and return", r"target/database\.py|sqlalchemy/"),
-    ("SQL round trip (psycopg)", r"psycopg"),
+    (
+        "SQLAlchemy pool and psycopg adapter",
+        r"target/database\.py|sqlalchemy/(pool|dialects|connectors)/",
+    ),
+    (
+        "SQLAlchemy asyncio bridge (greenlet)",
+        r"sqlalchemy/(ext/asyncio|util/_?concurrency)|greenlet",
+    ),
+    ("SQLAlchemy ORM (session, flush, loading)", r"sqlalchemy/orm/|for sqlalchemy\.orm\."),
+    ("SQLAlchemy Core (compile, cache key, execute, result)", r"sqlalchemy/"),
+    ("SQL round trip (psycopg)", r"(^|[ (/])psycopg(_binary|_c)?/"),
     ("service code, the rest", r"target/"),
 )
 FRAMEWORK_PARTS = (
@@ -52,13 +68,13 @@ def part_of(frames: list[str]) -> str:
     return service_part or framework_part or UNATTRIBUTED
 
 
-def count_samples(paths: Iterable[Path]) -> Counter[str]:
+def count_samples(paths: Iterable[Path], within: str | None = None) -> Counter[str]:
     """Count samples per part over py-spy raw files (`stack;stack;... count` per line)."""
     parts: Counter[str] = Counter()
     for path in paths:
         for line in path.read_text().splitlines():
             stack, _, count = line.rpartition(" ")
-            if stack and count.isdigit():
+            if stack and count.isdigit() and (within is None or within in stack):
                 parts[part_of(stack.split(";"))] += int(count)
     return parts
 
@@ -80,8 +96,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("profiles", type=Path, nargs="+")
     parser.add_argument("--cpu-ms-per-reservation", type=float)
+    parser.add_argument("--within", help="count only samples whose stack holds this text")
     args = parser.parse_args()
-    print(render(count_samples(args.profiles), args.cpu_ms_per_reservation))
+    print(render(count_samples(args.profiles, args.within), args.cpu_ms_per_reservation))
 
 
 if __name__ == "__main__":

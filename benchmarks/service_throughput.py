@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import glob
 import json
 import os
@@ -50,6 +51,7 @@ import jwt
 import psutil
 import psycopg
 
+from faults.relay import DbRelay
 from local_postgres import LocalCluster, create_marked_database
 from local_postgres.cluster import find_bin_dir, url_for
 from pipeline.service_process import ServiceProcess, start_service
@@ -87,6 +89,10 @@ FLOOR_APPS = {
     "floor": "benchmarks.floor_app:create_app()",
     "floor+sql": "benchmarks.floor_app:create_app_with_sql()",
 }
+RETRY_COUNTERS = {
+    "service": "db_serialization_retries_total",
+    "floor+sql": "floor_serialization_retries_total",
+}
 PARTIES = ("pgbench", "driver", "service", "floor+sql", "floor")
 DRIVER_SCRIPT = Path(__file__).resolve().parent / "driver_alone.py"
 PERCENTILES = (50, 95, 99)
@@ -111,6 +117,8 @@ class Measurement:
     retries: int
     cpu_ms_per_reservation: dict[str, float] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
+    shape: str = "statement"  # the service's TARGET_TRANSACTION_SHAPE (or the floor's)
+    db_latency_ms: float = 0.0  # round trip the relay added between the party and PostgreSQL
 
 
 def percentiles_ms(latencies_s: list[float]) -> dict[str, float]:
@@ -162,7 +170,7 @@ INSERT INTO authorizations (id, organization_id, patient_id, service_code, total
     CROSS JOIN (SELECT id, organization_id FROM patients ORDER BY id LIMIT 1) p;
 """
 SERVICE_RESET_SQL = (
-    "TRUNCATE unit_transactions; "
+    "TRUNCATE unit_transactions, idempotency_keys; "
     "UPDATE authorizations SET scheduled_units = 0, used_units = 0 WHERE status = 'active';"
 )
 
@@ -172,6 +180,7 @@ def maintain(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE authorizations")
         conn.execute("VACUUM ANALYZE unit_transactions")
+        conn.execute("VACUUM ANALYZE idempotency_keys")
         conn.execute("CHECKPOINT")
 
 
@@ -420,6 +429,17 @@ class HttpRun:
     workers: int
     pool_size: int
     keyed: bool
+    shape: str = "statement"
+    isolation: str | None = None  # None: the strategy's own level
+    db_latency_ms: float = 0.0
+
+
+def relay_cpu_s(relay: DbRelay | None) -> float:
+    """Return the relay process's CPU seconds so far (0 without a relay)."""
+    if relay is None or relay.pid is None:
+        return 0.0
+    times = psutil.Process(relay.pid).cpu_times()
+    return times.user + times.system
 
 
 def run_http(
@@ -429,32 +449,43 @@ def run_http(
     log_dir: Path,
     postgres: PostgresCpu,
     py_spy_dir: Path | None,
+    relay: DbRelay | None = None,
 ) -> Measurement:
-    """Serve the service (or the floor) and drive it with wrk: warm-up, then a counted run."""
+    """Serve the service (or the floor) and drive it with wrk: warm-up, then a counted run.
+
+    With a ``relay`` the service reaches PostgreSQL through it; the relay's CPU is counted.
+    """
     reset_service_database(url)
     targets = http_targets(url)
     script = write_wrk_script(log_dir / f"{run.system}.lua", targets, run.keyed)
-    tag = f"{run.system}-{run.strategy}-{run.repeat}"
+    tag = f"{run.system}-{run.shape}-{run.strategy}-{run.db_latency_ms:g}ms-{run.repeat}"
+    env = {
+        "JWT_SECRET": BENCHMARK_JWT_SECRET,
+        "TARGET_POOL_SIZE": str(run.pool_size),
+        "TARGET_TRANSACTION_SHAPE": run.shape,
+        **({"TARGET_ISOLATION": run.isolation} if run.isolation else {}),
+    }
     with start_service(
-        url,
+        relay.url_for(url) if relay else url,
         strategy=run.strategy,
         workers=run.workers,
-        env={"JWT_SECRET": BENCHMARK_JWT_SECRET, "TARGET_POOL_SIZE": str(run.pool_size)},
+        env=env,
         log_path=log_dir / f"{tag}.log",
         app_path=FLOOR_APPS.get(run.system),
     ) as service:
         run_wrk(service.base_url, script, WARMUP_S, f"{tag}-warmup")
-        is_service = run.system == "service"
+        # The service and floor+sql count their retries on /metrics; the bare floor has none.
+        is_service = run.system in RETRY_COUNTERS
         writes = run.system in ("service", "floor+sql")
-        retries_before = (
-            scrape_counter(service.base_url, "db_serialization_retries_total") if is_service else 0
-        )
+        retries_counter = RETRY_COUNTERS.get(run.system, "")
+        retries_before = scrape_counter(service.base_url, retries_counter) if is_service else 0
         rows_before = ledger_rows(url)
         profilers = start_profilers(service, py_spy_dir, tag) if py_spy_dir else []
         cpu_before = {
             "service": tree_cpu_s(service.pid),
             "postgres": postgres.cpu_s(),
             "client": children_cpu_s(),
+            "relay": relay_cpu_s(relay),
         }
         summary = run_wrk(service.base_url, script, seconds, tag)
         cpu_s = {
@@ -462,11 +493,11 @@ def run_http(
             "postgres": postgres.cpu_s() - cpu_before["postgres"],
             "client": children_cpu_s() - cpu_before["client"],
         }
+        if relay is not None:
+            cpu_s["relay"] = relay_cpu_s(relay) - cpu_before["relay"]
         stop_profilers(profilers)
         retries = (
-            scrape_counter(service.base_url, "db_serialization_retries_total") - retries_before
-            if is_service
-            else 0
+            scrape_counter(service.base_url, retries_counter) - retries_before if is_service else 0
         )
     duration_s = summary["duration_us"] / 1e6
     answered_ok = summary["requests"] - summary["non_2xx"] - summary["socket_errors"]
@@ -493,9 +524,26 @@ def run_http(
             "workers": run.workers,
             "pool_size": run.pool_size,
             "keyed": run.keyed,
+            "isolation": run.isolation,
             "cpu_s": {party: round(value, 3) for party, value in cpu_s.items()},
         },
+        shape=run.shape,
+        db_latency_ms=run.db_latency_ms,
     )
+
+
+@dataclass(frozen=True)
+class DriverRun:
+    """How to run the bare-psycopg floor (benchmarks/driver_alone.py)."""
+
+    strategy: str
+    repeat: int
+    workers: int
+    pool_size: int
+    shape: str = "statement"
+    keyed: bool = False
+    isolation: str | None = None
+    db_latency_ms: float = 0.0
 
 
 def run_driver(
@@ -508,39 +556,89 @@ def run_driver(
     postgres: PostgresCpu,
 ) -> Measurement:
     """Run the service's statement from bare psycopg: one process per worker, its pool size."""
+    return run_driver_as(DriverRun(strategy, repeat, workers, pool_size), url, seconds, postgres)
+
+
+def run_driver_as(
+    run: DriverRun,
+    url: str,
+    seconds: float,
+    postgres: PostgresCpu,
+    relay: DbRelay | None = None,
+    py_spy_dir: Path | None = None,
+) -> Measurement:
+    """Run the bare-psycopg floor of ``run.shape``: one process per worker, its pool size each.
+
+    With a ``relay`` the processes reach PostgreSQL through it; the relay's CPU is counted.
+    """
     reset_service_database(url)
-    command = [sys.executable, str(DRIVER_SCRIPT), url, strategy]
+    command = [
+        sys.executable,
+        str(DRIVER_SCRIPT),
+        relay.url_for(url) if relay else url,
+        run.strategy,
+        "--shape",
+        run.shape,
+        *(["--keyed"] if run.keyed else []),
+        *(["--isolation", run.isolation] if run.isolation else []),
+    ]
     # A short run first, as the service gets its warm-up: connections, plans, caches.
-    subprocess.run([*command, str(WARMUP_S), str(pool_size)], check=True, capture_output=True)
-    postgres_before = postgres.cpu_s()
+    subprocess.run([*command, str(WARMUP_S), str(run.pool_size)], check=True, capture_output=True)
+    rows_before = ledger_rows(url)
+    postgres_before, relay_before = postgres.cpu_s(), relay_cpu_s(relay)
     processes = [
         subprocess.Popen(
-            [*command, str(seconds), str(pool_size)], stdout=subprocess.PIPE, text=True
+            [*command, str(seconds), str(run.pool_size)], stdout=subprocess.PIPE, text=True
         )
-        for _ in range(workers)
+        for _ in range(run.workers)
     ]
+    tag = f"driver-{run.shape}-{run.strategy}-{run.db_latency_ms:g}ms-{run.repeat}"
+    profilers = (
+        start_profilers_for([p.pid for p in processes], py_spy_dir, tag) if py_spy_dir else []
+    )
     outputs = [json.loads(process.communicate()[0]) for process in processes]
     postgres_cpu = postgres.cpu_s() - postgres_before
+    cpu_s = {"driver": sum(output["cpu_s"] for output in outputs), "postgres": postgres_cpu}
+    if relay is not None:
+        cpu_s["relay"] = relay_cpu_s(relay) - relay_before
+    stop_profilers(profilers)
     duration_s = max(output["seconds"] for output in outputs)
     reservations = sum(output["reservations"] for output in outputs)
-    cpu_s = {"driver": sum(output["cpu_s"] for output in outputs), "postgres": postgres_cpu}
+    # Latency: each process's percentile, the median over processes (they run alike).
+    latency = {
+        key: statistics.median(output["latency_ms"][key] for output in outputs)
+        for key in outputs[0]["latency_ms"]
+    }
     return Measurement(
         system="driver",
-        strategy=strategy,
-        repeat=repeat,
+        strategy=run.strategy,
+        repeat=run.repeat,
         duration_s=round(duration_s, 3),
         reservations=reservations,
-        failures=0,
+        failures=sum(output["failures"] for output in outputs),
         reservations_per_s=round(reservations / duration_s, 1),
-        latency_ms={"p50": float("nan"), "p95": float("nan"), "p99": float("nan")},
+        latency_ms=latency,
         retries=sum(output["retries"] for output in outputs),
         cpu_ms_per_reservation=per_reservation_ms(cpu_s, reservations),
-        details={"workers": workers, "connections_each": pool_size},
+        details={
+            "workers": run.workers,
+            "connections_each": run.pool_size,
+            "keyed": run.keyed,
+            "isolation": run.isolation,
+            "ledger_rows": ledger_rows(url) - rows_before,
+        },
+        shape=run.shape,
+        db_latency_ms=run.db_latency_ms,
     )
 
 
 def start_profilers(service: ServiceProcess, out_dir: Path, tag: str) -> list[subprocess.Popen]:
     """Record each worker with py-spy (raw collapsed stacks) while the counted run lasts."""
+    return start_profilers_for(service.worker_pids(), out_dir, tag)
+
+
+def start_profilers_for(pids: list[int], out_dir: Path, tag: str) -> list[subprocess.Popen]:
+    """Record each process with py-spy (raw collapsed stacks) until stop_profilers."""
     out_dir.mkdir(parents=True, exist_ok=True)
     return [
         subprocess.Popen(
@@ -560,7 +658,7 @@ def start_profilers(service: ServiceProcess, out_dir: Path, tag: str) -> list[su
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        for index, pid in enumerate(service.worker_pids())
+        for index, pid in enumerate(pids)
     ]
 
 
@@ -715,6 +813,303 @@ def render_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+# -- the transaction shapes (--shapes) -----------------------------------------------------
+SHAPES = ("statement", "interactive")
+SHAPES_STRATEGY = "serializable"
+SHAPES_ISOLATION = "serializable"
+SHAPES_DB_LATENCIES_MS = (0.0, 1.0)
+# (system, also through the relay): the service, its bare-psycopg floor (same round trips,
+# no service code, no HTTP), the framework with the same round trips (floor+sql) and the
+# framework alone (floor, no database, one shape is enough).
+SHAPES_PARTIES = ("service", "driver", "floor+sql", "floor")
+
+
+def measure_shapes(
+    seconds: float,
+    repeats: int,
+    workers: int,
+    pool_size: int,
+    latencies_ms: tuple[float, ...],
+    py_spy_dir: Path | None,
+) -> list[Measurement]:
+    """Run each shape at serializable beside its floors, at each added DB round trip.
+
+    Keyed (a unique Idempotency-Key per request), as the team's clients send. Repeats are
+    interleaved and the order of the shapes alternates; with ``py_spy_dir`` an extra repeat 0
+    (not counted) records the service's workers and the floors under py-spy.
+    """
+    workdir = Path(tempfile.mkdtemp(prefix="service-shapes-"))
+    measurements: list[Measurement] = []
+    with seeded_service_cluster(workdir) as (url, postgres):
+        if py_spy_dir is not None:
+            profile_shapes(url, seconds, workers, pool_size, workdir, postgres, py_spy_dir)
+        for repeat in range(1, repeats + 1):
+            shapes = SHAPES if repeat % 2 else SHAPES[::-1]
+            for latency_ms in latencies_ms:
+                with relay_for(url, latency_ms) as relay:
+                    for shape in shapes:
+                        http = HttpRun(
+                            "service", SHAPES_STRATEGY, repeat, workers, pool_size, True,
+                            shape, SHAPES_ISOLATION, latency_ms,
+                        )  # fmt: skip
+                        driver = DriverRun(
+                            SHAPES_STRATEGY, repeat, workers, pool_size, shape, True,
+                            SHAPES_ISOLATION, latency_ms,
+                        )  # fmt: skip
+                        progress = (repeat, repeats)
+                        measurements += [
+                            report_progress(
+                                run_http(http, url, seconds, workdir, postgres, None, relay),
+                                *progress,
+                            ),
+                            report_progress(
+                                run_driver_as(driver, url, seconds, postgres, relay), *progress
+                            ),
+                        ]
+                        if latency_ms == 0:
+                            floor_sql = dataclasses.replace(http, system="floor+sql")
+                            measurement = run_http(floor_sql, url, seconds, workdir, postgres, None)
+                            measurements.append(report_progress(measurement, *progress))
+                if latency_ms == 0:
+                    floor = HttpRun("floor", SHAPES_STRATEGY, repeat, workers, pool_size, True)
+                    measurement = run_http(floor, url, seconds, workdir, postgres, None)
+                    measurements.append(report_progress(measurement, repeat, repeats))
+    return measurements
+
+
+def profile_shapes(
+    url: str,
+    seconds: float,
+    workers: int,
+    pool_size: int,
+    workdir: Path,
+    postgres: PostgresCpu,
+    py_spy_dir: Path,
+) -> None:
+    """Record each shape's service workers, floor+sql workers and driver processes (0 ms)."""
+    for shape in SHAPES:
+        http = HttpRun(
+            "service", SHAPES_STRATEGY, 0, workers, pool_size, True, shape, SHAPES_ISOLATION
+        )
+        for run in (http, dataclasses.replace(http, system="floor+sql")):
+            cpu = run_http(run, url, seconds, workdir, postgres, py_spy_dir).cpu_ms_per_reservation
+            print(f"profiled {run.system} {shape}: cpu ms per reservation {cpu}", file=sys.stderr)
+        driver = DriverRun(SHAPES_STRATEGY, 0, workers, pool_size, shape, True, SHAPES_ISOLATION)
+        cpu = run_driver_as(driver, url, seconds, postgres, None, py_spy_dir)
+        print(f"profiled driver {shape}: {cpu.cpu_ms_per_reservation}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def relay_for(url: str, latency_ms: float) -> Iterator[DbRelay | None]:
+    """Yield a relay adding ``latency_ms`` of round trip to PostgreSQL; None (direct) at 0."""
+    if latency_ms == 0:
+        yield None
+        return
+    with DbRelay.for_url(url, added_rtt_ms=latency_ms) as relay:
+        yield relay
+
+
+def report_progress(measurement: Measurement, repeat: int, repeats: int) -> Measurement:
+    cpu = measurement.cpu_ms_per_reservation
+    print(
+        f"repeat {repeat}/{repeats} {measurement.shape:11} {measurement.db_latency_ms:g} ms "
+        f"{measurement.system:9} {measurement.reservations_per_s:7.0f}/s "
+        f"retries {measurement.retries} failures {measurement.failures} "
+        f"p50/p95 {measurement.latency_ms['p50']}/{measurement.latency_ms['p95']} ms "
+        f"cpu ms/res {cpu}",
+        file=sys.stderr,
+    )
+    return measurement
+
+
+def shape_key(measurement: Measurement) -> tuple[str, str, float]:
+    # The framework floor touches no database: the same whatever the shape.
+    shape = "-" if measurement.system == "floor" else measurement.shape
+    return measurement.system, shape, measurement.db_latency_ms
+
+
+def attempts(measurement: Measurement) -> int:
+    """Return the transactions tried: each operation once, plus every retry.
+
+    An operation given up after the retry budget (a failure) counts its last attempt here and
+    the others among the retries.
+    """
+    return max(1, measurement.reservations + measurement.failures + measurement.retries)
+
+
+def python_cpu_ms(measurement: Measurement) -> float:
+    """Return the Python side's CPU ms per committed operation (service, floor or driver)."""
+    cpu = measurement.cpu_ms_per_reservation
+    return cpu.get("service", cpu.get("driver", float("nan")))
+
+
+def summarise_shapes(measurements: list[Measurement]) -> dict[str, Any]:
+    """Return medians per (party, shape, added RTT) and per-repeat ratios' medians."""
+    groups: dict[tuple[str, str, float], list[Measurement]] = {}
+    for measurement in measurements:
+        groups.setdefault(shape_key(measurement), []).append(measurement)
+    rows = []
+    for (system, shape, latency_ms), runs in groups.items():
+        parties = sorted({party for m in runs for party in m.cpu_ms_per_reservation})
+        rows.append(
+            {
+                "system": system,
+                "shape": shape,
+                "db_latency_ms": latency_ms,
+                "runs": len(runs),
+                "committed_per_s": statistics.median(m.reservations_per_s for m in runs),
+                "min_per_s": min(m.reservations_per_s for m in runs),
+                "max_per_s": max(m.reservations_per_s for m in runs),
+                "retries_per_committed": round(
+                    statistics.median(m.retries / max(1, m.reservations) for m in runs), 3
+                ),
+                "failures": sum(m.failures for m in runs),
+                "attempts_per_committed": round(
+                    statistics.median(attempts(m) / max(1, m.reservations) for m in runs), 3
+                ),
+                "python_cpu_ms_per_attempt": round(
+                    statistics.median(
+                        python_cpu_ms(m) * m.reservations / attempts(m) for m in runs
+                    ),
+                    3,
+                ),
+                **{
+                    key: statistics.median(m.latency_ms[key] for m in runs)
+                    for key in ("p50", "p95", "p99")
+                },
+                "cpu_ms_per_committed": {
+                    party: round(
+                        statistics.median(m.cpu_ms_per_reservation[party] for m in runs), 3
+                    )
+                    for party in parties
+                },
+            }
+        )
+    by_repeat = {(shape_key(m), m.repeat): m for m in measurements}
+    repeats = sorted({m.repeat for m in measurements})
+
+    def ratio(numerator: tuple[str, str, float], denominator: tuple[str, str, float]) -> Any:
+        values = [
+            by_repeat[numerator, r].reservations_per_s
+            / by_repeat[denominator, r].reservations_per_s
+            for r in repeats
+            if (numerator, r) in by_repeat and (denominator, r) in by_repeat
+        ]
+        if not values:
+            return None
+        return {
+            "median": round(statistics.median(values), 3),
+            "each": [round(v, 3) for v in values],
+        }
+
+    ratios = {}
+    latencies = sorted({m.db_latency_ms for m in measurements})
+    for shape in SHAPES:
+        for latency_ms in latencies:
+            ratios[f"{shape} {latency_ms:g} ms: service / driver"] = ratio(
+                ("service", shape, latency_ms), ("driver", shape, latency_ms)
+            )
+        ratios[f"{shape} 0 ms: service / floor+sql"] = ratio(
+            ("service", shape, 0.0), ("floor+sql", shape, 0.0)
+        )
+        ratios[f"{shape} 0 ms: floor+sql / driver"] = ratio(
+            ("floor+sql", shape, 0.0), ("driver", shape, 0.0)
+        )
+        for system in ("service", "driver"):
+            for latency_ms in latencies[1:]:
+                ratios[f"{shape} {system}: {latency_ms:g} ms / 0 ms"] = ratio(
+                    (system, shape, latency_ms), (system, shape, 0.0)
+                )
+    for latency_ms in latencies:
+        ratios[f"service {latency_ms:g} ms: interactive / statement"] = ratio(
+            ("service", "interactive", latency_ms), ("service", "statement", latency_ms)
+        )
+    return {"rows": rows, "ratios": {k: v for k, v in ratios.items() if v is not None}}
+
+
+def render_shapes(summary: dict[str, Any]) -> str:
+    """Render the shapes' medians and ratios as Markdown."""
+    lines = [
+        "| shape | added RTT | party | committed/s (min-max) | retries / committed | failed "
+        "| p50 / p95 / p99 ms | CPU ms / committed: Python / PostgreSQL / relay / wrk "
+        "| Python CPU ms / attempt |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in sorted(
+        summary["rows"],
+        key=lambda r: (r["shape"], r["db_latency_ms"], SHAPES_PARTIES.index(r["system"])),
+    ):
+        cpu = row["cpu_ms_per_committed"]
+        python = cpu.get("service", cpu.get("driver", float("nan")))
+        figures = " / ".join(
+            f"{value:.3f}" if value is not None else "-"
+            for value in (python, cpu.get("postgres"), cpu.get("relay"), cpu.get("client"))
+        )
+        lines.append(
+            f"| {row['shape']} | {row['db_latency_ms']:g} ms | {row['system']} "
+            f"| {row['committed_per_s']:,.0f} ({row['min_per_s']:,.0f}-{row['max_per_s']:,.0f}) "
+            f"| {row['retries_per_committed']:.3f} | {row['failures']} "
+            f"| {row['p50']:.1f} / {row['p95']:.1f} / {row['p99']:.1f} | {figures} "
+            f"| {row['python_cpu_ms_per_attempt']:.3f} |"
+        )
+    lines += ["", "| ratio of committed/s, same repeat | median | each repeat |", "|---|---:|---|"]
+    for name, value in summary["ratios"].items():
+        each = ", ".join(f"{v:.2f}" for v in value["each"])
+        lines.append(f"| {name} | {value['median']:.0%} | {each} |")
+    return "\n".join(lines)
+
+
+def main_shapes(args: argparse.Namespace) -> None:
+    """Run --shapes: measure, print the tables, write the JSON."""
+    load_before = os.getloadavg()
+    measurements = measure_shapes(
+        args.seconds,
+        args.repeats,
+        args.workers,
+        args.pool_size,
+        tuple(args.db_latencies_ms),
+        args.py_spy,
+    )
+    summary = summarise_shapes(measurements)
+    print(render_shapes(summary))
+    path = (
+        args.json.with_name(args.json.stem + "_shapes.json")
+        if args.json == DEFAULT_JSON
+        else args.json
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        json.dumps(
+            {
+                "schema_version": 1,
+                "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "load_average_before": load_before,
+                    "load_average_after": os.getloadavg(),
+                    "python": platform.python_version(),
+                },
+                "config": {
+                    "seconds": args.seconds,
+                    "repeats": args.repeats,
+                    "clients": CLIENTS,
+                    "units": UNITS,
+                    "strategy": SHAPES_STRATEGY,
+                    "isolation": SHAPES_ISOLATION,
+                    "keyed": True,
+                    "service_workers": args.workers,
+                    "pool_size": args.pool_size,
+                    "db_latencies_ms": args.db_latencies_ms,
+                },
+                "summary": summary,
+                "runs": [asdict(m) for m in measurements],
+            },
+            indent=2,
+        )
+    )
+    print(f"wrote {path}", file=sys.stderr)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=DEFAULT_SECONDS)
@@ -724,9 +1119,26 @@ def main() -> None:
     parser.add_argument("--keyed", action="store_true", help="send a unique Idempotency-Key")
     parser.add_argument("--py-spy", type=Path, help="record each worker in repeat 1 to here")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
+    parser.add_argument(
+        "--shapes",
+        action="store_true",
+        help="compare the transaction shapes at serializable, keyed, beside their floors",
+    )
+    parser.add_argument(
+        "--db-latencies-ms",
+        type=float,
+        nargs="+",
+        default=list(SHAPES_DB_LATENCIES_MS),
+        help="with --shapes: added DB round trips to run at (0: direct)",
+    )
     args = parser.parse_args()
     if args.seconds < 1 or args.repeats < 1 or args.workers < 1 or args.pool_size < 1:
         parser.error("--seconds, --repeats, --workers and --pool-size must be at least 1")
+    if args.shapes:
+        if 0 not in args.db_latencies_ms or min(args.db_latencies_ms) < 0:
+            parser.error("--db-latencies-ms must include 0 and be non-negative")
+        main_shapes(args)
+        return
     if not (ANCHORS_DIR / "schema.sql").exists():
         print(f"error: pgbench anchors not found in {ANCHORS_DIR}", file=sys.stderr)
         raise SystemExit(2)
