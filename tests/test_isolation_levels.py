@@ -1,0 +1,61 @@
+"""The same interactive code at a weaker isolation level breaks the counter rules: NO-GO.
+
+No planted delay: READ COMMITTED lets two reserves read the same counters, decide in Python
+and both write (a lost update), and the pipeline's verdict must say so, overbooking listed.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from load_runner.profiles import DEFAULT_PROFILES_PATH, PROFILES_PATH_ENV
+from pipeline.dimensions import ServiceDimensions
+from pipeline.run import run_all
+
+SCENARIO = "high_contention"
+SHORT_RUN = "users = 30\nduration_s = 5\nramp_up_s = 0\nthink_time_s = [0.1, 0.3]\n"
+
+
+def short_profile(path: Path) -> Path:
+    """Write a profiles file with the real high_contention settings, five seconds long."""
+    shared = tomllib.loads(DEFAULT_PROFILES_PATH.read_text())[SCENARIO]
+    codes = ", ".join(json.dumps(code) for code in shared["expected_error_codes"])
+    thresholds = "\n".join(f"{key} = {value}" for key, value in shared["thresholds"].items())
+    path.write_text(
+        f"[{SCENARIO}]\nexpected_error_codes = [{codes}]\n\n[{SCENARIO}.thresholds]\n"
+        f"{thresholds}\n\n[{SCENARIO}.smoke]\n{SHORT_RUN}processes = 1\nunits_per_request = 10\n"
+    )
+    return path
+
+
+def test_read_committed_loses_updates_and_the_verdict_lists_the_overbooking(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("LOADTEST_FIXTURES_PATH", str(tmp_path / "test-data.json"))
+    monkeypatch.setenv(PROFILES_PATH_ENV, str(short_profile(tmp_path / "profiles.toml")))
+    monkeypatch.delenv("TARGET_UNSAFE_DELAY_MS", raising=False)
+    outcome = run_all(
+        profile="smoke",
+        scenarios=[SCENARIO],
+        reports_root=tmp_path / "reports",
+        progress=False,
+        dimensions=ServiceDimensions("serializable", "interactive", "read_committed"),
+    )
+    summary = json.loads(outcome.summary_path.read_text())
+    run = json.loads((outcome.run_dir / "run.json").read_text())
+    assert (run["transaction_shape"], run["isolation"]) == ("interactive", "read_committed")
+    assert summary["verdict"]["decision"] == "NO-GO"
+    (scenario,) = summary["scenarios"]
+    failed = {c["name"]: c for c in scenario["integrity"]["checks"] if not c["ok"]}
+    assert "no_overbooking" in failed
+    overbooked = failed["no_overbooking"]["rows"]
+    assert overbooked
+    assert all(
+        row["used_units"] + row["scheduled_units"] > row["total_units"] for row in overbooked
+    )
+    assert any("no_overbooking" in reason for reason in summary["verdict"]["reasons"])
