@@ -10,8 +10,9 @@ and result wrapping each time), which on a 2-core machine halved that shape's th
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 import psycopg
 import sqlalchemy.exc
@@ -28,6 +29,8 @@ from target.injected_delays import InjectedDelays
 from target.problems import unavailable
 from target.schedule_guards import apply_schedule_guards
 from target.settings import Settings, libpq_url, sqlalchemy_url
+
+Checked = TypeVar("Checked")
 
 # The isolation level is each connection's default (set once when it connects, no SET per
 # checkout). Under the statement shape every change is its own transaction: the connections
@@ -94,19 +97,7 @@ class Database:
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[psycopg.AsyncConnection]:
         """Check a connection out of the pool, or raise 503 within the pool timeout."""
-        metrics.POOL_WAITING.inc()
-        try:
-            pooled = await self.engine.raw_connection()
-        except sqlalchemy.exc.TimeoutError as error:
-            metrics.POOL_TIMEOUTS.inc()
-            raise unavailable(
-                f"no database connection free within {self.settings.pool_timeout_s:g} s"
-            ) from error
-        except (sqlalchemy.exc.DBAPIError, psycopg.Error, OSError) as error:
-            raise unavailable("database unreachable") from error
-        finally:
-            metrics.POOL_WAITING.dec()
-        metrics.POOL_CHECKED_OUT.inc()
+        pooled = await self._check_out(self.engine.raw_connection())
         connection: psycopg.AsyncConnection = pooled.driver_connection
         generation = self._pool_generation
         try:
@@ -125,19 +116,7 @@ class Database:
 
         The caller begins and commits the transaction (`async with session.begin():`).
         """
-        metrics.POOL_WAITING.inc()
-        try:
-            connection = await self.engine.connect()
-        except sqlalchemy.exc.TimeoutError as error:
-            metrics.POOL_TIMEOUTS.inc()
-            raise unavailable(
-                f"no database connection free within {self.settings.pool_timeout_s:g} s"
-            ) from error
-        except (sqlalchemy.exc.DBAPIError, psycopg.Error, OSError) as error:
-            raise unavailable("database unreachable") from error
-        finally:
-            metrics.POOL_WAITING.dec()
-        metrics.POOL_CHECKED_OUT.inc()
+        connection = await self._check_out(self.engine.connect())
         generation = self._pool_generation
         try:
             async with self._sessions(bind=connection) as session:
@@ -150,6 +129,23 @@ class Database:
         finally:
             metrics.POOL_CHECKED_OUT.dec()
             await connection.close()
+
+    async def _check_out(self, acquire: Awaitable[Checked]) -> Checked:
+        """Await a pooled connection, counted as waiting, then checked out; 503 on failure."""
+        metrics.POOL_WAITING.inc()
+        try:
+            checked = await acquire
+        except sqlalchemy.exc.TimeoutError as error:
+            metrics.POOL_TIMEOUTS.inc()
+            raise unavailable(
+                f"no database connection free within {self.settings.pool_timeout_s:g} s"
+            ) from error
+        except (sqlalchemy.exc.DBAPIError, psycopg.Error, OSError) as error:
+            raise unavailable("database unreachable") from error
+        finally:
+            metrics.POOL_WAITING.dec()
+        metrics.POOL_CHECKED_OUT.inc()
+        return checked
 
     async def ensure_schedule_guards(self) -> None:
         """Give the sessions table the strategy's guards once (at start, or on first need).

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from quart import Blueprint, g, request
 from quart.typing import ResponseReturnValue
@@ -48,6 +50,25 @@ blueprint = Blueprint("sessions", __name__, url_prefix="/api/sessions")
 tag_blueprint(blueprint, ["sessions"])
 security_scheme_blueprint(blueprint, BEARER_SECURITY)
 
+Handler = TypeVar("Handler", bound=Callable[..., Any])
+
+
+def documented_status_change(handler: Handler) -> Handler:
+    """Document a cancel or complete route (both answer alike)."""
+    for document in (
+        document_headers(UnitChangeHeaders),
+        document_response(SessionResult, 200, ReplayedHeaders),
+        problems(
+            UNAUTHORIZED_RESPONSE,
+            SESSION_NOT_FOUND_RESPONSE,
+            METHOD_RESPONSE,
+            SESSION_CHANGE_CONFLICT_RESPONSE,
+            UNAVAILABLE_RESPONSE,
+        ),
+    ):
+        handler = document(handler)
+    return handler
+
 
 @blueprint.post("")
 @document_request(BookingRequest)
@@ -89,30 +110,14 @@ async def book_therapy_session() -> ResponseReturnValue:
 
 
 @blueprint.post("/<session_id>/cancel")
-@document_headers(UnitChangeHeaders)
-@document_response(SessionResult, 200, ReplayedHeaders)
-@problems(
-    UNAUTHORIZED_RESPONSE,
-    SESSION_NOT_FOUND_RESPONSE,
-    METHOD_RESPONSE,
-    SESSION_CHANGE_CONFLICT_RESPONSE,
-    UNAVAILABLE_RESPONSE,
-)
+@documented_status_change
 async def cancel_therapy_session(session_id: str) -> ResponseReturnValue:
     """Cancel a booked session: its slot and its units are free again."""
     return await change_status(session_id, CANCELLED)
 
 
 @blueprint.post("/<session_id>/complete")
-@document_headers(UnitChangeHeaders)
-@document_response(SessionResult, 200, ReplayedHeaders)
-@problems(
-    UNAUTHORIZED_RESPONSE,
-    SESSION_NOT_FOUND_RESPONSE,
-    METHOD_RESPONSE,
-    SESSION_CHANGE_CONFLICT_RESPONSE,
-    UNAVAILABLE_RESPONSE,
-)
+@documented_status_change
 async def complete_therapy_session(session_id: str) -> ResponseReturnValue:
     """Record a booked session as delivered: it keeps its slot and its units."""
     return await change_status(session_id, COMPLETED)
