@@ -19,8 +19,15 @@ from typing import Any
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = ("high_contention", "high_throughput", "mixed_operations", "session_scheduling")
+SCENARIOS = (
+    "high_contention",
+    "high_throughput",
+    "mixed_operations",
+    "session_scheduling",
+    "isolation_append",
+)
 SCHEDULING = "session_scheduling"  # its operations are sessions, not ledger rows
+LIST_APPEND = "isolation_append"  # its transactions are lists, checked for anomalies
 RUN_TIMEOUT_S = 240
 NO_GO_MISS = 0.5
 # Widens the unsafe strategy's read-modify-write window so the race is not left to chance.
@@ -169,7 +176,7 @@ def test_smoke_pipeline_end_to_end(database_url: str, tmp_path: Path) -> None:
     # Every step ran, and serializable kept every integrity check.
     run = read(run_dir / "run.json")
     assert [s["name"] for s in run["steps"] if not s["ok"]] == []
-    assert [s["name"] for s in run["steps"]][:6] == ["setup", "start_service", *SCENARIOS]
+    assert [s["name"] for s in run["steps"]][:7] == ["setup", "start_service", *SCENARIOS]
     assert summary["integrity_ok"] is True
 
     # Figures against the result files.
@@ -188,6 +195,10 @@ def test_smoke_pipeline_end_to_end(database_url: str, tmp_path: Path) -> None:
         if scenario_summary["scenario"] == SCHEDULING:
             assert integrity["scheduling_operations"] > 0
             assert integrity["session_rows"] > 0
+        elif scenario_summary["scenario"] == LIST_APPEND:
+            anomalies = read(run_dir / LIST_APPEND / "anomalies.json")
+            assert anomalies["valid"] is True, anomalies["anomaly_counts"]
+            assert scenario_summary["isolation"]["valid"] is True
         else:
             assert integrity["client_operations"] == integrity["ledger_rows"] > 0
     contention = read(run_dir / "high_contention" / "integrity.json")
@@ -277,3 +288,41 @@ def test_bad_input_is_one_clear_line_and_changes_nothing(
     assert len(lines) == 1, completed.stderr
     assert lines[0].startswith(message)
     assert not (tmp_path / "reports").exists()
+
+
+def test_list_append_at_repeatable_read_is_no_go_with_a_write_skew(
+    database_url: str, tmp_path: Path
+) -> None:
+    reports = tmp_path / "reports"
+    env = environment(database_url, tmp_path)
+    completed, _ = invoke(
+        "load-test.all",
+        "--scenarios",
+        LIST_APPEND,
+        "--isolation",
+        "repeatable_read",
+        "--reports-dir",
+        str(reports),
+        env=env,
+    )
+    run_dir = only_run_dir(reports)
+    summary = read(run_dir / "summary.json")
+    assert completed.returncode == 1, completed.stderr[-3000:]
+    assert summary["verdict"]["decision"] == "NO-GO"
+    anomalies = read(run_dir / LIST_APPEND / "anomalies.json")
+    assert anomalies["valid"] is False
+    assert "G2-item" in anomalies["forbidden_kinds"], anomalies["anomaly_counts"]
+    # PostgreSQL's REPEATABLE READ is snapshot isolation: nothing SI forbids.
+    assert "snapshot-isolation" in anomalies["consistent_with"]
+    assert any("isolation: not serializable (G2-item" in r for r in summary["verdict"]["reasons"])
+    html = visible_text((run_dir / "report.html").read_text())
+    assert "not serializable (G2-item" in html
+    assert "One of the smallest cycles" in html
+    # The task gives the same verdict on the same history: 1, forbidden anomalies.
+    checked, _ = invoke("load-test.check-history", str(run_dir), env=env, timeout=60)
+    assert checked.returncode == 1, checked.stderr
+    assert "INVALID: not serializable" in checked.stdout
+    assert (run_dir / LIST_APPEND / "anomalies.json").exists()
+    bad, _ = invoke("load-test.check-history", str(tmp_path / "nowhere"), env=env, timeout=60)
+    assert bad.returncode == 2
+    assert len(bad.stderr.strip().splitlines()) == 1
