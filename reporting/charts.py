@@ -140,7 +140,7 @@ def retries_over_time_svg(
     parts += _fault_bands(bands, len(series), plot_h)
     points = [(i, point.get("retries_per_committed")) for i, point in enumerate(series)]
     parts += _polylines(points, len(series), ticks[-1], plot_h, RETRIES_COLOUR, "retries")
-    parts.append(_legend([("retries per committed op", RETRIES_COLOUR)]))
+    parts.append(_legend([("retries", RETRIES_COLOUR)]))
     return "".join([*parts, "</svg>"])
 
 
