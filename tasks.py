@@ -149,12 +149,12 @@ def verify(c: Context, results: str = "") -> None:
     verify_command(results=results or None)
 
 
-@task
-def report(c: Context, run_dir: str = "") -> None:
+@task(help={"junit": "also write the verdict as JUnit XML to this path (for CI)"})
+def report(c: Context, run_dir: str = "", junit: str = "") -> None:
     """Render the HTML report, summary.json and PERFORMANCE_TEST_RESULTS.md for a run."""
     from pipeline.commands import report_command
 
-    report_command(run_dir=run_dir or None)
+    report_command(run_dir=run_dir or None, junit=junit or None)
 
 
 @task(
@@ -200,6 +200,8 @@ DIMENSION_HELP = {
         "baseline": "a run folder or latest-go to compare with afterwards",
         "regression_gate": "warn (default) or fail on a significant regression",
         "tolerance": "percent of the base value a change must exceed (default 10)",
+        "junit": "also write the verdict as JUnit XML to this path: a test case per threshold "
+        "and per integrity check, per scenario (for CI)",
     },
 )
 def all_(
@@ -216,6 +218,7 @@ def all_(
     isolation: str = "",
     db_latency_ms: str = "0",
     scenarios: str = "",
+    junit: str = "",
 ) -> None:
     """Run the whole load-test pipeline and exit non-zero unless the verdict is GO.
 
@@ -241,6 +244,7 @@ def all_(
         isolation=isolation,
         db_latency_ms=db_latency_ms,
         scenarios=scenarios,
+        junit=junit or None,
     )
 
 

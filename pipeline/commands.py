@@ -38,7 +38,7 @@ from pipeline.service_process import RemoteService, ServiceProcess, check_reacha
 from pipeline.setup import resolve_fixtures_path, setup_database
 from reporting.compare_inputs import CompareInputError
 from reporting.records import ReportInputError
-from reporting.report import write_report
+from reporting.report import write_junit, write_report
 from results.files import FIXTURES_FILE, RESULT_FILE
 from target.settings import CONCURRENCY_STRATEGIES
 
@@ -65,6 +65,7 @@ def all_command(
     isolation: str = "",
     db_latency_ms: str | float = 0.0,
     scenarios: str = "",
+    junit: str | None = None,
 ) -> None:
     """Run the whole pipeline; print the verdict and the report's path; exit 0 only on GO.
 
@@ -112,6 +113,10 @@ def all_command(
         outcome = gate_against_baseline(
             outcome, baseline_dir, gate=regression_gate, tolerance=share
         )
+    if junit:
+        # After the baseline's gate: the XML tells the final verdict.
+        summary = json.loads(outcome.summary_path.read_text(encoding="utf-8"))
+        print(f"[junit] {write_junit(summary, Path(junit))}")
     for reason in outcome.reasons:
         print(f"  - {reason}", file=sys.stderr)
     print(f"{outcome.decision}: report at {outcome.report_path} ({outcome.duration_s:.0f} s)")
@@ -215,11 +220,14 @@ def verify_command(*, results: str | None = None) -> None:
         raise SystemExit(EXIT_FAILED)
 
 
-def report_command(*, run_dir: str | None = None) -> None:
-    """Write report.html, summary.json and PERFORMANCE_TEST_RESULTS.md for a run folder."""
+def report_command(*, run_dir: str | None = None, junit: str | None = None) -> None:
+    """Write report.html, summary.json and PERFORMANCE_TEST_RESULTS.md for a run folder.
+
+    With ``junit``, its JUnit XML goes to that path too.
+    """
     folder = Path(run_dir) if run_dir else cleanly(lambda: latest_run_dir(resolve_reports_root()))
     try:
-        files = write_report(folder)
+        files = write_report(folder, junit_path=Path(junit) if junit else None)
     except ReportInputError as error:
         fail(str(error))
     print(f"{files.decision}: report at {files.html_path}")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reporting.junit import junit_xml
 from reporting.records import load_run
 from reporting.regression_gate import apply_regression_gate
 from reporting.render import render_html, render_markdown
@@ -36,8 +38,11 @@ class ReportFiles:
         return str(self.summary["verdict"]["decision"])
 
 
-def write_report(run_dir: Path) -> ReportFiles:
-    """Read ``run_dir``, decide the verdict and write the three report files into it."""
+def write_report(run_dir: Path, *, junit_path: Path | None = None) -> ReportFiles:
+    """Read ``run_dir``, decide the verdict and write the three report files into it.
+
+    With ``junit_path``, the verdict's JUnit XML goes there too (reporting/junit.py).
+    """
     run_dir = Path(run_dir)
     record = load_run(run_dir)
     summary = summarise(record)
@@ -55,7 +60,17 @@ def write_report(run_dir: Path) -> ReportFiles:
     html_path.write_text(render_html(summary, record), encoding="utf-8")
     markdown_path.write_text(render_markdown(summary), encoding="utf-8")
     record_run(run_dir, summary)
+    if junit_path is not None:
+        write_junit(summary, junit_path)
     return ReportFiles(summary, summary_path, html_path, markdown_path)
+
+
+def write_junit(summary: Mapping[str, Any], path: Path) -> Path:
+    """Write a run's JUnit XML to ``path`` (its folder made if need be) and return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(junit_xml(summary), encoding="utf-8")
+    return path
 
 
 def _read_capacity(run_dir: Path) -> dict[str, Any] | None:
