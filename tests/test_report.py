@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from html.parser import HTMLParser
@@ -14,10 +15,12 @@ from reporting.charts import (
     histogram_svg,
     latency_over_time_svg,
     nice_ticks,
+    retries_over_time_svg,
     throughput_over_time_svg,
 )
 from reporting.records import ReportInputError, load_run
 from reporting.report import write_report
+from reporting.retry_storms import retry_series
 from reporting.summary import SEQ_SCAN_WARNING, UNSAFE_NOTE
 
 CLEAN_CHECKS = [
@@ -216,7 +219,7 @@ def test_report_is_self_contained(tmp_path: Path) -> None:
     assert "script" not in tag_names
     assert "link" not in tag_names
     assert "img" not in tag_names
-    assert sum(tag == "svg" for tag, _ in page.tags) == 6  # three charts per scenario
+    assert sum(tag == "svg" for tag, _ in page.tags) == 8  # four charts per scenario
     external = [
         a
         for _, attrs in page.tags
@@ -404,3 +407,31 @@ def test_a_large_miss_reads_as_a_multiple_of_the_limit(tmp_path: Path) -> None:
     reasons = " ".join(files.summary["verdict"]["reasons"])
     assert "3.5× the limit" in reasons
     assert "missed by 250.0 %" not in reasons
+
+
+def test_retry_series_puts_the_service_s_retries_on_the_run_s_seconds() -> None:
+    result = {
+        "started_at": "2026-12-05T04:00:00+00:00",
+        "timeseries": [
+            {"second": 0, "requests": 10, "errors": 6},
+            {"second": 1, "requests": 10, "errors": 10},
+            {"second": 2, "requests": 8, "errors": 0},
+        ],
+    }
+    start = dt.datetime(2026, 12, 5, 4, tzinfo=dt.UTC).timestamp()
+    service = {
+        "series": [
+            {"t": start + 0.1, "retries": 0.0},
+            {"t": start + 0.9, "retries": 8.0},  # 8 retries in second 0
+            {"t": start + 1.9, "retries": 8.0},
+            {"t": start + 2.5, "retries": 12.0},  # 4 in second 2
+        ]
+    }
+    series = retry_series(result, service)
+    assert [p["retries"] for p in series] == [8.0, 0.0, 4.0]
+    assert [p["committed"] for p in series] == [4, 0, 8]
+    assert [p["retries_per_committed"] for p in series] == [2.0, None, 0.5]
+    svg = retries_over_time_svg(series, label="r")
+    assert svg.count("<polyline") == 0  # no two neighbouring seconds with commits: points only
+    assert svg.count("<circle") == 2
+    assert "no data recorded" in retries_over_time_svg([], label="r")
