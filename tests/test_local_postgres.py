@@ -16,6 +16,8 @@ EXPECTED_TABLES = {
     "authorizations",
     "unit_transactions",
     "idempotency_keys",
+    "therapy_sessions",
+    "append_lists",
 }
 
 
