@@ -12,6 +12,7 @@ import httpx
 import psycopg
 import pytest
 from openapi_conformance import ResponseChecker, service_document
+from support_service import Clinic, module_database, seed_clinic
 
 from local_postgres import ClusterInfo, LocalCluster, create_marked_database
 from local_postgres.cluster import url_for
@@ -35,6 +36,13 @@ def _migrated_template(pg_cluster: ClusterInfo) -> str:
     create_marked_database(url_for(pg_cluster.port, "postgres"), MIGRATED_TEMPLATE)
     upgrade(url_for(pg_cluster.port, MIGRATED_TEMPLATE))
     return MIGRATED_TEMPLATE
+
+
+@pytest.fixture(scope="module", name="clinic")
+def _clinic(pg_cluster: ClusterInfo, migrated_template: str) -> Iterator[Clinic]:
+    """A module's own migrated database with two organizations (the service tests' world)."""
+    with module_database(pg_cluster, migrated_template) as url:
+        yield seed_clinic(url)
 
 
 @pytest.fixture(name="database_url")

@@ -21,12 +21,9 @@ from support_service import (
     bearer,
     client,
     mint_token,
-    module_database,
-    seed_clinic,
     snapshot,
 )
 
-from local_postgres import ClusterInfo
 from pipeline.service_process import ServiceProcess, ServiceStartError, start_service
 from target.app import create_app
 from target.openapi import openapi_document
@@ -51,12 +48,6 @@ SPREAD_ROUNDS = 20
 SPREAD_REQUESTS = 20
 WAIT_FOR_WORKERS_S = 30.0
 UNREACHABLE_URL = "postgresql://nobody@127.0.0.1:9/nowhere"
-
-
-@pytest.fixture(scope="module", name="clinic")
-def _clinic(pg_cluster: ClusterInfo, migrated_template: str) -> Iterator[Clinic]:
-    with module_database(pg_cluster, migrated_template) as url:
-        yield seed_clinic(url)
 
 
 @pytest.fixture(scope="module", name="service")

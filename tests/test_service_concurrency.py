@@ -24,12 +24,9 @@ from support_service import (
     counters,
     ledger_units,
     mint_token,
-    module_database,
-    seed_clinic,
     snapshot,
 )
 
-from local_postgres import ClusterInfo
 from pipeline.service_process import ServiceProcess, start_service
 
 SAFE_STRATEGIES = ("serializable", "for_update", "atomic")
@@ -40,12 +37,6 @@ EXPECTED_SUCCESSES = TOTAL_UNITS // UNITS_PER_REQUEST
 # Long enough that concurrent unsafe requests all read before any writes.
 UNSAFE_DELAY_MS = 100
 WORKERS = 2
-
-
-@pytest.fixture(scope="module", name="clinic")
-def _clinic(pg_cluster: ClusterInfo, migrated_template: str) -> Iterator[Clinic]:
-    with module_database(pg_cluster, migrated_template) as url:
-        yield seed_clinic(url)
 
 
 @pytest.fixture(scope="module", name="service", params=SAFE_STRATEGIES)

@@ -18,7 +18,6 @@ from support_service import (
     counters,
     ledger_units,
     mint_token,
-    module_database,
     seed_clinic,
     snapshot,
     unsigned_token,
@@ -33,12 +32,6 @@ OPERATIONS = ("reserve", "release", "consume")
 WAIT_FOR_LOCK_S = 20.0
 CONFLICT_ROUNDS = 5
 CONFLICT_REQUESTS = 50
-
-
-@pytest.fixture(scope="module", name="clinic")
-def _clinic(pg_cluster: ClusterInfo, migrated_template: str) -> Iterator[Clinic]:
-    with module_database(pg_cluster, migrated_template) as url:
-        yield seed_clinic(url)
 
 
 @pytest.fixture(scope="module", name="service")

@@ -23,23 +23,14 @@ from support_service import (
     client,
     counters,
     mint_token,
-    module_database,
-    seed_clinic,
 )
 
-from local_postgres import ClusterInfo
 from pipeline.service_process import ServiceProcess, start_service
 
 SAFE_STRATEGIES = ("serializable", "for_update", "atomic")
 KEY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 CONCURRENT_REPEATS = 20
-
-
-@pytest.fixture(scope="module", name="clinic")
-def _clinic(pg_cluster: ClusterInfo, migrated_template: str) -> Iterator[Clinic]:
-    with module_database(pg_cluster, migrated_template) as url:
-        yield seed_clinic(url)
 
 
 @pytest.fixture(scope="module", name="service", params=SAFE_STRATEGIES)

@@ -25,11 +25,8 @@ from support_service import (
     bearer,
     client,
     mint_token,
-    module_database,
-    seed_clinic,
 )
 
-from local_postgres import ClusterInfo
 from pipeline.service_process import ServiceProcess, start_service
 
 FIRST_SLOT = dt.datetime(2027, 1, 4, 9, 0, tzinfo=dt.UTC)
@@ -37,12 +34,6 @@ FIRST_SLOT = dt.datetime(2027, 1, 4, 9, 0, tzinfo=dt.UTC)
 _FREE_DAYS = itertools.count(30)
 CONCURRENT_BOOKINGS = 24
 SLOTS_TRIED = 4
-
-
-@pytest.fixture(scope="module", name="clinic")
-def _clinic(pg_cluster: ClusterInfo, migrated_template: str) -> Iterator[Clinic]:
-    with module_database(pg_cluster, migrated_template) as url:
-        yield seed_clinic(url)
 
 
 @pytest.fixture(scope="module", name="service")

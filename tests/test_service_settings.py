@@ -12,11 +12,8 @@ from support_service import (
     bearer,
     client,
     mint_token,
-    module_database,
-    seed_clinic,
 )
 
-from local_postgres import ClusterInfo
 from pipeline.service_process import ServiceProcess, start_service
 from target.settings import Settings
 
@@ -44,12 +41,6 @@ def test_idempotency_switch(raw: str, expected: bool) -> None:
 def test_a_bad_setting_is_one_clear_error(name: str, raw: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Settings.from_env({"DATABASE_URL": URL, name: raw})
-
-
-@pytest.fixture(scope="module", name="clinic")
-def _clinic(pg_cluster: ClusterInfo, migrated_template: str) -> Iterator[Clinic]:
-    with module_database(pg_cluster, migrated_template) as url:
-        yield seed_clinic(url)
 
 
 @pytest.fixture(scope="module", name="slowed_service")

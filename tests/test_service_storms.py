@@ -22,11 +22,8 @@ from support_service import (
     bearer,
     client,
     mint_token,
-    module_database,
-    seed_clinic,
 )
 
-from local_postgres import ClusterInfo
 from pipeline.service_process import ServiceProcess, start_service
 
 STRATEGIES = ("serializable", "for_update", "atomic", "constraint")
@@ -38,12 +35,6 @@ TOTAL_UNITS = 100
 SEEDED_SCHEDULED = 50  # so that releases and consumes have units to settle from the start
 OPERATIONS = ("reserve", "release", "consume")
 REFUSALS = {"insufficient_units"}
-
-
-@pytest.fixture(scope="module", name="clinic")
-def _clinic(pg_cluster: ClusterInfo, migrated_template: str) -> Iterator[Clinic]:
-    with module_database(pg_cluster, migrated_template) as url:
-        yield seed_clinic(url)
 
 
 @pytest.fixture(
