@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from molotov_scenarios.environment import PROCESS_PREFIX, PROGRESS_PREFIX, RECORDS_PREFIX
@@ -30,12 +30,23 @@ class Collected:
 
 
 @dataclass(frozen=True)
-class LiveProgress:
-    """Counts so far across processes, for the progress line."""
+class OperationProgress:
+    """One operation's counts so far across processes (for the live feed by operation)."""
 
     requests: int
     errors: int
     buckets: dict[int, int]
+
+
+@dataclass(frozen=True)
+class LiveProgress:
+    """Counts so far across processes, for the progress line and the live metrics feed."""
+
+    requests: int
+    errors: int
+    buckets: dict[int, int]
+    operations: dict[str, OperationProgress] = field(default_factory=dict)
+    in_flight: int = 0  # logical operations under way when each process last wrote
 
 
 def collect(record_dirs: Path | Sequence[Path]) -> Collected:
@@ -101,8 +112,9 @@ def collect(record_dirs: Path | Sequence[Path]) -> Collected:
 
 def read_progress(record_dir: Path) -> LiveProgress:
     """Add up the progress files the processes rewrite about once a second."""
-    requests = errors = 0
+    requests = errors = in_flight = 0
     per_process: list[dict[int, int]] = []
+    by_operation: dict[str, list[OperationProgress]] = {}
     for path in record_dir.glob(f"{PROGRESS_PREFIX}*.json"):
         try:
             progress = json.loads(path.read_text())
@@ -112,5 +124,22 @@ def read_progress(record_dir: Path) -> LiveProgress:
         errors += int(progress["errors"])
         # JSON keys are text: the bucket numbers become ints again here.
         per_process.append({int(bucket): int(n) for bucket, n in progress["buckets"].items()})
+        in_flight += int(progress.get("in_flight", 0))
+        for operation, counts in progress.get("operations", {}).items():
+            by_operation.setdefault(operation, []).append(
+                OperationProgress(
+                    int(counts["requests"]),
+                    int(counts["errors"]),
+                    {int(bucket): int(n) for bucket, n in counts["buckets"].items()},
+                )
+            )
     buckets = dict(merge_live_buckets(per_process))
-    return LiveProgress(requests=requests, errors=errors, buckets=buckets)
+    operations = {
+        operation: OperationProgress(
+            requests=sum(part.requests for part in parts),
+            errors=sum(part.errors for part in parts),
+            buckets=dict(merge_live_buckets(part.buckets for part in parts)),
+        )
+        for operation, parts in sorted(by_operation.items())
+    }
+    return LiveProgress(requests, errors, buckets, operations, in_flight)

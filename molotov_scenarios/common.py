@@ -436,17 +436,21 @@ async def _call(
         if _run_over(record.seconds_since_start(time.perf_counter())):
             return None
     key = ENVIRONMENT.id_prefix + new_idempotency_key(_KEY_RANDOM)
-    attempts = await send_operation(
-        http_client(),
-        path or _operation_path(authorization.id, operation),
-        body=_units_body(units) if body is None else body,
-        headers=_token_headers(token_for(authorization, worker)),
-        idempotency_key=key,
-        next_request_id=record.next_request_id,
-        rng=worker.rng,
-        first_start=intended,
-        **({} if policy is None else {"policy": policy}),
-    )
+    record.in_flight += 1  # the live feed's in-flight gauge: retries and back-off included
+    try:
+        attempts = await send_operation(
+            http_client(),
+            path or _operation_path(authorization.id, operation),
+            body=_units_body(units) if body is None else body,
+            headers=_token_headers(token_for(authorization, worker)),
+            idempotency_key=key,
+            next_request_id=record.next_request_id,
+            rng=worker.rng,
+            first_start=intended,
+            **({} if policy is None else {"policy": policy}),
+        )
+    finally:
+        record.in_flight -= 1
     worker_name = f"{ENVIRONMENT.id_prefix}{record.pid}-{worker.worker_id}"
     for attempt in attempts:
         record.record(

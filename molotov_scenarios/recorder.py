@@ -21,7 +21,12 @@ from pathlib import Path
 from typing import TextIO
 
 from molotov_scenarios.environment import PROCESS_PREFIX, PROGRESS_PREFIX, RECORDS_PREFIX
-from molotov_scenarios.records import Record, add_to_live_buckets, encode_record, is_error
+from molotov_scenarios.records import (
+    Record,
+    encode_record,
+    is_error,
+    live_bucket,
+)
 
 LAG_PROBE_INTERVAL_S = 0.1  # the watch task sleeps this long and measures how late it wakes up
 PROGRESS_EVERY_PROBES = 10  # a progress file about every second
@@ -58,6 +63,9 @@ class Recorder:
         self._live_buckets: Counter[int] = Counter()
         self._live_counted = 0
         self._live_errors = 0
+        # Per operation: [requests, errors, latency buckets], for a live feed by operation.
+        self._live_operations: dict[str, tuple[list[int], Counter[int]]] = {}
+        self.in_flight = 0  # logical operations sent and not yet ended (common._call counts)
         self._watch: asyncio.Task[None] | None = None
 
     def next_request_id(self) -> str:
@@ -150,6 +158,15 @@ class Recorder:
             "errors": self._live_errors,
             "buckets": {str(bucket): count for bucket, count in self._live_buckets.items()},
             "cpu_seconds": time.process_time() - self._cpu_start,
+            "in_flight": self.in_flight,
+            "operations": {
+                operation: {
+                    "requests": counts[0],
+                    "errors": counts[1],
+                    "buckets": {str(bucket): n for bucket, n in buckets.items()},
+                }
+                for operation, (counts, buckets) in self._live_operations.items()
+            },
         }
         self.record_dir.mkdir(parents=True, exist_ok=True)
         path = self.record_dir / f"{PROGRESS_PREFIX}{self.pid}.json"
@@ -158,8 +175,18 @@ class Recorder:
     def _count_live(self) -> None:
         fresh = self.records[self._live_counted :]
         self._live_counted += len(fresh)
-        add_to_live_buckets(self._live_buckets, (record.latency_ms for record in fresh))
-        self._live_errors += sum(1 for record in fresh if is_error(record.status, record.code))
+        operations = self._live_operations
+        for record in fresh:
+            if record.operation not in operations:
+                operations[record.operation] = ([0, 0], Counter())
+            counts, buckets = operations[record.operation]
+            bucket = live_bucket(record.latency_ms)
+            buckets[bucket] += 1
+            self._live_buckets[bucket] += 1
+            counts[0] += 1
+            if is_error(record.status, record.code):
+                counts[1] += 1
+                self._live_errors += 1
 
     def _copy_spill(self, handle: TextIO) -> None:
         with self._spill_path.open(newline="") as spill:

@@ -25,6 +25,7 @@ RUN_FILE = "run.json"  # pipeline.run: the steps, their outcomes and the facts
 FIXTURES_FILE = "test-data.json"  # pipeline.setup: the fixtures (tokens, pools) the run used
 SERVICE_LOG = "service.log"  # the service's own output
 ERRORS_LOG = "errors.log"  # the traceback of every failed step
+REMOTE_WRITE_FILE = "remote_write.json"  # pipeline.metrics_stream: the live feed's writes
 SUMMARY_FILE = "summary.json"  # reporting: every figure of the report (results.documents)
 HTML_FILE = "report.html"
 MARKDOWN_FILE = "PERFORMANCE_TEST_RESULTS.md"
