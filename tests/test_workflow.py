@@ -84,3 +84,43 @@ def test_a_pull_request_is_compared_with_the_latest_report_of_main() -> None:
     assert comparison["if"].startswith("always()")
     assert comparison["with"]["path"] == "reports/*/comparison/"
     assert steps().index(comparison) > pipeline
+
+
+PINNED = re.compile(r"^[\w.-]+/[\w.-]+@[0-9a-f]{40}$")
+# The commits of these releases, read from the actions' own tags and pinned the same way in
+# other public workflows; a change here is a deliberate upgrade.
+PINS = {
+    "actions/checkout": "11d5960a326750d5838078e36cf38b85af677262",  # v4.4.0
+    "actions/setup-python": "a26af69be951a213d495a4c3e4e4022e16d87065",  # v5.6.0
+    "actions/upload-artifact": "ea165f8d65b6e75b540449e92b4886f43607fa02",  # v4.6.2
+}
+
+
+def test_every_action_is_pinned_by_commit_and_checkout_keeps_no_credentials() -> None:
+    used = [step["uses"] for step in steps() if "uses" in step]
+    assert used
+    for uses in used:
+        assert PINNED.match(uses), uses
+        name, commit = uses.split("@")
+        assert PINS[name] == commit
+    lines = WORKFLOW.read_text().splitlines()
+    for line in lines:
+        if "uses: " in line:
+            assert re.search(r"@[0-9a-f]{40} # v\d+\.\d+\.\d+$", line), line
+    (checkout,) = [s for s in steps() if s.get("uses", "").startswith("actions/checkout@")]
+    assert checkout["with"]["persist-credentials"] is False
+
+
+def test_the_job_summary_and_the_junit_are_written_even_when_the_verdict_fails() -> None:
+    texts = [step.get("run", "") for step in steps()]
+    pipeline = texts.index(readme_pipeline_command())
+    job = yaml.safe_load(WORKFLOW.read_text())["jobs"]["smoke"]
+    assert steps()[pipeline]["env"]["LOADTEST_JUNIT"] == "${{ env.JUNIT_PATH }}"
+    summary = next(i for i, text in enumerate(texts) if "reporting.job_summary" in text)
+    assert summary > pipeline
+    assert steps()[summary]["if"] == "always()"
+    assert '"$GITHUB_STEP_SUMMARY"' in texts[summary]
+    assert '--junit "$JUNIT_PATH"' in texts[summary]
+    (junit,) = [s for s in uploads() if s["with"]["name"] == "load-test-junit"]
+    assert junit["if"] == "always()"
+    assert Path(job["env"]["JUNIT_PATH"]).parent == Path(junit["with"]["path"])
