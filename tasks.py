@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from invoke import Collection, Context, Exit, task
+from invoke import Collection, Context, Exit
+
+from pipeline.cli import task  # no automatic short flags; a bad whole number is one line
 
 
 # -- db.* ----------------------------------------------------------------------------------
@@ -36,7 +38,7 @@ def url(c: Context) -> None:
     db_url()
 
 
-@task
+@task(help={"revision": "the Alembic revision to go up to (default head)"})
 def migrate(c: Context, revision: str = "head") -> None:
     """Run the Alembic migrations up to REVISION (default head)."""
     from pipeline.db_commands import db_migrate
@@ -44,7 +46,7 @@ def migrate(c: Context, revision: str = "head") -> None:
     db_migrate(revision)
 
 
-@task
+@task(help={"revision": "the Alembic revision to go down to (default base)"})
 def downgrade(c: Context, revision: str = "base") -> None:
     """Run the Alembic migrations down to REVISION (default base)."""
     from pipeline.db_commands import db_downgrade
@@ -53,7 +55,15 @@ def downgrade(c: Context, revision: str = "base") -> None:
 
 
 # -- target.* ------------------------------------------------------------------------------
-@task
+@task(
+    help={
+        "port": "the port to listen on (default 8000)",
+        "workers": "Hypercorn workers the supervisor keeps serving (default 1)",
+        "strategy": "serializable, for_update, atomic, constraint or unsafe (default: "
+        "$TARGET_CONCURRENCY, else serializable)",
+        "host": "the address to listen on (default 127.0.0.1; 0.0.0.0 in a container)",
+    }
+)
 def serve(
     c: Context, port: int = 8000, workers: int = 1, strategy: str = "", host: str = "127.0.0.1"
 ) -> None:
@@ -64,7 +74,15 @@ def serve(
 
 
 # -- load-test.* ---------------------------------------------------------------------------
-@task
+SEED_HELP = {
+    "seed": "the random seed: the same seed gives the same rows and fixtures (default 2024)",
+    "scale": "multiplies organizations' patients, practitioners and authorizations (default 1)",
+    "background": "closed authorizations added as realistic table volume (default 100000)",
+    "force": "seed a database that holds data and is not marked as this project's",
+}
+
+
+@task(help=SEED_HELP)
 def seed(
     c: Context, seed: int = 2024, scale: int = 1, background: int = 100_000, force: bool = False
 ) -> None:
@@ -74,7 +92,7 @@ def seed(
     seed_command(seed=seed, scale=scale, background=background, force=force)
 
 
-@task
+@task(help=SEED_HELP)
 def setup(
     c: Context, seed: int = 2024, scale: int = 1, background: int = 100_000, force: bool = False
 ) -> None:
@@ -84,8 +102,24 @@ def setup(
     setup_command(seed=seed, scale=scale, background=background, force=force)
 
 
+SCENARIO_HELP = {
+    "profile": "smoke, full, open or faults (molotov_scenarios/profiles.toml)",
+    "target_url": "load a service that is already running there instead of starting ours "
+    "(needs DATABASE_URL pointing at its database)",
+    "out": "the run folder to write into (default: a new one under reports/)",
+    "force": "let the faults profile restart a PostgreSQL behind DATABASE_URL",
+    "shard": "I/N: run this host's shard I of a run spread over N hosts",
+    "start_at": "UNIX_TIME every shard starts at (with --shard)",
+    "clock_offset": "seconds this host's clock is ahead of the others' (with --shard)",
+    "seed": "the shard's random seed (with --shard; default derived from the shard)",
+    "strategy": "serializable, for_update, atomic, constraint or unsafe",
+    "transaction_shape": "interactive (default) or statement",
+    "isolation": "serializable, repeatable_read or read_committed (default: the strategy's)",
+}
+
+
 def _scenario_task(number: int, scenario: str) -> Callable[..., None]:
-    @task(name=f"scenario{number}")
+    @task(name=f"scenario{number}", help=SCENARIO_HELP)
     def run(
         c: Context,
         profile: str = "smoke",
@@ -141,7 +175,12 @@ scenario3 = _scenario_task(3, "mixed_operations")
 scenario4 = _scenario_task(4, "session_scheduling")
 
 
-@task
+@task(
+    help={
+        "results": "the run folder (its last scenario) or scenario folders, comma-separated "
+        "(default: the newest run's last scenario)"
+    }
+)
 def verify(c: Context, results: str = "") -> None:
     """Run the integrity checks against the database and the last scenario's results."""
     from pipeline.commands import verify_command
@@ -149,7 +188,12 @@ def verify(c: Context, results: str = "") -> None:
     verify_command(results=results or None)
 
 
-@task(help={"junit": "also write the verdict as JUnit XML to this path (for CI)"})
+@task(
+    help={
+        "run_dir": "the run folder to report on (default: the newest under reports/)",
+        "junit": "also write the verdict as JUnit XML to this path (for CI)",
+    }
+)
 def report(c: Context, run_dir: str = "", junit: str = "") -> None:
     """Render the HTML report, summary.json and PERFORMANCE_TEST_RESULTS.md for a run."""
     from pipeline.commands import report_command
@@ -184,7 +228,8 @@ DIMENSION_HELP = {
     "transaction_shape": "interactive (an ORM unit of work, the default) or statement (one SQL "
     "statement per change)",
     "isolation": "serializable, repeatable_read or read_committed (default: the strategy's own)",
-    "db_latency_ms": "round-trip milliseconds a relay adds between the service and PostgreSQL",
+    "db_latency_ms": "round-trip milliseconds (a number, e.g. 0.5) a relay adds between the "
+    "service and PostgreSQL (default 0: no relay)",
     "scenarios": "comma-separated scenarios to run (default: all five)",
 }
 
@@ -195,7 +240,7 @@ DIMENSION_HELP = {
         **DIMENSION_HELP,
         "profile": "smoke, full, open or faults (molotov_scenarios/profiles.toml)",
         "reports_dir": "where run folders go (default reports/)",
-        "workers": "service workers (default: the profile's, else 1)",
+        "workers": "service workers (default 0: the profile's own, else 1)",
         "force": "let the faults profile restart a PostgreSQL behind DATABASE_URL",
         "baseline": "a run folder or latest-go to compare with afterwards",
         "regression_gate": "warn (default) or fail on a significant regression",
@@ -209,7 +254,7 @@ def all_(
     profile: str = "smoke",
     strategy: str = "serializable",
     reports_dir: str = "",
-    workers: str = "",
+    workers: int = 0,
     force: bool = False,
     baseline: str = "",
     regression_gate: str = "",
@@ -248,15 +293,27 @@ def all_(
     )
 
 
-@task
+@task(
+    help={
+        "scenario": "the scenario whose open profile is searched (default high_throughput)",
+        "strategy": DIMENSION_HELP["strategy"],
+        "max_duration": "seconds the whole search may take (default 300)",
+        "start_rate": "the first arrival rate, requests/s (default: the scenario's open rate)",
+        "step_duration": "seconds each step's load lasts (at least 10)",
+        "workers": "service workers (default 1)",
+        "reports_dir": "where run folders go (default reports/)",
+        "transaction_shape": DIMENSION_HELP["transaction_shape"],
+        "isolation": DIMENSION_HELP["isolation"],
+    }
+)
 def capacity(
     c: Context,
     scenario: str = "high_throughput",
     strategy: str = "serializable",
-    max_duration: str = "300",
+    max_duration: int = 300,
     start_rate: str = "",
-    step_duration: str = "10",
-    workers: str = "1",
+    step_duration: int = 10,
+    workers: int = 1,
     reports_dir: str = "",
     transaction_shape: str = "interactive",
     isolation: str = "",
@@ -281,7 +338,15 @@ def capacity(
     )
 
 
-@task
+@task(
+    help={
+        "base": "the base run folder (or several, comma-separated: pooled repeats)",
+        "new": "the new run folder (or several, comma-separated)",
+        "out": "where compare.html, .json and .md go (default NEW/compare-<base>/)",
+        "tolerance": "percent of the base value a change must exceed (default 10)",
+        "force": "compare runs of different transaction shapes or isolation levels anyway",
+    }
+)
 def compare(
     c: Context, base: str, new: str, out: str = "", tolerance: str = "", force: bool = False
 ) -> None:
@@ -296,7 +361,7 @@ def compare(
     compare_command(base, new, out=out or None, tolerance=tolerance or None, force=force)
 
 
-@task
+@task(help={"reports_dir": "the folder of run folders (default reports/)"})
 def runs(c: Context, reports_dir: str = "") -> None:
     """List the run index of the reports folder: run id, commit, profile, strategy, verdict."""
     from pipeline.compare_command import runs_command
@@ -304,7 +369,14 @@ def runs(c: Context, reports_dir: str = "") -> None:
     runs_command(reports_dir=reports_dir or None)
 
 
-@task
+@task(
+    help={
+        "shards": "the shard folders, separated by spaces or commas, or a folder holding them",
+        "out": "the merged run folder to write (default: a new one under reports/)",
+        "allow_missing": "merge what arrived even if some shards are missing (then NO-GO)",
+        "fixtures": "the fixtures the shards ran with (default fixtures/test-data.json)",
+    }
+)
 def merge(
     c: Context, shards: str, out: str = "", allow_missing: bool = False, fixtures: str = ""
 ) -> None:
@@ -318,13 +390,24 @@ def merge(
     merge_command(shards, out=out or None, allow_missing=allow_missing, fixtures=fixtures or None)
 
 
-@task
+@task(
+    help={
+        "strategies": "comma-separated strategies (default serializable,for_update,atomic)",
+        "repeats": "how many times each cell runs, interleaved (default 2)",
+        "profile": "smoke, full, open or faults",
+        "workers": "service workers (default 0: the profile's own, else 1)",
+        "reports_dir": "where run folders and the matrix folder go (default reports/)",
+        "isolations": "comma-separated isolation levels to cross with the strategies",
+        "transaction_shapes": "comma-separated transaction shapes to cross with them",
+        "scenarios": DIMENSION_HELP["scenarios"],
+    }
+)
 def matrix(
     c: Context,
     strategies: str = "serializable,for_update,atomic",
-    repeats: str = "2",
+    repeats: int = 2,
     profile: str = "smoke",
-    workers: str = "",
+    workers: int = 0,
     reports_dir: str = "",
     isolations: str = "",
     transaction_shapes: str = "",
