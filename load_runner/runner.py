@@ -222,7 +222,10 @@ def build_result(
     # Throughput over the time requests were in flight: the run's wall time also counts
     # Molotov forking its processes, which on a 5 s smoke run is a large share.
     summary = summarise_requests(
-        records, elapsed_s=duration_s, window_s=in_flight_window_s(records)
+        records,
+        elapsed_s=duration_s,
+        window_s=in_flight_window_s(records),
+        expected_codes=config.expected_error_codes,
     )
     return {
         "schema_version": RESULT_SCHEMA_VERSION,

@@ -54,7 +54,8 @@ def measured_window(
     """
     start, end = warmup_s, warmup_s + step_s
     inside = [record for record in records if start <= record.started_s < end]
-    summary = summarise_requests(inside, elapsed_s=end)
+    expected_codes = (result.get("config") or {}).get("expected_error_codes") or ()
+    summary = summarise_requests(inside, elapsed_s=end, expected_codes=expected_codes)
     answered = [r for r in records if r.status != NO_RESPONSE_STATUS and start <= _ended(r) < end]
     succeeded = [r for r in answered if 200 <= r.status < 300 and not r.code]
     totals = dict(summary["totals"])  # type: ignore[call-overload]

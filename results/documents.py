@@ -75,6 +75,9 @@ class ResultDocument(TypedDict):
     latency_ms: LatencySummary
     latency_histogram: list[dict[str, float | int | None]]  # upper_ms (None: overflow), count
     timeseries: list[dict[str, Any]]  # one point per second (results.timeseries.per_second)
+    # Successes, expected refusals and unexpected errors apart, with the latency of each per
+    # operation (results.outcomes.summarise_outcomes); absent from results written before it.
+    outcomes: NotRequired[dict[str, Any]]
     operations: dict[str, Any]  # logical operations (results.history.summarise_operations)
     # Per organization (tenant), by name; None when the run's fixtures could not be read.
     by_organization: list[OrganizationFigures] | None

@@ -9,6 +9,7 @@ import numpy as np
 
 from molotov_scenarios.records import Record
 from results.latency import histogram, latency_summary, percentile
+from results.outcomes import summarise_outcomes
 from results.record_table import Labels, RecordTable
 from results.timeseries import per_second
 
@@ -41,13 +42,20 @@ def throughput_rps(requests: int, seconds: float) -> float:
 
 
 def summarise_requests(
-    records: Iterable[Record], *, elapsed_s: float, window_s: float | None = None
+    records: Iterable[Record],
+    *,
+    elapsed_s: float,
+    window_s: float | None = None,
+    expected_codes: Iterable[str] = (),
 ) -> dict[str, object]:
     """Count and time the requests: totals, breakdowns, latency, histogram and time series.
 
     Throughput is over ``window_s`` when given (the time requests were in flight, which
-    totals then report as `measured_window_s`), else over ``elapsed_s``.
+    totals then report as `measured_window_s`), else over ``elapsed_s``. ``expected_codes``,
+    the refusals the scenario provokes on purpose, split the errors in `outcomes` and in the
+    time series from the unexpected ones.
     """
+    expected_codes = tuple(expected_codes)
     table = RecordTable.from_records(records)
     requests = len(table)
     errors = int(table.error.sum())
@@ -76,7 +84,8 @@ def summarise_requests(
         "by_code": _label_counts(table.code, None),
         "latency_ms": latency_summary(table.latency_ms),
         "latency_histogram": histogram(table.latency_ms),
-        "timeseries": per_second(table, seconds=int(elapsed_s)),
+        "timeseries": per_second(table, seconds=int(elapsed_s), expected_codes=expected_codes),
+        "outcomes": summarise_outcomes(table, expected_codes),
     }
 
 

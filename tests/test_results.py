@@ -142,17 +142,23 @@ def test_live_percentile_merges_processes_and_stays_within_two_percent() -> None
 def test_per_second_series_counts_errors_and_keeps_idle_seconds() -> None:
     records = [
         _record("a", started_s=0.1, latency_ms=10),
-        _record("b", started_s=0.9, latency_ms=30),
+        _record("b", started_s=0.9, latency_ms=130),  # answered in second 1
         _record("c", started_s=0.95, status=409, code="insufficient_units", latency_ms=20),
-        _record("d", started_s=2.5, status=0, code="timeout", latency_ms=5000),
+        _record("d", started_s=2.5, status=0, code="timeout", latency_ms=5000),  # never answered
     ]
-    assert per_second(records, seconds=4) == [
-        {"second": 0, "requests": 3, "errors": 1, "p50_ms": 20.0, "p95_ms": 30.0, "p99_ms": 30.0},
-        {"second": 1, "requests": 0, "errors": 0, "p50_ms": None, "p95_ms": None, "p99_ms": None},
-        {"second": 2, "requests": 1, "errors": 1, "p50_ms": 5000.0, "p95_ms": 5000.0,
-         "p99_ms": 5000.0},
-        {"second": 3, "requests": 0, "errors": 0, "p50_ms": None, "p95_ms": None, "p99_ms": None},
+    series = per_second(records, seconds=4, expected_codes=("insufficient_units",))
+    assert series == [
+        {"second": 0, "requests": 3, "errors": 1, "expected_errors": 1, "unexpected_errors": 0,
+         "answered": 2, "p50_ms": 20.0, "p95_ms": 130.0, "p99_ms": 130.0},
+        {"second": 1, "requests": 0, "errors": 0, "expected_errors": 0, "unexpected_errors": 0,
+         "answered": 1, "p50_ms": None, "p95_ms": None, "p99_ms": None},
+        {"second": 2, "requests": 1, "errors": 1, "expected_errors": 0, "unexpected_errors": 1,
+         "answered": 0, "p50_ms": 5000.0, "p95_ms": 5000.0, "p99_ms": 5000.0},
+        {"second": 3, "requests": 0, "errors": 0, "expected_errors": 0, "unexpected_errors": 0,
+         "answered": 0, "p50_ms": None, "p95_ms": None, "p99_ms": None},
     ]  # fmt: skip
+    # Without the scenario's expected codes every error is unexpected.
+    assert [p["unexpected_errors"] for p in per_second(records, seconds=4)] == [1, 0, 1, 0]
 
 
 def test_errors_are_non_2xx_no_response_or_a_rejected_2xx() -> None:
@@ -202,6 +208,51 @@ def test_summary_counts_add_up_exactly() -> None:
     assert sum(point["errors"] for point in summary["timeseries"]) == 5
     assert sum(bucket["count"] for bucket in summary["latency_histogram"]) == 100
     assert len(list(successful_operations(records))) == 95
+
+
+def test_outcomes_keep_expected_refusals_apart_from_unexpected_errors() -> None:
+    records = [_record(f"ok{i}", latency_ms=float(i)) for i in range(1, 11)]
+    records += [
+        _record(f"no{i}", status=409, code="insufficient_units", latency_ms=100.0 * i)
+        for i in range(1, 5)
+    ]
+    records += [
+        _record("rel-ok", operation="release", latency_ms=7.0),
+        _record("rel-500", operation="release", status=500, code="internal_error", latency_ms=50),
+        _record("timeout", status=0, code="timeout", latency_ms=5000.0),
+        _record("bare-502", status=502, latency_ms=60.0),  # an error without a problem code
+    ]
+    summary = summarise_requests(
+        records, elapsed_s=1.0, expected_codes=("insufficient_units", "serialization_conflict")
+    )
+    outcomes = summary["outcomes"]
+    assert {k: v for k, v in outcomes.items() if k != "latency_ms"} == {
+        "expected_error_codes": ["insufficient_units", "serialization_conflict"],
+        "requests": 18,
+        "succeeded": 11,
+        "expected_errors": 4,
+        "unexpected_errors": 3,
+        "expected_error_rate": round(4 / 18, 6),
+        "unexpected_error_rate": round(3 / 18, 6),
+        "expected_by_code": {"insufficient_units": 4},
+        "unexpected_by_code": {"(no code)": 1, "internal_error": 1, "timeout": 1},
+    }
+    rows = [
+        (r["operation"], r["outcome"], r["count"], r["p50"], r["p95"], r["p99"], r["max"])
+        for r in outcomes["latency_ms"]
+    ]
+    assert rows == [
+        ("release", "success", 1, 7.0, 7.0, 7.0, 7.0),
+        ("release", "unexpected", 1, 50.0, 50.0, 50.0, 50.0),
+        ("reserve", "success", 10, 5.0, 10.0, 10.0, 10.0),
+        ("reserve", "insufficient_units", 4, 200.0, 400.0, 400.0, 400.0),
+        ("reserve", "unexpected", 2, 60.0, 5000.0, 5000.0, 5000.0),
+        ("all", "success", 11, 6.0, 10.0, 10.0, 10.0),
+        ("all", "insufficient_units", 4, 200.0, 400.0, 400.0, 400.0),
+        ("all", "unexpected", 3, 60.0, 5000.0, 5000.0, 5000.0),
+    ]
+    assert sum(point["expected_errors"] for point in summary["timeseries"]) == 4
+    assert sum(point["unexpected_errors"] for point in summary["timeseries"]) == 3
 
 
 def test_summary_of_an_empty_run_has_no_percentiles_and_no_rate() -> None:
