@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
+
 import nox
 
 nox.options.sessions = ["lint", "tests"]
 nox.options.reuse_existing_virtualenvs = True
-PYTHON = "3.11"  # measured 10-20 % faster than 3.12 for Molotov here
+# 3.11 first: measured 10-20 % faster than 3.12 for Molotov here. A stock Ubuntu 24.04 has only
+# 3.12; with none of them on PATH, nox uses the Python it runs on.
+SUPPORTED_PYTHONS = ("3.11", "3.12", "3.13")
+PYTHON = next((v for v in SUPPORTED_PYTHONS if shutil.which(f"python{v}")), None)
 
 
 @nox.session(python=PYTHON)
