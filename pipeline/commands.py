@@ -25,6 +25,7 @@ from pipeline.compare_command import parse_tolerance
 from pipeline.dimensions import ServiceDimensions, parse_scenarios, resolve_dimensions
 from pipeline.exclusive import exclusive_database
 from pipeline.exits import EXIT_FAILED, cleanly, fail
+from pipeline.metrics_stream import finish_stream, stream_for
 from pipeline.nemesis import load_schedule, postgres_refusal
 from pipeline.run import DEFAULT_WORKERS, RunLog, run_all, run_watched_scenario
 from pipeline.rundirs import (
@@ -59,6 +60,7 @@ def all_command(
     reports_dir: str | None = None,
     workers: int | str | None = None,
     force: bool = False,
+    prometheus_remote_write: str | None = None,
     baseline: str | None = None,
     regression_gate: str | None = None,
     tolerance: str | float | None = None,
@@ -104,6 +106,7 @@ def all_command(
         else None
     )
     share = parse_tolerance(tolerance) if baseline else None
+    stream = stream_for(prometheus_remote_write)
     outcome = run_all(
         profile=profile,
         strategy=strategy,
@@ -112,6 +115,7 @@ def all_command(
         scenarios=chosen,
         force=force,
         dimensions=dimensions,
+        metrics_stream=stream,
     )
     if baseline_dir is not None and share is not None:
         outcome = gate_against_baseline(
@@ -121,6 +125,8 @@ def all_command(
         # After the baseline's gate: the XML tells the final verdict.
         summary = json.loads(outcome.summary_path.read_text(encoding="utf-8"))
         print(f"[junit] {write_junit(summary, Path(junit))}")
+    if stream is not None:  # after the baseline's gate: the final verdict
+        print(finish_stream(stream, outcome.decision, outcome.run_dir), file=sys.stderr)
     for reason in outcome.reasons:
         print(f"  - {reason}", file=sys.stderr)
     print(f"{outcome.decision}: report at {outcome.report_path} ({outcome.duration_s:.0f} s)")

@@ -9,7 +9,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -25,15 +25,17 @@ from pipeline.exclusive import exclusive_database
 from pipeline.exits import described
 from pipeline.facts import collect_facts
 from pipeline.isolation_check import check_isolation
+from pipeline.metrics_stream import MetricsStream, watched_counters
 from pipeline.nemesis import RELAY_FAULTS, load_schedule, nemesis_for
 from pipeline.quiet_database import autovacuum_paused, prepare_measured_window
-from pipeline.rundirs import new_run_dir, resolve_reports_root
+from pipeline.rundirs import git_state, new_run_dir, resolve_reports_root
 from pipeline.scenario_cost import cost_watch, write_scenario_cost
 from pipeline.service_process import ServiceProcess, start_service
 from pipeline.service_watch import ServiceWatch
 from pipeline.setup import bring_up_database, setup_database
+from reporting.live_metrics import run_labels
 from reporting.report import write_report
-from results.files import ERRORS_LOG, FIXTURES_FILE, RESULT_FILE, RUN_FILE, SERVICE_LOG
+from results.files import ERRORS_LOG, FIXTURES_FILE, RAW_DIR, RESULT_FILE, RUN_FILE, SERVICE_LOG
 from seeding import reset_to_baseline
 
 DEFAULT_PROFILE = "smoke"
@@ -162,10 +164,13 @@ def run_all(
     progress: bool = True,
     force: bool = False,
     dimensions: ServiceDimensions | None = None,
+    metrics_stream: MetricsStream | None = None,
 ) -> RunOutcome:
     """Set up, serve, run each scenario with its checks, stop, report; the report always.
 
     ``dimensions`` (shape, isolation, database latency) default to ``strategy``'s own.
+    ``metrics_stream`` feeds each scenario's series to Prometheus as it runs; the caller
+    sends the verdict once it is final.
     """
     chosen = tuple(scenarios or SCENARIOS)
     dimensions = dimensions or ServiceDimensions(strategy=strategy)
@@ -187,7 +192,11 @@ def run_all(
     service = None
     relay: DbRelay | None = None
     held = ExitStack()
+    if metrics_stream is not None:
+        metrics_stream.labels = run_labels(run_dir.name, git_state()[0], log.meta)
     try:
+        if metrics_stream is not None:
+            held.enter_context(metrics_stream)
         with log.step("setup") as step:
             url, started_cluster = bring_up_database()
             database_url = _setup(url, run_dir / FIXTURES_FILE, held)
@@ -212,6 +221,7 @@ def run_all(
                         progress=progress,
                         force=force,
                         relay=relay,
+                        metrics_stream=metrics_stream,
                     )
         else:
             for scenario in chosen:
@@ -227,6 +237,8 @@ def run_all(
         if started_cluster:
             with log.step("stop_database"):
                 LocalCluster().down()
+        if metrics_stream is not None:
+            log.meta["remote_write"] = metrics_stream.evidence()
         duration = log.finish()
         files = write_report(run_dir)
     _say(f"[report] {files.html_path}")
@@ -251,6 +263,7 @@ def run_scenario_with_checks(
     progress: bool = True,
     force: bool = False,
     relay: DbRelay | None = None,
+    metrics_stream: MetricsStream | None = None,
 ) -> Path:
     """Run one scenario from the baseline under watch, then check integrity; return its folder."""
     result_dir, completed = run_watched_scenario(
@@ -263,6 +276,7 @@ def run_scenario_with_checks(
         progress=progress,
         force=force,
         relay=relay,
+        metrics_stream=metrics_stream,
     )
     report = run_checks(database_url, [result_dir], fixtures_path=fixtures_path)
     write_integrity_json(report, result_dir)
@@ -287,6 +301,7 @@ def run_watched_scenario(
     progress: bool = True,
     force: bool = False,
     relay: DbRelay | None = None,
+    metrics_stream: MetricsStream | None = None,
 ) -> tuple[Path, bool]:
     """Reset to the baseline and run one scenario while watching the service.
 
@@ -315,9 +330,14 @@ def run_watched_scenario(
         relay=relay,
     )
     cpu = cost_watch(database_url, getattr(service, "pid", None))
+    feed = (
+        metrics_stream.follow(scenario, result_dir / RAW_DIR, watched_counters(watch))
+        if metrics_stream is not None
+        else nullcontext()
+    )
     started = time.time()
     try:
-        with autovacuum_paused(database_url) as paused, watch, sampler, nemesis, cpu:
+        with autovacuum_paused(database_url) as paused, watch, sampler, nemesis, cpu, feed:
             hygiene["autovacuum_paused"] = paused
             run = run_scenario(
                 scenario,

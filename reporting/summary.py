@@ -92,6 +92,8 @@ def summarise(record: RunRecord) -> SummaryDocument:
         "warnings": warnings(facts, strategy),
         "steps": list(run.get("steps") or []),
         "facts": facts,
+        # --prometheus-remote-write: how its writes went (pipeline/metrics_stream.py).
+        **({"remote_write": run["remote_write"]} if run.get("remote_write") else {}),
     }
 
 

@@ -128,6 +128,7 @@ class SummaryDocument(TypedDict):
     facts: dict[str, Any]  # machine, versions, PostgreSQL settings, data volume, plan
     capacity: NotRequired[dict[str, Any]]  # a capacity search's capacity.json
     comparison: NotRequired[dict[str, Any]]  # the baseline comparison (regression gate)
+    remote_write: NotRequired[dict[str, Any]]  # the live feed's writes (--prometheus-remote-write)
 
 
 def declared_keys(document_type: type) -> frozenset[str]:

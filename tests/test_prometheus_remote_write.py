@@ -11,6 +11,7 @@ import socket
 import subprocess
 import threading
 import time
+import tomllib
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -20,8 +21,11 @@ from typing import Any
 import pytest
 
 from load_runner.collect import LiveProgress, OperationProgress
+from load_runner.profiles import DEFAULT_PROFILES_PATH, PROFILES_PATH_ENV
 from molotov_scenarios.records import live_bucket, live_bucket_upper_ms
+from pipeline.commands import all_command
 from pipeline.metrics_stream import MetricsStream, RemoteWriter, finish_stream
+from pipeline.run import run_all
 from reporting.live_metrics import (
     RemoteWriteUrlError,
     ScenarioFeed,
@@ -29,6 +33,7 @@ from reporting.live_metrics import (
     verdict_samples,
 )
 from reporting.remote_write import encode_write_request, labelled, snappy_compress
+from reporting.report import write_report
 
 PROMETHEUS = shutil.which("prometheus") or (
     "/usr/bin/prometheus" if Path("/usr/bin/prometheus").exists() else None
@@ -312,3 +317,108 @@ def test_an_endpoint_that_fails_costs_the_feed_its_writes_not_the_run_its_time(
     assert f"{evidence['writes']} of {evidence['writes']} writes to" in line
     assert "the run was not affected" in line
     assert "GO was not delivered" in line
+
+
+# -- a short real run ------------------------------------------------------------------------
+SCENARIO = "high_contention"
+
+
+def _short_profile(path: Path) -> Path:
+    """Write a profiles file with the real high_contention settings, three seconds long."""
+    shared = tomllib.loads(DEFAULT_PROFILES_PATH.read_text())[SCENARIO]
+    codes = ", ".join(json.dumps(code) for code in shared["expected_error_codes"])
+    thresholds = "\n".join(f"{key} = {value}" for key, value in shared["thresholds"].items())
+    path.write_text(
+        f"[{SCENARIO}]\nexpected_error_codes = [{codes}]\n\n[{SCENARIO}.thresholds]\n"
+        f"{thresholds}\n\n[{SCENARIO}.smoke]\nusers = 20\nduration_s = 3\nramp_up_s = 0\n"
+        "think_time_s = [0.1, 0.3]\nprocesses = 1\nunits_per_request = 10\n"
+    )
+    return path
+
+
+@needs_prometheus
+def test_a_run_streams_what_its_result_and_verdict_say(
+    prometheus: str, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("LOADTEST_FIXTURES_PATH", str(tmp_path / "test-data.json"))
+    monkeypatch.setenv(PROFILES_PATH_ENV, str(_short_profile(tmp_path / "profiles.toml")))
+    monkeypatch.delenv("TARGET_UNSAFE_DELAY_MS", raising=False)
+    stream = MetricsStream.to(f"{prometheus}/api/v1/write")
+    outcome = run_all(
+        profile="smoke",
+        scenarios=[SCENARIO],
+        reports_root=tmp_path / "reports",
+        progress=False,
+        metrics_stream=stream,
+    )
+    finish_stream(stream, outcome.decision, outcome.run_dir)
+    result = json.loads((outcome.run_dir / SCENARIO / "result.json").read_text())
+    summary = json.loads(outcome.summary_path.read_text())
+    run = f'{{run_id="{outcome.run_dir.name}",scenario="{SCENARIO}"}}'
+    assert result["totals"]["requests"] > 0
+    assert _one(prometheus, f"sum(loadtest_requests_total{run})") == result["totals"]["requests"]
+    assert _one(prometheus, f"sum(loadtest_errors_total{run})") == result["totals"]["errors"]
+    by_operation = _query(prometheus, f"sum by (operation) (loadtest_requests_total{run})")
+    assert {dict(labels)["operation"]: value for labels, value in by_operation.items()} == {
+        operation: figures["requests"] for operation, figures in result["by_operation"].items()
+    }
+    decided = _query(prometheus, f'loadtest_verdict{{run_id="{outcome.run_dir.name}"}} == 1')
+    assert [dict(labels)["decision"] for labels in decided] == [summary["verdict"]["decision"]]
+    (labels,) = decided
+    assert dict(labels)["strategy"] == summary["strategy"]
+    assert dict(labels)["isolation"] == summary["isolation"]
+    # About a point a second of the run, and the report says no write failed.
+    p95 = (
+        f'loadtest_latency_seconds{{run_id="{outcome.run_dir.name}",operation="",quantile="0.95"}}'
+    )
+    assert _one(prometheus, f"count_over_time({p95}[5m])") >= 2
+    assert summary["remote_write"]["failed"] == 0
+    assert summary["remote_write"]["line"].startswith("0 of ")
+    assert summary["remote_write"]["line"] in outcome.report_path.read_text()
+
+
+def test_a_run_whose_endpoint_refuses_keeps_its_verdict_and_says_so(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("LOADTEST_FIXTURES_PATH", str(tmp_path / "test-data.json"))
+    monkeypatch.setenv(PROFILES_PATH_ENV, str(_short_profile(tmp_path / "profiles.toml")))
+    monkeypatch.delenv("TARGET_UNSAFE_DELAY_MS", raising=False)
+    url = f"http://127.0.0.1:{_free_port()}/api/v1/write"  # nothing listens there
+    stream = MetricsStream.to(url)
+    outcome = run_all(
+        profile="smoke",
+        scenarios=[SCENARIO],
+        reports_root=tmp_path / "reports",
+        progress=False,
+        metrics_stream=stream,
+    )
+    line = finish_stream(stream, outcome.decision, outcome.run_dir)
+    summary = json.loads(outcome.summary_path.read_text())
+    run = json.loads((outcome.run_dir / "run.json").read_text())
+    writes = summary["remote_write"]["writes"]
+    assert writes >= 3  # about one a second of load
+    assert summary["remote_write"]["failed"] == writes
+    assert summary["remote_write"]["line"].startswith(f"{writes} of {writes} writes to {url}")
+    assert "the run was not affected" in outcome.report_path.read_text()
+    assert "was not delivered" in line
+    assert all(step["ok"] for step in run["steps"])
+    # The same run folder without the feed's figures decides the same, for the same reasons.
+    del run["remote_write"]
+    (outcome.run_dir / "run.json").write_text(json.dumps(run))
+    again = write_report(outcome.run_dir)
+    assert again.decision == outcome.decision
+    assert tuple(again.summary["verdict"]["reasons"]) == outcome.reasons
+    assert "remote_write" not in again.summary
+
+
+def test_a_bad_url_exits_2_before_anything_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LOADTEST_REPORTS_DIR", str(tmp_path / "reports"))
+    with pytest.raises(SystemExit) as exited:
+        all_command(scenarios=SCENARIO, prometheus_remote_write="127.0.0.1:9090/api/v1/write")
+    assert exited.value.code == 2
+    assert "--prometheus-remote-write must be an http(s) URL" in capsys.readouterr().err
+    assert not (tmp_path / "reports").exists()  # no run folder: nothing started
