@@ -437,6 +437,50 @@ def matrix(
     )
 
 
+# -- deploy.* ------------------------------------------------------------------------------
+@task(
+    name="render",
+    help={
+        "out": "the folder the rendered manifests go to, numbered in the order to apply them "
+        "(default kubernetes-<run name>)",
+        "shards": "the number of shard pods (the Indexed Job's completions and parallelism)",
+        "start_at": "when every shard starts, a UNIX time on the service's clock (default: "
+        "two minutes from now)",
+        "image": "the image every container runs (default clinic-loadtest:latest)",
+        "scenario": "high_contention, high_throughput (default), mixed_operations or "
+        "session_scheduling",
+        "profile": "the scenario's profile in molotov_scenarios/profiles.toml (default full)",
+        "run_name": "the run's name: its Jobs' names and its folder on the volume (default "
+        "run-<start time>)",
+        "target_url": "the service the shards load (default http://reservation-service:8000)",
+    },
+)
+def render_manifests(
+    c: Context,
+    out: str = "",
+    shards: int = 4,
+    start_at: str = "",
+    image: str = "",
+    scenario: str = "high_throughput",
+    profile: str = "full",
+    run_name: str = "",
+    target_url: str = "",
+) -> None:
+    """Render the Kubernetes manifests of one sharded run from deploy/kubernetes/ into --out."""
+    from pipeline.kubernetes import render_command
+
+    render_command(
+        out,
+        shards=shards,
+        start_at=start_at,
+        image=image,
+        scenario=scenario,
+        profile=profile,
+        run_name=run_name,
+        target_url=target_url,
+    )
+
+
 db = Collection("db", up, down, url, migrate, downgrade)
 target = Collection("target", serve)
 load_test = Collection(
@@ -457,4 +501,5 @@ load_test = Collection(
     merge,
     check_history,
 )
-namespace = Collection(db, target, load_test)
+deploy = Collection("deploy", render_manifests)
+namespace = Collection(db, target, load_test, deploy)
