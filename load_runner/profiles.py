@@ -27,6 +27,10 @@ NEMESIS_TABLE = "nemesis"
 # Top-level `[service.<profile>]`: how the service is run under a profile (e.g. workers).
 SERVICE_TABLE = "service"
 SERVICE_KEYS = frozenset({"workers"})
+# Top-level `[compare.margins]`: per metric, the change that matters (reporting/compare.py
+# holds the defaults and checks the metric names).
+COMPARE_TABLE = "compare"
+MARGINS_TABLE = "margins"
 PROFILE_KEYS = frozenset(
     {"users", "duration_s", "ramp_up_s", "think_time_s", "processes", "units_per_request",
      "arrival_rate_rps", THRESHOLDS_TABLE, NEMESIS_TABLE}
@@ -184,6 +188,19 @@ def service_workers(profile: str, config_path: Path | None = None) -> int | None
     if "workers" not in table:
         return None
     return _integer(table, "workers", where, minimum=1)
+
+
+def compare_margins_table(config_path: Path | None = None) -> dict[str, Any]:
+    """Return the raw `[compare.margins]` table, empty when the file has none."""
+    path = config_path or profiles_path()
+    table = _read(path).get(COMPARE_TABLE, {})
+    margins = table.get(MARGINS_TABLE, {}) if isinstance(table, dict) else None
+    if not isinstance(margins, dict):
+        raise ProfileError(f"{path}: [{COMPARE_TABLE}.{MARGINS_TABLE}] must be a table")
+    unknown = sorted(set(table) - {MARGINS_TABLE})
+    if unknown:
+        raise ProfileError(f"{path}: [{COMPARE_TABLE}]: unknown key(s) {', '.join(unknown)}")
+    return margins
 
 
 def _expected_error_codes(table: dict[str, Any], where: str) -> tuple[str, ...]:

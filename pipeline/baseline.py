@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from pipeline.run import RunOutcome
-from reporting.compare import DEFAULT_TOLERANCE
+from reporting.compare import DEFAULT_MARGINS, Margin
 from reporting.compare_inputs import CompareInputError, resolve_run_folder
 from reporting.compare_report import compare_runs, write_comparison
 from reporting.regression_gate import GATE_WARN, GATES
@@ -67,7 +68,7 @@ def gate_against_baseline(
     baseline_dir: Path,
     *,
     gate: str = GATE_WARN,
-    tolerance: float = DEFAULT_TOLERANCE,
+    margins: Mapping[str, Margin] = DEFAULT_MARGINS,
 ) -> RunOutcome:
     """Compare the finished run with its baseline, rewrite its report, return the new outcome.
 
@@ -75,7 +76,7 @@ def gate_against_baseline(
     the reason added; such a run is not GO anyway.
     """
     try:
-        document, spectra = compare_runs(baseline_dir, outcome.run_dir, tolerance=tolerance)
+        document, spectra = compare_runs(baseline_dir, outcome.run_dir, margins=margins)
     except CompareInputError as error:
         return dataclasses.replace(
             outcome, reasons=(*outcome.reasons, f"not compared with the baseline: {error}")

@@ -21,7 +21,7 @@ from load_runner.profiles import ProfileError, load_scenario_config, service_wor
 from local_postgres import database_url
 from molotov_scenarios.fixtures import FixturesError, load_fixtures
 from pipeline.baseline import gate_against_baseline, resolve_baseline
-from pipeline.compare_command import parse_tolerance
+from pipeline.compare_command import comparison_margins
 from pipeline.dimensions import ServiceDimensions, parse_scenarios, resolve_dimensions
 from pipeline.exclusive import exclusive_database
 from pipeline.exits import EXIT_FAILED, cleanly, fail
@@ -105,7 +105,7 @@ def all_command(
         if baseline
         else None
     )
-    share = parse_tolerance(tolerance) if baseline else None
+    margins = comparison_margins(tolerance) if baseline else None
     stream = stream_for(prometheus_remote_write)
     outcome = run_all(
         profile=profile,
@@ -117,9 +117,9 @@ def all_command(
         dimensions=dimensions,
         metrics_stream=stream,
     )
-    if baseline_dir is not None and share is not None:
+    if baseline_dir is not None and margins is not None:
         outcome = gate_against_baseline(
-            outcome, baseline_dir, gate=regression_gate, tolerance=share
+            outcome, baseline_dir, gate=regression_gate, margins=margins
         )
     if junit:
         # After the baseline's gate: the XML tells the final verdict.

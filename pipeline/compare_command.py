@@ -7,17 +7,20 @@ and nothing written.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 from pipeline.exits import fail
 from pipeline.rundirs import resolve_reports_root
-from reporting.compare import DEFAULT_TOLERANCE
-from reporting.compare_inputs import CompareInputError, resolve_run_folder
+from reporting.compare import Margin
+from reporting.compare_inputs import (
+    CompareInputError,
+    resolve_margins,
+    resolve_run_folder,
+    same_commit_runs,
+)
 from reporting.compare_report import ComparisonFiles, compare_runs, write_comparison
 from reporting.run_index import format_index, read_index
-from results.files import RUN_FILE
 
 COMPARE_DIR_PREFIX = "compare-"
 
@@ -29,21 +32,23 @@ def compare_command(
     out: str | None = None,
     tolerance: str | float | None = None,
     force: bool = False,
+    same_commit: bool = False,
 ) -> None:
     """Compare run NEW with run BASE; write compare.html/.json/.md; print where and the gist.
 
-    BASE and NEW may each list several runs separated by commas: repeats, pooled. Runs of
-    different transaction shapes or isolation levels test different things: refused unless
-    ``force``.
+    BASE and NEW may each list several runs separated by commas: repeats, pooled. With
+    ``same_commit`` each side also takes the runs of its commit, profile, strategy, shape and
+    isolation from its reports folder's index. Runs of different scenarios, transaction
+    shapes or isolation levels test different things: refused unless ``force``.
     """
-    share = parse_tolerance(tolerance)
+    margins = comparison_margins(tolerance)
     try:
         # Several runs a side (repeats, comma-separated): named after the first of each.
         new_dir = resolve_run_folder(new.split(",")[0].strip())
         base_dir = resolve_run_folder(base.split(",")[0].strip())
-        if not force:
-            check_same_dimensions(base_dir, new_dir)
-        document, spectra = compare_runs(base, new, tolerance=share)
+        if same_commit:
+            base, new = with_same_commit_runs(base), with_same_commit_runs(new)
+        document, spectra = compare_runs(base, new, margins=margins, force=force)
     except CompareInputError as error:
         fail(str(error))
     out_dir = Path(out).resolve() if out else new_dir / f"{COMPARE_DIR_PREFIX}{base_dir.name}"
@@ -51,30 +56,12 @@ def compare_command(
     print(summary_line(files))
 
 
-COMPARED_DIMENSIONS = ("transaction_shape", "isolation")
-
-
-def check_same_dimensions(base_dir: Path, new_dir: Path) -> None:
-    """Raise CompareInputError when two runs ran another transaction shape or isolation level."""
-    sides = [_run_dimensions(folder) for folder in (base_dir, new_dir)]
-    for name in COMPARED_DIMENSIONS:
-        if sides[0][name] != sides[1][name]:
-            raise CompareInputError(
-                f"the runs differ in {name.replace('_', ' ')} ({sides[0][name]} against "
-                f"{sides[1][name]}): they test different things; pass --force to compare anyway"
-            )
-
-
-def _run_dimensions(folder: Path) -> dict[str, object]:
-    try:
-        run = json.loads((folder / RUN_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        run = {}
-    # Runs from before the dimensions existed ran the one-statement shape.
-    return {
-        "transaction_shape": run.get("transaction_shape") or "statement",
-        "isolation": run.get("isolation"),
-    }
+def with_same_commit_runs(spec: str) -> str:
+    """Return a side's runs, each joined by the index's runs of the same commit and settings."""
+    folders: list[Path] = []
+    for part in (p.strip() for p in spec.split(",") if p.strip()):
+        folders += [f for f in same_commit_runs(resolve_run_folder(part)) if f not in folders]
+    return ",".join(map(str, folders))
 
 
 def runs_command(*, reports_dir: str | None = None) -> None:
@@ -87,21 +74,29 @@ def runs_command(*, reports_dir: str | None = None) -> None:
     print(format_index(entries))
 
 
-def parse_tolerance(tolerance: str | float | None) -> float:
-    """Turn --tolerance (percent of the base value) into a share; exit 2 on a bad one."""
-    if tolerance is None or tolerance == "":
-        return DEFAULT_TOLERANCE
+def comparison_margins(tolerance: str | float | None = None) -> dict[str, Margin]:
+    """Resolve the margins once: profiles.toml's `[compare.margins]`, then --tolerance; exit 2.
+
+    --tolerance (percent of the base value) replaces the relative part of the latency and
+    throughput margins; left out, the defaults (reporting/compare.py) and the table decide.
+    """
+    share = None
+    if tolerance is not None and tolerance != "":
+        try:
+            percent = float(tolerance)
+        except ValueError:
+            fail(f"--tolerance must be a percentage such as 5, not {tolerance!r}")
+        if not 0 <= percent < 1000:
+            fail(f"--tolerance must be between 0 and 1000 (percent), not {tolerance!r}")
+        share = percent / 100
     try:
-        percent = float(tolerance)
-    except ValueError:
-        fail(f"--tolerance must be a percentage such as 10, not {tolerance!r}")
-    if not 0 <= percent < 1000:
-        fail(f"--tolerance must be between 0 and 1000 (percent), not {tolerance!r}")
-    return percent / 100
+        return resolve_margins(share)
+    except CompareInputError as error:
+        fail(str(error))
 
 
 def summary_line(files: ComparisonFiles) -> str:
-    """Say in one line what the comparison found and where it is."""
+    """Say in one line what the comparison found, from how many runs, and where it is."""
     document = files.document
     if document["worse"]:
         gist = "worse: " + ", ".join(document["worse"])
@@ -109,4 +104,10 @@ def summary_line(files: ComparisonFiles) -> str:
         gist = "better: " + ", ".join(document["better"])
     else:
         gist = "no significant change"
-    return f"{gist}; comparison at {files.html_path}"
+    if document.get("within_margin"):
+        gist += f" ({len(document['within_margin'])} within margin)"
+    method = document["method"]
+    runs = f"{method['base_runs']} run(s) against {method['new_runs']}"
+    if method["between_runs"] != "covered":
+        runs += f", noise between runs {method['between_runs']}"
+    return f"{gist}; {runs}; comparison at {files.html_path}"

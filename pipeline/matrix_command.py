@@ -13,17 +13,19 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from markupsafe import Markup
 
 from load_runner import SCENARIOS
 from pipeline.commands import check_run_options, profile_workers
+from pipeline.compare_command import comparison_margins
 from pipeline.dimensions import parse_scenarios, resolve_dimensions
 from pipeline.exits import fail
 from pipeline.run import run_all
 from pipeline.rundirs import resolve_reports_root
-from reporting.compare import spectrum
+from reporting.compare import DEFAULT_MARGINS, Margin, spectrum
 from reporting.compare_inputs import CompareInputError, RunSample, load_run_sample
 from reporting.matrix import StrategyRuns, matrix_document
 from reporting.render import environment
@@ -57,6 +59,7 @@ def matrix_command(
     if not chosen or len(set(chosen)) != len(chosen):
         fail(f"--strategies must name each strategy once, comma-separated, not {strategies!r}")
     chosen_scenarios = parse_scenarios(scenarios, SCENARIOS)
+    margins = comparison_margins()  # a malformed [compare.margins] fails before any run
     for strategy in chosen:
         check_run_options(
             profile=profile, strategy=strategy, workers=worker_count, scenarios=chosen_scenarios
@@ -92,7 +95,7 @@ def matrix_command(
             print(f"[matrix] {name}: {result}", file=sys.stderr)
             run_dirs[name].append(outcome.run_dir)
     out_dir = root / f"{MATRIX_PREFIX}{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%SZ')}"
-    document = write_matrix(run_dirs, out_dir, profile=profile, repeats=count)
+    document = write_matrix(run_dirs, out_dir, profile=profile, repeats=count, margins=margins)
     recommended = document["recommendation"]
     print(
         f"{'recommended: ' + recommended if recommended else 'no recommendation'}: "
@@ -102,7 +105,12 @@ def matrix_command(
 
 
 def write_matrix(
-    run_dirs: dict[str, list[Path]], out_dir: Path, *, profile: str, repeats: int
+    run_dirs: dict[str, list[Path]],
+    out_dir: Path,
+    *,
+    profile: str,
+    repeats: int,
+    margins: Mapping[str, Margin] = DEFAULT_MARGINS,
 ) -> dict:
     """Load each strategy's runs, build matrix.json and write it with its HTML and Markdown."""
     entries = []
@@ -116,7 +124,7 @@ def write_matrix(
             except CompareInputError as error:
                 print(f"[matrix] {folder.name} left out of the figures: {error}", file=sys.stderr)
         entries.append(StrategyRuns(strategy, tuple(runs), tuple(summaries)))
-    document = matrix_document(entries, profile=profile, repeats=repeats)
+    document = matrix_document(entries, profile=profile, repeats=repeats, margins=margins)
     with_runs = [entry for entry in entries if entry.runs]
     spectra = {
         name: Markup(

@@ -26,13 +26,16 @@ The resampling, in one place so the report can say it:
 - *Integrity* is not resampled: it is pass/fail from integrity.json.
 
 The judgement: *worse* (or *better*) only when the whole interval lies on that side of zero
-**and** the difference exceeds the metric's tolerance (a share of the base value, with a small
-absolute floor), so a move that is statistically real but too small to matter is *no
-significant change*.
+**and** the difference exceeds the metric's margin of practical significance, max(absolute,
+relative × base) (DEFAULT_MARGINS; `[compare.margins]` in profiles.toml overrides them per
+metric). A move the interval is sure of but smaller than the margin is *within margin*; one
+whose interval holds zero is *no significant change*. Every judgement carries its margin and
+how many runs each side had: with one run a side the noise between runs is not covered.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from collections.abc import Iterable, Mapping, Sequence
@@ -45,16 +48,56 @@ from results.latency import percentile
 RESAMPLES = 2000
 SEED = 20261201
 CONFIDENCE = 0.95
-DEFAULT_TOLERANCE = 0.10  # a difference must exceed 10 % of the base value to be judged
 BETTER, WORSE, SAME, CHANGED = "better", "worse", "no significant change", "changed"
+WITHIN_MARGIN = "within margin"
 NOT_COMPARABLE = "not comparable"
 LOWER_IS_BETTER, HIGHER_IS_BETTER, NEITHER = "lower", "higher", "neither"
 LATENCY_PERCENTILES = (50, 95, 99)
-# Below these absolute differences nothing is judged, whatever the share: half a millisecond
-# of latency, half a percentage point of a rate, one request per second.
-LATENCY_FLOOR_MS = 0.5
-RATE_FLOOR = 0.005
-THROUGHPUT_FLOOR_RPS = 1.0
+MARGIN_KEYS = ("absolute", "relative")
+NOISE_COVERED = "covered"
+NOISE_PARTLY = "covered on one side only"
+NOISE_NOT_COVERED = "not covered"
+
+
+@dataclass(frozen=True)
+class Margin:
+    """The smallest change that matters: max(absolute, relative × |base|), in the metric's unit."""
+
+    absolute: float = 0.0
+    relative: float = 0.0
+
+    def of(self, base: float | None) -> float:
+        """Return the margin for a base value."""
+        return max(self.absolute, self.relative * abs(base or 0.0))
+
+    def describe(self, unit: str) -> str:
+        """Say the rule in words: "max(1 ms, 5 %)", "5 %", "0.5 percentage points"."""
+        parts = []
+        if self.absolute:
+            if unit == "rate":
+                parts.append(f"{self.absolute * 100:g} percentage points")
+            else:
+                parts.append(f"{self.absolute:g} {'/s' if unit == 'rps' else unit}".strip())
+        if self.relative:
+            parts.append(f"{self.relative * 100:g} %")
+        if not parts:
+            return "none"
+        return parts[0] if len(parts) == 1 else f"max({', '.join(parts)})"
+
+
+# The one home of the defaults: a latency percentile must move by more than 1 ms and 5 %,
+# throughput by more than 5 %, a rate by more than half a percentage point.
+LATENCY_MARGIN = Margin(absolute=1.0, relative=0.05)
+THROUGHPUT_MARGIN = Margin(relative=0.05)
+RATE_MARGIN = Margin(absolute=0.005)
+DEFAULT_MARGINS: Mapping[str, Margin] = {
+    **{f"p{q}_ms": LATENCY_MARGIN for q in LATENCY_PERCENTILES},
+    "throughput_rps": THROUGHPUT_MARGIN,
+    "error_rate": RATE_MARGIN,
+    "unexpected_error_rate": RATE_MARGIN,
+    "retry_rate": RATE_MARGIN,
+}
+NO_MARGINS: Mapping[str, Margin] = {name: Margin() for name in DEFAULT_MARGINS}
 
 
 @dataclass(frozen=True)
@@ -106,7 +149,6 @@ class Metric:
     label: str
     unit: str  # "ms", "rps" or "rate"
     direction: str
-    floor: float
 
 
 @dataclass(frozen=True)
@@ -124,8 +166,12 @@ class MetricComparison:
     relative: float | None  # difference / base; None when base is 0 or missing
     low: float | None  # the interval of the difference
     high: float | None
-    tolerance: float | None  # the absolute difference that must be exceeded to be judged
+    margin: float | None  # the absolute difference that must be exceeded to be judged
+    margin_rule: str | None  # how the margin was made, e.g. "max(1 ms, 5 %)"
     judgement: str
+    base_runs: int = 1
+    new_runs: int = 1
+    between_runs: str = NOISE_NOT_COVERED  # is the noise between runs in the interval?
 
 
 @dataclass(frozen=True)
@@ -136,17 +182,16 @@ class ScenarioComparison:
     metrics: tuple[MetricComparison, ...]
     base_requests: int
     new_requests: int
+    base_runs: int = 1
+    new_runs: int = 1
 
 
 METRICS = (
-    *(
-        Metric(f"p{q}_ms", f"p{q}", "ms", LOWER_IS_BETTER, LATENCY_FLOOR_MS)
-        for q in LATENCY_PERCENTILES
-    ),
-    Metric("throughput_rps", "throughput", "rps", HIGHER_IS_BETTER, THROUGHPUT_FLOOR_RPS),
-    Metric("error_rate", "error rate", "rate", LOWER_IS_BETTER, RATE_FLOOR),
-    Metric("unexpected_error_rate", "unexpected error rate", "rate", LOWER_IS_BETTER, RATE_FLOOR),
-    Metric("retry_rate", "retried attempts", "rate", LOWER_IS_BETTER, RATE_FLOOR),
+    *(Metric(f"p{q}_ms", f"p{q}", "ms", LOWER_IS_BETTER) for q in LATENCY_PERCENTILES),
+    Metric("throughput_rps", "throughput", "rps", HIGHER_IS_BETTER),
+    Metric("error_rate", "error rate", "rate", LOWER_IS_BETTER),
+    Metric("unexpected_error_rate", "unexpected error rate", "rate", LOWER_IS_BETTER),
+    Metric("retry_rate", "retried attempts", "rate", LOWER_IS_BETTER),
 )
 INTEGRITY_METRIC = "integrity"
 
@@ -256,50 +301,110 @@ def judge(
     difference: float,
     low: float,
     high: float,
-    tolerance: float,
+    margin: float,
     direction: str,
 ) -> str:
-    """Judge a difference: beyond zero with 95 % confidence and beyond the tolerance."""
-    up = low > 0 and difference > tolerance
-    down = high < 0 and difference < -tolerance
-    if not (up or down):
+    """Judge a difference: beyond zero with 95 % confidence, and beyond the margin.
+
+    An interval that holds zero is *no significant change*; one that excludes it around a
+    difference no larger than the margin is *within margin*: real, too small to matter.
+    """
+    if low <= 0 <= high:
         return SAME
+    up = low > 0 and difference > margin
+    down = high < 0 and difference < -margin
+    if not (up or down):
+        return WITHIN_MARGIN
     if direction == NEITHER:
         return CHANGED
     return WORSE if up == (direction == LOWER_IS_BETTER) else BETTER
 
 
-def tolerance_for(metric: Metric, base: float | None, share: float) -> float:
-    """Return the absolute difference that must be exceeded: a share of base, at least the floor."""
-    return max(abs(base or 0.0) * share, metric.floor)
+def margins_from_table(
+    table: Mapping[str, Any], defaults: Mapping[str, Margin] = DEFAULT_MARGINS
+) -> dict[str, Margin]:
+    """Return the defaults with a `[compare.margins]` table's per-metric overrides applied.
+
+    ``table`` maps a metric (p95_ms, throughput_rps, error_rate...) to {absolute, relative};
+    a key left out keeps its default. Raise ValueError, one line, on anything else.
+    """
+    margins = dict(defaults)
+    for name, entry in table.items():
+        if name not in margins:
+            raise ValueError(
+                f"[compare.margins]: unknown metric {name!r}; choose of {', '.join(margins)}"
+            )
+        if not isinstance(entry, Mapping) or not set(entry) <= set(MARGIN_KEYS):
+            raise ValueError(
+                f"[compare.margins] {name} must be a table of {' and '.join(MARGIN_KEYS)}, "
+                f"e.g. {{ absolute = 1.0, relative = 0.05 }}, not {entry!r}"
+            )
+        values = {}
+        for key, value in entry.items():
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ValueError(
+                    f"[compare.margins] {name}.{key} must be a number of at least 0, not {value!r}"
+                )
+            values[key] = float(value)
+        margins[name] = dataclasses.replace(margins[name], **values)
+    return margins
+
+
+def with_relative(margins: Mapping[str, Margin], share: float) -> dict[str, Margin]:
+    """Return ``margins`` with every relative part (latency, throughput) set to ``share``."""
+    return {
+        name: dataclasses.replace(margin, relative=share) if margin.relative else margin
+        for name, margin in margins.items()
+    }
+
+
+def between_runs_noise(base_runs: int, new_runs: int) -> str:
+    """Say whether the interval holds the noise between runs: it does with several a side."""
+    if base_runs > 1 and new_runs > 1:
+        return NOISE_COVERED
+    if base_runs > 1 or new_runs > 1:
+        return NOISE_PARTLY
+    return NOISE_NOT_COVERED
+
+
+def runs_of(blocks: Sequence[Block]) -> int:
+    """Return how many runs a side's blocks came from."""
+    return len({block.run for block in blocks}) or 1
 
 
 def compare_scenario(
     base: ScenarioSample,
     new: ScenarioSample,
     *,
-    tolerance: float = DEFAULT_TOLERANCE,
+    margins: Mapping[str, Margin] = DEFAULT_MARGINS,
     resamples: int = RESAMPLES,
     seed: int = SEED,
 ) -> ScenarioComparison:
-    """Compare one scenario of two runs: every metric, then integrity."""
+    """Compare one scenario of two sides (one run each, or pooled repeats): metrics, integrity."""
     base_values = metric_values(base.blocks)
     new_values = metric_values(new.blocks)
     drawn = bootstrap_differences(base.blocks, new.blocks, resamples=resamples, seed=seed)
+    runs = (runs_of(base.blocks), runs_of(new.blocks))
     comparisons = []
     for metric in METRICS:
         direction = metric.direction
         if metric.name == "error_rate" and not (base.error_rate_capped and new.error_rate_capped):
             direction = NEITHER
+        comparison = _compare_metric(
+            base.scenario,
+            metric,
+            direction,
+            base_values[metric.name],
+            new_values[metric.name],
+            drawn[metric.name],
+            margins[metric.name],
+        )
         comparisons.append(
-            _compare_metric(
-                base.scenario,
-                metric,
-                direction,
-                base_values[metric.name],
-                new_values[metric.name],
-                drawn[metric.name],
-                tolerance,
+            dataclasses.replace(
+                comparison,
+                base_runs=runs[0],
+                new_runs=runs[1],
+                between_runs=between_runs_noise(*runs),
             )
         )
     comparisons.append(_compare_integrity(base, new))
@@ -308,6 +413,8 @@ def compare_scenario(
         metrics=tuple(comparisons),
         base_requests=sum(block.requests for block in base.blocks),
         new_requests=sum(block.requests for block in new.blocks),
+        base_runs=runs[0],
+        new_runs=runs[1],
     )
 
 
@@ -318,16 +425,17 @@ def _compare_metric(
     base: float | None,
     new: float | None,
     drawn: Sequence[float],
-    share: float,
+    margin: Margin,
 ) -> MetricComparison:
+    rule = margin.describe(metric.unit)
     if base is None or new is None or not drawn:
         return MetricComparison(
             scenario, metric.name, metric.label, metric.unit, direction, base, new,
-            None, None, None, None, None, NOT_COMPARABLE,
+            None, None, None, None, None, rule, NOT_COMPARABLE,
         )  # fmt: skip
     difference = new - base
     low, high = interval(drawn)
-    tolerance = tolerance_for(metric, base, share)
+    absolute = margin.of(base)
     return MetricComparison(
         scenario=scenario,
         metric=metric.name,
@@ -340,9 +448,10 @@ def _compare_metric(
         relative=difference / base if base else None,
         low=low,
         high=high,
-        tolerance=tolerance,
+        margin=absolute,
+        margin_rule=rule,
         judgement=judge(
-            difference=difference, low=low, high=high, tolerance=tolerance, direction=direction
+            difference=difference, low=low, high=high, margin=absolute, direction=direction
         ),
     )
 
@@ -367,8 +476,12 @@ def _compare_integrity(base: ScenarioSample, new: ScenarioSample) -> MetricCompa
         relative=None,
         low=None,
         high=None,
-        tolerance=None,
+        margin=None,
+        margin_rule="pass/fail",
         judgement=judgement,
+        base_runs=runs_of(base.blocks),
+        new_runs=runs_of(new.blocks),
+        between_runs=between_runs_noise(runs_of(base.blocks), runs_of(new.blocks)),
     )
 
 
@@ -391,25 +504,35 @@ def spectrum(latencies_ms: Sequence[float], points: int = 200) -> list[tuple[flo
 
 
 def comparison_document(
-    scenarios: Sequence[ScenarioComparison], meta: Mapping[str, Any], *, repeats: bool = False
+    scenarios: Sequence[ScenarioComparison],
+    meta: Mapping[str, Any],
+    *,
+    margins: Mapping[str, Margin] = DEFAULT_MARGINS,
 ) -> dict[str, Any]:
     """Return compare.json: the runs compared, the method, every metric and the overall call."""
     rows = [vars(metric) for comparison in scenarios for metric in comparison.metrics]
     worse = [row for row in rows if row["judgement"] == WORSE]
     better = [row for row in rows if row["judgement"] == BETTER]
+    base_runs = max((comparison.base_runs for comparison in scenarios), default=1)
+    new_runs = max((comparison.new_runs for comparison in scenarios), default=1)
     return {
-        "schema_version": 1,
+        "schema_version": 2,
         "kind": "clinic-loadtest-comparison",
         **meta,
-        "method": method_description(meta.get("tolerance", DEFAULT_TOLERANCE), repeats=repeats),
+        "method": method_description(margins, base_runs=base_runs, new_runs=new_runs),
         "outcome": WORSE if worse else BETTER if better else SAME,
         "worse": [f"{row['scenario']} {row['label']}" for row in worse],
         "better": [f"{row['scenario']} {row['label']}" for row in better],
+        "within_margin": [
+            f"{row['scenario']} {row['label']}" for row in rows if row["judgement"] == WITHIN_MARGIN
+        ],
         "scenarios": [
             {
                 "scenario": comparison.scenario,
                 "base_requests": comparison.base_requests,
                 "new_requests": comparison.new_requests,
+                "base_runs": comparison.base_runs,
+                "new_runs": comparison.new_runs,
                 "metrics": [vars(metric) for metric in comparison.metrics],
             }
             for comparison in scenarios
@@ -417,23 +540,53 @@ def comparison_document(
     }
 
 
-def method_description(tolerance: float, *, repeats: bool = False) -> dict[str, Any]:
+def method_description(
+    margins: Mapping[str, Margin], *, base_runs: int = 1, new_runs: int = 1
+) -> dict[str, Any]:
     """Say, machine-readably, how the intervals and judgements were made."""
+    repeats = base_runs > 1 or new_runs > 1
     drawn = (
-        "two-stage: the runs of a side drawn with replacement, then 1-second blocks of "
+        "hierarchical: the runs of a side drawn with replacement, then 1-second blocks of "
         "requests within each drawn run"
         if repeats
         else "non-overlapping 1-second blocks of requests drawn with replacement, each run "
         "independently"
     )
+    noise = between_runs_noise(base_runs, new_runs)
     return {
         "bootstrap": f"percentile; {drawn}",
         "repeats": repeats,
+        "base_runs": base_runs,
+        "new_runs": new_runs,
+        "between_runs": noise,
+        "between_runs_note": _noise_note(noise, base_runs, new_runs),
         "resamples": RESAMPLES,
         "seed": SEED,
         "confidence": CONFIDENCE,
-        "tolerance": tolerance,
-        "floors": {"ms": LATENCY_FLOOR_MS, "rate": RATE_FLOOR, "rps": THROUGHPUT_FLOOR_RPS},
+        "margins": {
+            name: {**dataclasses.asdict(margin), "rule": margin.describe(metric.unit)}
+            for metric in METRICS
+            for name, margin in margins.items()
+            if name == metric.name
+        },
         "rule": "worse/better only when the whole interval is on one side of zero and the "
-        "difference exceeds max(tolerance × base, floor); integrity is pass/fail, not resampled",
+        "difference exceeds the metric's margin, max(absolute, relative × base); within margin "
+        "when the interval excludes zero but the difference does not exceed it; integrity is "
+        "pass/fail, not resampled",
     }
+
+
+def _noise_note(noise: str, base_runs: int, new_runs: int) -> str:
+    sides = f"{base_runs} run{'s' if base_runs > 1 else ''} against {new_runs}"
+    if noise == NOISE_COVERED:
+        return f"{sides}: the intervals include the noise between runs (runs resampled first)"
+    if noise == NOISE_PARTLY:
+        return (
+            f"{sides}: the noise between runs is in the interval for the side with several "
+            "runs only; give both sides several runs (or use load-test.ab --repeats) to cover it"
+        )
+    return (
+        f"{sides}: one run a side, so machine noise between runs (another job slowing a whole "
+        "run) is NOT covered by these intervals; compare several runs a side (BASE1,BASE2 "
+        "against NEW1,NEW2, or load-test.ab --repeats 3) before trusting a small change"
+    )

@@ -1,7 +1,9 @@
 """Read run folders for a comparison: each scenario's per-request records, cut into blocks.
 
 The I/O edge of reporting.compare. A folder that is not a run, or two runs that cannot be
-compared (different profiles or scenarios), raise CompareInputError with one line.
+compared (different profiles; different scenarios, transaction shapes or isolation levels
+unless forced), raise CompareInputError with one line. The margins of practical significance
+are read here too, once, from profiles.toml's `[compare.margins]`.
 """
 
 from __future__ import annotations
@@ -14,11 +16,23 @@ from pathlib import Path
 from typing import Any
 
 from load_runner.collect import collect
+from load_runner.profiles import ProfileError, compare_margins_table
 from molotov_scenarios.records import Record, is_error
-from reporting.compare import Request, ScenarioSample, blocks_from_requests
+from reporting.compare import (
+    Margin,
+    Request,
+    ScenarioSample,
+    blocks_from_requests,
+    margins_from_table,
+    with_relative,
+)
+from reporting.run_index import read_index
 from results.files import INTEGRITY_FILE, RAW_DIR, RESULT_FILE, RUN_FILE, SUMMARY_FILE
 
 RUN_NAME_GLOB = "*T*Z-*"
+# Runs from before the dimensions existed ran the one-statement shape.
+STATEMENT_SHAPE = "statement"
+COMPARED_DIMENSIONS = ("transaction_shape", "isolation")
 
 
 class CompareInputError(ValueError):
@@ -37,6 +51,9 @@ class RunSample:
     decision: str | None
     scenarios: dict[str, ScenarioSample]
     latencies_ms: dict[str, tuple[float, ...]]
+    transaction_shape: str | None = STATEMENT_SHAPE
+    isolation: str | None = None
+    runs: int = 1  # how many runs were pooled into this side
 
     def describe(self) -> dict[str, Any]:
         """Return the facts compare.json records about this run."""
@@ -47,6 +64,9 @@ class RunSample:
             "strategy": self.strategy,
             "commit": self.commit,
             "decision": self.decision,
+            "transaction_shape": self.transaction_shape,
+            "isolation": self.isolation,
+            "runs": self.runs,
         }
 
 
@@ -97,6 +117,8 @@ def load_run_sample(path: str | Path) -> RunSample:
         decision=(summary.get("verdict") or {}).get("decision"),
         scenarios=scenarios,
         latencies_ms=latencies,
+        transaction_shape=run.get("transaction_shape") or STATEMENT_SHAPE,
+        isolation=run.get("isolation"),
     )
 
 
@@ -133,7 +155,7 @@ def scenario_sample(
     )
 
 
-def load_side(spec: str | Path) -> RunSample:
+def load_side(spec: str | Path, *, force: bool = False) -> RunSample:
     """Read one side of a comparison: a run folder, or several separated by commas (repeats).
 
     Repeats are pooled into one sample whose blocks remember their run, so the bootstrap
@@ -144,13 +166,14 @@ def load_side(spec: str | Path) -> RunSample:
         raise CompareInputError("no run folder given")
     runs = [load_run_sample(part) for part in parts]
     for other in runs[1:]:
-        check_comparable(runs[0], other)
+        check_comparable(runs[0], other, force=force)
     return runs[0] if len(runs) == 1 else pool_runs(runs)
 
 
 def pool_runs(runs: Sequence[RunSample]) -> RunSample:
     """Pool repeated runs of the same profile and scenarios into one sample."""
     first = runs[0]
+    common = [name for name in first.scenarios if all(name in run.scenarios for run in runs)]
     return RunSample(
         run_dir=first.run_dir,
         run_id=" + ".join(run.run_id for run in runs),
@@ -158,11 +181,14 @@ def pool_runs(runs: Sequence[RunSample]) -> RunSample:
         strategy=_common(run.strategy for run in runs),
         commit=_common(run.commit for run in runs),
         decision=_common(run.decision for run in runs),
-        scenarios={name: pooled_sample(runs, name) for name in first.scenarios},
+        scenarios={name: pooled_sample(runs, name) for name in common},
         latencies_ms={
             name: tuple(v for run in runs for v in run.latencies_ms.get(name, ()))
-            for name in first.scenarios
+            for name in common
         },
+        transaction_shape=_common(run.transaction_shape for run in runs),
+        isolation=_common(run.isolation for run in runs),
+        runs=sum(run.runs for run in runs),
     )
 
 
@@ -190,19 +216,83 @@ def _common(values: Iterable[str | None]) -> str | None:
     return ", ".join(distinct) or None
 
 
-def check_comparable(base: RunSample, new: RunSample) -> None:
-    """Raise CompareInputError unless the two runs share their profile and scenarios."""
+def check_comparable(base: RunSample, new: RunSample, *, force: bool = False) -> None:
+    """Raise CompareInputError unless the two runs can be compared.
+
+    Different profiles never can. Different scenarios, transaction shapes or isolation levels
+    test different things: refused unless ``force`` (the scenarios both ran are compared).
+    """
     if base.profile != new.profile:
         raise CompareInputError(
             f"runs of different profiles cannot be compared: {base.run_id} is "
             f"{base.profile!r}, {new.run_id} is {new.profile!r}"
         )
     if set(base.scenarios) != set(new.scenarios):
-        raise CompareInputError(
-            f"runs of different scenarios cannot be compared: {base.run_id} has "
-            f"{', '.join(sorted(base.scenarios))}; {new.run_id} has "
-            f"{', '.join(sorted(new.scenarios))}"
-        )
+        shared = set(base.scenarios) & set(new.scenarios)
+        if not force or not shared:
+            hint = "; pass --force to compare the scenarios both ran" if shared else ""
+            raise CompareInputError(
+                f"runs of different scenarios cannot be compared: {base.run_id} has "
+                f"{', '.join(sorted(base.scenarios))}; {new.run_id} has "
+                f"{', '.join(sorted(new.scenarios))}{hint}"
+            )
+    for name in COMPARED_DIMENSIONS:
+        ours, theirs = getattr(base, name), getattr(new, name)
+        if ours != theirs and not force:
+            raise CompareInputError(
+                f"the runs differ in {name.replace('_', ' ')} ({ours} against {theirs}): they "
+                "test different things; pass --force to compare anyway"
+            )
+
+
+def resolve_margins(
+    tolerance: float | None = None, config_path: Path | None = None
+) -> dict[str, Margin]:
+    """Return the comparison's margins: the defaults, profiles.toml's overrides, --tolerance.
+
+    ``tolerance`` (a share of the base value) replaces the relative part of every margin
+    that has one (latency, throughput). Raise CompareInputError on a malformed table.
+    """
+    try:
+        margins = margins_from_table(compare_margins_table(config_path))
+    except (ProfileError, ValueError) as error:
+        raise CompareInputError(str(error)) from error
+    return margins if tolerance is None else with_relative(margins, tolerance)
+
+
+def same_commit_runs(run_dir: Path) -> list[Path]:
+    """Return the runs beside ``run_dir`` of its commit, profile, strategy, shape and isolation.
+
+    From the run index of its reports folder, oldest first, ``run_dir`` among them; capacity
+    searches left out. A run of a dirty working tree, or of an unknown commit, stands alone:
+    nothing says which code it ran.
+    """
+    me = load_identity(run_dir)
+    if me["commit"] is None or me["dirty"]:
+        return [run_dir]
+    folders = [
+        run_dir.parent / str(entry["run_id"])
+        for entry in read_index(run_dir.parent)
+        if entry.get("commit") == me["commit"] and not entry.get("capacity")
+    ]
+    matches = [folder for folder in folders if load_identity(folder) == me]
+    return matches if run_dir in matches else [run_dir]
+
+
+def load_identity(run_dir: Path) -> dict[str, Any]:
+    """Return what makes two runs repeats of each other: commit, profile, strategy, dimensions."""
+    run = _read_json(run_dir / RUN_FILE) or {}
+    summary = _read_json(run_dir / SUMMARY_FILE) or {}
+    git = (run.get("facts") or summary.get("facts") or {}).get("git") or {}
+    return {
+        "commit": git.get("commit") or _commit_from_name(run_dir.name),
+        "dirty": bool(git.get("dirty")),
+        "profile": run.get("profile") or summary.get("profile"),
+        "strategy": run.get("strategy") or summary.get("strategy"),
+        "transaction_shape": run.get("transaction_shape") or STATEMENT_SHAPE,
+        "isolation": run.get("isolation"),
+        "scenarios": sorted(p.parent.name for p in run_dir.glob(f"*/{RESULT_FILE}")),
+    }
 
 
 def _records(folder: Path) -> list[Record]:

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from markupsafe import Markup
 
-from reporting.compare import DEFAULT_TOLERANCE, compare_scenario, comparison_document, spectrum
+from reporting.compare import (
+    DEFAULT_MARGINS,
+    Margin,
+    compare_scenario,
+    comparison_document,
+    spectrum,
+)
 from reporting.compare_inputs import RunSample, check_comparable, load_side
 from reporting.render import environment
 from reporting.spectrum_chart import spectrum_svg
@@ -30,37 +37,35 @@ class ComparisonFiles:
 
 
 def compare_runs(
-    base_path: str | Path, new_path: str | Path, *, tolerance: float = DEFAULT_TOLERANCE
+    base_path: str | Path,
+    new_path: str | Path,
+    *,
+    margins: Mapping[str, Margin] = DEFAULT_MARGINS,
+    force: bool = False,
 ) -> tuple[dict[str, Any], dict[str, Markup]]:
     """Read two runs, compare every scenario; return compare.json's document and the charts.
 
     Either side may name several runs separated by commas (repeats, pooled). Raises
     reporting.compare_inputs.CompareInputError on a folder that is not a run or on runs
-    that cannot be compared.
+    that cannot be compared (different scenarios, shapes or isolation levels unless ``force``).
     """
-    base = load_side(base_path)
-    new = load_side(new_path)
-    check_comparable(base, new)
-    return comparison_of(base, new, tolerance=tolerance)
+    base = load_side(base_path, force=force)
+    new = load_side(new_path, force=force)
+    check_comparable(base, new, force=force)
+    return comparison_of(base, new, margins=margins)
 
 
 def comparison_of(
-    base: RunSample, new: RunSample, *, tolerance: float = DEFAULT_TOLERANCE
+    base: RunSample, new: RunSample, *, margins: Mapping[str, Margin] = DEFAULT_MARGINS
 ) -> tuple[dict[str, Any], dict[str, Markup]]:
-    """Compare two loaded runs of the same scenarios."""
+    """Compare two loaded sides on the scenarios both ran."""
+    names = sorted(set(base.scenarios) & set(new.scenarios))
     scenarios = [
-        compare_scenario(base.scenarios[name], new.scenarios[name], tolerance=tolerance)
-        for name in sorted(base.scenarios)
+        compare_scenario(base.scenarios[name], new.scenarios[name], margins=margins)
+        for name in names
     ]
-    repeats = any(
-        len({block.run for block in sample.blocks}) > 1
-        for run in (base, new)
-        for sample in run.scenarios.values()
-    )
     document = comparison_document(
-        scenarios,
-        {"base": base.describe(), "new": new.describe(), "tolerance": tolerance},
-        repeats=repeats,
+        scenarios, {"base": base.describe(), "new": new.describe()}, margins=margins
     )
     spectra = {
         name: Markup(
@@ -69,7 +74,7 @@ def comparison_of(
                 label=f"{name}: latency percentile spectrum, base and new",
             )
         )
-        for name in sorted(base.scenarios)
+        for name in names
     }
     return document, spectra
 

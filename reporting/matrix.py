@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from reporting.compare import (
-    DEFAULT_TOLERANCE,
+    DEFAULT_MARGINS,
+    Margin,
     compare_scenario,
     metric_values,
 )
@@ -142,10 +143,15 @@ def _median(values: Sequence[float]) -> float | None:
 
 
 def matrix_document(
-    strategies: Sequence[StrategyRuns], *, profile: str, repeats: int
+    strategies: Sequence[StrategyRuns],
+    *,
+    profile: str,
+    repeats: int,
+    margins: Mapping[str, Margin] = DEFAULT_MARGINS,
 ) -> dict[str, Any]:
     """Return matrix.json: per strategy its pooled figures, verdicts, headroom, violations;
-    per scenario each strategy against the first with bootstrap intervals; the recommendation.
+    per scenario each strategy against the first with bootstrap intervals, judged with the
+    comparison's margins (reporting.compare); the recommendation.
     """
     loaded = [entry for entry in strategies if entry.runs]
     if not loaded:
@@ -183,7 +189,7 @@ def matrix_document(
                 for metric in compare_scenario(
                     pooled_sample(reference.runs, name),
                     pooled_sample(entry.runs, name),
-                    tolerance=DEFAULT_TOLERANCE,
+                    margins=margins,
                 ).metrics
             ]
             for name in scenarios

@@ -51,7 +51,8 @@ def apply_regression_gate(
     gated["comparison"] = {
         "base": comparison.get("base"),
         "gate": comparison.get("gate") or GATE_WARN,
-        "tolerance": comparison.get("tolerance"),
+        "margins": margins_text(comparison),
+        "runs_note": (comparison.get("method") or {}).get("between_runs_note"),
         "outcome": comparison.get("outcome"),
         "worse": list(comparison.get("worse") or []),
         "better": list(comparison.get("better") or []),
@@ -80,17 +81,27 @@ def apply_regression_gate(
 
 
 def describe(metric: Mapping[str, Any]) -> str:
-    """Say in words how a metric moved: values, difference, interval."""
+    """Say in words how a metric moved: values, difference, interval, margin, runs a side."""
     label = metric.get("label")
     if metric.get("metric") == "integrity" or metric.get("low") is None:
         return f"{label} {_fmt(metric, 'base')} → {_fmt(metric, 'new')}"
     relative = metric.get("relative")
     share = "" if relative is None else f", {relative * 100:+.1f} %"
+    runs = f"{metric.get('base_runs', 1)} run(s) against {metric.get('new_runs', 1)}"
+    if metric.get("between_runs") != "covered":
+        runs += f", noise between runs {metric.get('between_runs', 'not covered')}"
     return (
         f"{label} {_fmt(metric, 'base')} → {_fmt(metric, 'new')} "
         f"({_fmt(metric, 'difference', signed=True)}{share}; 95 % interval "
-        f"{_fmt(metric, 'low', signed=True)} to {_fmt(metric, 'high', signed=True)})"
+        f"{_fmt(metric, 'low', signed=True)} to {_fmt(metric, 'high', signed=True)}; margin "
+        f"±{_fmt(metric, 'margin')}, {metric.get('margin_rule')}; {runs})"
     )
+
+
+def margins_text(comparison: Mapping[str, Any]) -> str | None:
+    """Say the comparison's margins in one line: "p50 max(1 ms, 5 %), throughput 5 %, ..."."""
+    margins = (comparison.get("method") or {}).get("margins") or {}
+    return ", ".join(f"{name} {m['rule']}" for name, m in margins.items()) or None
 
 
 def _fmt(metric: Mapping[str, Any], key: str, *, signed: bool = False) -> str:
