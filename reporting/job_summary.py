@@ -63,7 +63,8 @@ def _junit_lines(root: ET.Element) -> list[str]:
         lines.append(f"| {suite.get('name')} | {tests - failed - skipped} | {failed} | {skipped} |")
         for case in suite.iter("testcase"):
             outcome = next((case.find(tag) for tag in OUTCOMES if case.find(tag) is not None), None)
-            if outcome is not None and outcome.tag != "skipped":
+            # The verdict's own case repeats the reasons listed above the table.
+            if outcome is not None and outcome.tag != "skipped" and suite.get("name") != "verdict":
                 name = f"{case.get('classname')} {case.get('name')}"
                 problems.append(f"- **{name}**: {_cell(outcome.get('message') or '')}")
     return lines + (["", "Failed:", "", *problems] if problems else [])

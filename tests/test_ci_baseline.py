@@ -166,6 +166,7 @@ def test_the_job_summary_starts_with_the_verdict_line_and_lists_what_failed() ->
     assert "| high_contention | 0 | 1 | 0 |" in lines
     assert "| verdict | 0 | 1 | 0 |" in lines
     assert f"- **high_contention.threshold p95_ms**: {reason}" in lines
+    assert not [line for line in lines if line.startswith("- **verdict")]  # said above already
     assert lines[lines.index("### Comparison with main") + 2] == "| metric | change |"
 
 
