@@ -19,6 +19,7 @@ from reporting.charts import (
     throughput_over_time_svg,
 )
 from reporting.records import RunRecord
+from reporting.report_view import integrity_grid
 from reporting.retry_storms import retry_series
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "report_templates"
@@ -63,6 +64,7 @@ def render_html(summary: dict[str, Any], record: RunRecord) -> str:
             charts=charts,
             capacity_charts=_capacity_charts(summary.get("capacity")),
             percentile_keys=PERCENTILE_KEYS,
+            integrity=integrity_grid(summary.get("scenarios") or []),
         )
     )
 
@@ -134,21 +136,37 @@ def _charts(
     service: dict[str, Any] | None = None,
 ) -> dict[str, Markup]:
     series = result.get("timeseries") or []
-    thresholds = (result.get("config") or {}).get("thresholds") or {}
+    config = result.get("config") or {}
+    thresholds = config.get("thresholds") or {}
+    limits = [
+        (name, float(thresholds[f"{name}_ms"]))
+        for name in ("p95", "p99")
+        if thresholds.get(f"{name}_ms") is not None
+    ]
     return {
         "histogram": Markup(
-            histogram_svg(result.get("latency_histogram") or [], label=f"{scenario}: latency")
+            histogram_svg(
+                result.get("latency_histogram") or [],
+                label=f"{scenario}: latency",
+                thresholds=limits,
+            )
         ),
         "latency": Markup(
             latency_over_time_svg(
                 series,
                 threshold_ms=thresholds.get("p95_ms"),
+                p99_threshold_ms=thresholds.get("p99_ms"),
                 label=f"{scenario}: latency over time",
                 bands=bands,
             )
         ),
         "throughput": Markup(
-            throughput_over_time_svg(series, label=f"{scenario}: throughput over time", bands=bands)
+            throughput_over_time_svg(
+                series,
+                label=f"{scenario}: throughput over time",
+                bands=bands,
+                offered_rps=config.get("arrival_rate_rps"),
+            )
         ),
         "retries": Markup(
             retries_over_time_svg(

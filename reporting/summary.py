@@ -9,6 +9,13 @@ from typing import Any
 from reporting.attribution import slow_seconds, with_causes
 from reporting.isolation import isolation_summary
 from reporting.records import RunRecord
+from reporting.report_view import (
+    check_status,
+    error_split,
+    latency_by_outcome,
+    operation_outcomes,
+    settings_in_words,
+)
 from reporting.verdict import (
     CONDITIONAL,
     DECISION_ORDER,
@@ -126,6 +133,13 @@ def _scenario_summary(evidence: ScenarioEvidence, verdict: Verdict) -> dict[str,
     totals = result.get("totals") or {}
     own = [f for f in verdict.findings if f.scenario == evidence.scenario]
     decision = max((f.decision for f in own), key=DECISION_ORDER.index, default=GO)
+    config = result.get("config") or {}
+    expected_codes = [str(code) for code in config.get("expected_error_codes") or []]
+    requests, errors = int(totals.get("requests") or 0), int(totals.get("errors") or 0)
+    outcomes = result.get("outcomes")
+    if outcomes and outcomes.get("requests") != requests:
+        outcomes = None  # not this document's requests (a hand-edited or trimmed result)
+    by_code = dict(result.get("by_code") or {})
     return {
         "scenario": evidence.scenario,
         "decision": decision,
@@ -136,15 +150,33 @@ def _scenario_summary(evidence: ScenarioEvidence, verdict: Verdict) -> dict[str,
         "started_at": result.get("started_at"),
         "ended_at": result.get("ended_at"),
         "duration_s": result.get("duration_s"),
-        "config": {k: v for k, v in (result.get("config") or {}).items() if k != "thresholds"},
-        "requests": int(totals.get("requests") or 0),
-        "errors": int(totals.get("errors") or 0),
+        "config": {k: v for k, v in config.items() if k != "thresholds"},
+        "settings": settings_in_words(config, result.get("load_model")) if result else None,
+        "requests": requests,
+        "errors": errors,
         "error_rate": float(totals.get("error_rate") or 0.0),
+        # The errors apart: refusals the scenario provokes on purpose, and every other failure.
+        "expected_error_codes": expected_codes,
+        **error_split(requests, errors, by_code, expected_codes, outcomes),
         "throughput_rps": float(totals.get("throughput_rps") or 0.0),
         "latency_ms": dict(result.get("latency_ms") or {}),
+        # Latency per operation and outcome (success, each expected refusal, unexpected).
+        "latency_by_outcome": latency_by_outcome(outcomes),
         "by_status": dict(result.get("by_status") or {}),
-        "by_code": dict(result.get("by_code") or {}),
-        "by_operation": dict(result.get("by_operation") or {}),
+        "by_code": by_code,
+        "by_operation": {
+            name: {
+                **operation,
+                **error_split(
+                    int(operation.get("requests") or 0),
+                    int(operation.get("errors") or 0),
+                    operation.get("by_code") or {},
+                    expected_codes,
+                    operation_outcomes(outcomes, name),
+                ),
+            }
+            for name, operation in (result.get("by_operation") or {}).items()
+        },
         # Tenant isolation: each organization's requests, errors and latency.
         "by_organization": list(result.get("by_organization") or []),
         # What the scenario cost: retries and CPU per committed operation (cost.json).
@@ -206,6 +238,8 @@ def _integrity_summary(integrity: Mapping[str, Any] | None) -> dict[str, Any] | 
                 "ok": bool(check.get("ok")),
                 "checked": check.get("checked", True) is not False,
                 "violations": int(check.get("violations") or 0),
+                # ok, n/a (nothing to check here), not checked, or violated
+                "status": check_status(check),
                 "detail": check.get("detail", ""),
                 "rows": list(check.get("rows") or []),
             }

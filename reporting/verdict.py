@@ -248,6 +248,7 @@ def steady_state_result(
         "latency_evidence": None,
         "by_status": steady.get("by_status") or {},
         "by_code": steady.get("by_code") or {},
+        "outcomes": None,  # of every request: the counts by code above are the window's
     }
 
 
@@ -458,11 +459,19 @@ def _open_model_findings(name: str, result: Mapping[str, Any]) -> list[Finding]:
 
 
 def unexpected_error_rate(result: Mapping[str, Any]) -> float:
-    """Return the share of requests that failed with a code the scenario does not expect."""
+    """Return the share of requests that failed other than with a refusal the scenario expects.
+
+    From result.json's `outcomes`, which count a failure answered without a code too (a bare
+    502); results written before them: from the counts by code.
+    """
+    requests = (result.get("totals") or {}).get("requests") or 0
+    outcomes = result.get("outcomes")
+    if outcomes and outcomes.get("requests") == requests:
+        unexpected = int(outcomes.get("unexpected_errors") or 0)
+        return unexpected / requests if requests else 0.0
     expected = set((result.get("config") or {}).get("expected_error_codes") or ())
     by_code = result.get("by_code") or {}
     unexpected = sum(count for code, count in by_code.items() if code and code not in expected)
-    requests = (result.get("totals") or {}).get("requests") or 0
     return unexpected / requests if requests else 0.0
 
 
