@@ -246,7 +246,8 @@ DIMENSION_HELP = {
         "remote-write URL while the run goes on, e.g. http://127.0.0.1:9090/api/v1/write",
         "baseline": "a run folder or latest-go to compare with afterwards",
         "regression_gate": "warn (default) or fail on a significant regression",
-        "tolerance": "percent of the base value a change must exceed (default 10)",
+        "tolerance": "percent of the base value a latency or throughput change must exceed "
+        "(default: [compare.margins] in profiles.toml, else 5)",
         "junit": "also write the verdict as JUnit XML to this path: a test case per threshold "
         "and per integrity check, per scenario (for CI)",
     },
@@ -347,22 +348,81 @@ def capacity(
         "base": "the base run folder (or several, comma-separated: pooled repeats)",
         "new": "the new run folder (or several, comma-separated)",
         "out": "where compare.html, .json and .md go (default NEW/compare-<base>/)",
-        "tolerance": "percent of the base value a change must exceed (default 10)",
+        "tolerance": "percent of the base value a latency or throughput change must exceed "
+        "(default: [compare.margins] in profiles.toml, else 5)",
         "force": "compare runs of different transaction shapes or isolation levels anyway",
     }
 )
 def compare(
-    c: Context, base: str, new: str, out: str = "", tolerance: str = "", force: bool = False
+    c: Context,
+    base: str,
+    new: str,
+    out: str = "",
+    tolerance: str = "",
+    force: bool = False,
+    same_commit: bool = False,
 ) -> None:
     """Compare run NEW with run BASE: every metric with a bootstrap interval and a judgement.
 
     Writes compare.html, compare.json and compare.md into --out (default NEW/compare-<base>/).
-    --tolerance is the share of the base value (percent, default 10) a change must exceed.
-    Runs of different transaction shapes or isolation levels are refused unless --force.
+    Worse/better only beyond a margin ([compare.margins] in profiles.toml; --tolerance PERCENT
+    replaces the latency and throughput share). --same-commit pools each side with the run
+    index's runs of its commit and settings. Runs of different scenarios, transaction shapes
+    or isolation levels are refused unless --force.
     """
     from pipeline.compare_command import compare_command
 
-    compare_command(base, new, out=out or None, tolerance=tolerance or None, force=force)
+    compare_command(
+        base,
+        new,
+        out=out or None,
+        tolerance=tolerance or None,
+        force=force,
+        same_commit=same_commit,
+    )
+
+
+@task(
+    help={
+        "new": "the commit to test (default: the working tree)",
+        "repeats": "pairs of runs, interleaved (default 3)",
+        "profile": "the profile both commits run (default smoke)",
+        "scenarios": "comma-separated scenarios (default: all)",
+        "dirty": "NEW is the working tree with uncommitted changes: snapshot it (git stash create)",
+        "reports_dir": "where the ab-<time>/ folder goes (default reports/)",
+    }
+)
+def ab(
+    c: Context,
+    base: str,
+    new: str = "",
+    repeats: str = "3",
+    profile: str = "smoke",
+    strategy: str = "serializable",
+    scenarios: str = "",
+    dirty: bool = False,
+    reports_dir: str = "",
+    tolerance: str = "",
+) -> None:
+    """Run BASE and --new (default: the working tree) in interleaved pairs; compare them.
+
+    Each from its own git worktree with its own service, on one PostgreSQL server in
+    databases of their own. A dirty working tree is refused unless --dirty. Writes
+    compare.html/.json/.md into <reports>/ab-<time>/; exit 1 when something is worse.
+    """
+    from pipeline.ab_command import ab_command
+
+    ab_command(
+        base,
+        new or None,
+        repeats=repeats,
+        profile=profile,
+        strategy=strategy,
+        scenarios=scenarios,
+        dirty=dirty,
+        reports_dir=reports_dir or None,
+        tolerance=tolerance or None,
+    )
 
 
 @task(help={"reports_dir": "the folder of run folders (default reports/)"})
@@ -496,6 +556,7 @@ load_test = Collection(
     all_,
     capacity,
     compare,
+    ab,
     runs,
     matrix,
     merge,

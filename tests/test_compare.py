@@ -21,18 +21,23 @@ from molotov_scenarios.records import Record, encode_record
 from reporting.compare import (
     BETTER,
     CHANGED,
+    DEFAULT_MARGINS,
+    NO_MARGINS,
     SAME,
+    WITHIN_MARGIN,
     WORSE,
     Block,
+    Margin,
     Request,
     ScenarioSample,
     blocks_from_requests,
     compare_scenario,
     judge,
+    margins_from_table,
     metric_values,
     spectrum,
 )
-from reporting.compare_inputs import RunSample, pool_runs
+from reporting.compare_inputs import CompareInputError, RunSample, pool_runs, resolve_margins
 from reporting.compare_report import compare_runs
 from reporting.regression_gate import apply_regression_gate
 from reporting.run_index import format_index, latest_go, read_index, record_run
@@ -134,27 +139,78 @@ def test_the_other_way_round_is_better() -> None:
     assert metrics["p50_ms"].judgement == BETTER
 
 
-def test_a_significant_move_within_the_tolerance_is_no_change() -> None:
-    # +1 ms on a ~20 ms median is certain (no noise between the twins) but only 5 %.
-    metrics = by_metric(
-        compare_scenario(sample(requests()), sample(requests(shift_ms=1.0)), tolerance=0.10)
-    )
-    assert metrics["p50_ms"].low > 0
-    assert metrics["p50_ms"].judgement == SAME
-    assert (
-        by_metric(
-            compare_scenario(sample(requests()), sample(requests(shift_ms=1.0)), tolerance=0.02)
-        )["p50_ms"].judgement
-        == WORSE
-    )
+def test_a_sure_move_smaller_than_the_margin_is_within_margin() -> None:
+    # +0.8 ms on a ~15 ms median: certain (no noise between the twins), below max(1 ms, 5 %),
+    # which is the 1 ms floor here (5 % of 15 ms is 0.75 ms).
+    base, new = sample(requests(shift_ms=-5.0)), sample(requests(shift_ms=-4.2))
+    p50 = by_metric(compare_scenario(base, new))["p50_ms"]
+    assert p50.low > 0
+    assert p50.margin == pytest.approx(1.0)
+    assert p50.margin_rule == "max(1 ms, 5 %)"
+    assert p50.judgement == WITHIN_MARGIN
+    # Without margins the same move is worse.
+    bare = compare_scenario(base, new, margins=NO_MARGINS)
+    assert by_metric(bare)["p50_ms"].judgement == WORSE
 
 
-def test_judge_needs_the_interval_off_zero_and_the_difference_past_the_tolerance() -> None:
-    assert judge(difference=10, low=-1, high=20, tolerance=1, direction="lower") == SAME
-    assert judge(difference=10, low=2, high=20, tolerance=1, direction="lower") == WORSE
-    assert judge(difference=10, low=2, high=20, tolerance=1, direction="higher") == BETTER
-    assert judge(difference=10, low=2, high=20, tolerance=11, direction="lower") == SAME
-    assert judge(difference=-10, low=-20, high=-2, tolerance=1, direction="neither") == CHANGED
+def test_the_margin_is_the_larger_of_its_floor_and_its_share() -> None:
+    # A 40 ms median: 5 % is 2 ms, above the 1 ms floor; +1.5 ms is sure but within margin,
+    # +3 ms is worse.
+    base = sample(requests(shift_ms=20.0))
+    within = by_metric(compare_scenario(base, sample(requests(shift_ms=21.5))))["p50_ms"]
+    worse = by_metric(compare_scenario(base, sample(requests(shift_ms=23.0))))["p50_ms"]
+    assert within.margin == pytest.approx(0.05 * within.base)
+    assert (within.judgement, worse.judgement) == (WITHIN_MARGIN, WORSE)
+
+
+@pytest.mark.parametrize(
+    ("difference", "low", "high", "margin", "direction", "expected"),
+    [
+        (10, -1, 20, 1, "lower", SAME),  # the interval holds zero
+        (10, 2, 20, 1, "lower", WORSE),
+        (10, 2, 20, 1, "higher", BETTER),
+        (10, 2, 20, 11, "lower", WITHIN_MARGIN),  # sure, but smaller than the margin
+        (-10, -20, -2, 11, "lower", WITHIN_MARGIN),
+        (-10, -20, -2, 1, "lower", BETTER),
+        (-10, -20, -2, 1, "neither", CHANGED),
+        (0, 0, 0, 0, "lower", SAME),
+    ],
+)
+def test_judge_needs_the_interval_off_zero_and_the_difference_past_the_margin(
+    difference: float, low: float, high: float, margin: float, direction: str, expected: str
+) -> None:
+    judged = judge(difference=difference, low=low, high=high, margin=margin, direction=direction)
+    assert judged == expected
+
+
+def test_margins_default_in_one_place_and_a_table_overrides_one_metric() -> None:
+    assert DEFAULT_MARGINS["p95_ms"] == Margin(absolute=1.0, relative=0.05)
+    assert DEFAULT_MARGINS["throughput_rps"] == Margin(relative=0.05)
+    assert DEFAULT_MARGINS["error_rate"] == Margin(absolute=0.005)
+    assert DEFAULT_MARGINS["p95_ms"].of(10.0) == 1.0  # 5 % of 10 ms is 0.5: the 1 ms floor
+    assert DEFAULT_MARGINS["p95_ms"].of(100.0) == pytest.approx(5.0)
+    assert DEFAULT_MARGINS["error_rate"].describe("rate") == "0.5 percentage points"
+    margins = margins_from_table({"p95_ms": {"relative": 0.10}})
+    assert margins["p95_ms"] == Margin(absolute=1.0, relative=0.10)
+    assert margins["p50_ms"] == DEFAULT_MARGINS["p50_ms"]
+    with pytest.raises(ValueError, match="unknown metric 'p90_ms'"):
+        margins_from_table({"p90_ms": {"relative": 0.1}})
+    with pytest.raises(ValueError, match="at least 0"):
+        margins_from_table({"p95_ms": {"relative": -1}})
+
+
+def test_profiles_toml_margins_reach_the_comparison(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    profiles = tmp_path / "profiles.toml"
+    profiles.write_text("[compare.margins]\np50_ms = { absolute = 10.0 }\n")
+    monkeypatch.setenv("LOADTEST_PROFILES_PATH", str(profiles))
+    margins = resolve_margins()
+    assert margins["p50_ms"] == Margin(absolute=10.0, relative=0.05)
+    assert resolve_margins(0.2)["throughput_rps"] == Margin(relative=0.2)  # --tolerance 20
+    profiles.write_text("[compare.margins]\np50 = { absolute = 10.0 }\n")
+    with pytest.raises(CompareInputError, match="unknown metric 'p50'"):
+        resolve_margins()
 
 
 def test_an_error_rate_provoked_on_purpose_is_changed_not_worse() -> None:
@@ -438,3 +494,67 @@ def test_compare_command_pools_comma_separated_repeats(tmp_path: Path) -> None:
     p50 = next(m for m in scenario["metrics"] if m["metric"] == "p50_ms")
     assert p50["low"] <= 5.0 <= p50["high"]
     assert p50["judgement"] == WORSE
+
+
+def test_every_judgement_says_how_many_runs_each_side_had() -> None:
+    quick, slow = sample(requests(seed=1)), sample(requests(seed=2, shift_ms=10.0))
+    runs = [
+        RunSample(Path(name), name, "smoke", None, None, None, {SCENARIO: s}, {SCENARIO: ()})
+        for name, s in (("quick", quick), ("slow", slow))
+    ]
+    pooled = pool_runs(runs)
+    assert pooled.runs == 2
+    one = sample(requests(seed=3))
+    both = by_metric(compare_scenario(pooled.scenarios[SCENARIO], pooled.scenarios[SCENARIO]))
+    partly = by_metric(compare_scenario(pooled.scenarios[SCENARIO], one))
+    single = by_metric(compare_scenario(one, one))
+    assert (both["p50_ms"].base_runs, both["p50_ms"].new_runs) == (2, 2)
+    assert both["p50_ms"].between_runs == "covered"
+    assert (partly["p95_ms"].base_runs, partly["p95_ms"].new_runs) == (2, 1)
+    assert partly["p95_ms"].between_runs == "covered on one side only"
+    assert single["integrity"].between_runs == "not covered"
+
+
+def test_one_run_a_side_says_plainly_that_noise_between_runs_is_not_covered(
+    tmp_path: Path,
+) -> None:
+    base = write_run(tmp_path, "20261201T100000Z-aaaaaaa")
+    new = write_run(tmp_path, "20261201T110000Z-bbbbbbb", shift_ms=0.8)
+    completed = invoke("load-test.compare", str(base), str(new), "--out", str(tmp_path / "cmp"))
+    assert completed.returncode == 0, completed.stderr
+    assert "1 run(s) against 1, noise between runs not covered" in completed.stdout
+    markdown = (tmp_path / "cmp" / "compare.md").read_text()
+    assert "noise between runs (another job slowing a whole run) is NOT covered" in markdown
+    # p50 moved +0.8 ms for sure (the twins' requests are the same but for the shift).
+    assert "| ±1.0 ms (max(1 ms, 5 %)) | within margin (1 v 1 runs) |" in markdown
+    html = (tmp_path / "cmp" / "compare.html").read_text()
+    assert "<th>margin</th>" in html
+
+
+def test_runs_of_another_isolation_level_are_refused_unless_forced(tmp_path: Path) -> None:
+    base = write_run(tmp_path, "20261201T100000Z-aaaaaaa")
+    new = write_run(tmp_path, "20261201T110000Z-bbbbbbb")
+    run = json.loads((new / "run.json").read_text())
+    (new / "run.json").write_text(json.dumps({**run, "isolation": "read_committed"}))
+    out = tmp_path / "cmp"
+    refused = invoke("load-test.compare", str(base), str(new), "--out", str(out))
+    assert refused.returncode == 2
+    assert "differ in isolation" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    forced = invoke("load-test.compare", str(base), str(new), "--out", str(out), "--force")
+    assert forced.returncode == 0, forced.stderr
+
+
+def test_same_commit_pools_the_index_runs_of_each_side(tmp_path: Path) -> None:
+    bases = [write_run(tmp_path, f"20261201T10000{i}Z-aaaaaaa") for i in range(3)]
+    new = write_run(tmp_path, "20261201T110000Z-bbbbbbb", shift_ms=5.0)
+    for folder in (*bases, new):
+        record_run(folder, json.loads((folder / "summary.json").read_text()))
+    out = tmp_path / "cmp"
+    completed = invoke(
+        "load-test.compare", str(bases[-1]), str(new), "--out", str(out), "--same-commit"
+    )
+    assert completed.returncode == 0, completed.stderr
+    document = json.loads((out / "compare.json").read_text())
+    assert (document["method"]["base_runs"], document["method"]["new_runs"]) == (3, 1)
+    assert document["base"]["runs"] == 3
