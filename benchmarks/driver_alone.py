@@ -17,7 +17,9 @@ loop, retrying 40001/40P01 as the service does (the same jittered backoff, at mo
   SQLAlchemy, no service code: the floor the service's interactive shape is measured against.
 
 Prints one JSON line: reservations committed, retries, failures, seconds, this process's CPU
-seconds and the p50/p95/p99 latency of a reservation (first attempt to commit) in ms.
+seconds, the p50/p95/p99 latency of a reservation (first attempt to commit) in ms, and the
+aborts by PostgreSQL's message (`concurrent update`, or SSI's reason code with the pivot's
+number dropped).
 service_throughput.py runs it beside the service.
 """
 
@@ -28,9 +30,11 @@ import asyncio
 import datetime as dt
 import json
 import random
+import re
 import sys
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -202,7 +206,15 @@ async def reserve_in_transaction(
     return allowed
 
 
-async def with_retries(attempt: Any, counts: dict[str, int], *args: Any) -> Any:
+def abort_reason(error: psycopg.Error) -> str:
+    """Say why PostgreSQL aborted: its message, and SSI's reason code without the pivot's id."""
+    detail = re.sub(r"\d+", "N", error.diag.message_detail or "")
+    return f"{error.sqlstate} {error.diag.message_primary} {detail}".strip()
+
+
+async def with_retries(
+    attempt: Any, counts: dict[str, int], aborts: Counter[str], *args: Any
+) -> Any:
     """Run ``attempt(*args)``; on 40001/40P01 run it again after the service's backoff."""
     retries = 0
     while True:
@@ -211,6 +223,7 @@ async def with_retries(attempt: Any, counts: dict[str, int], *args: Any) -> Any:
         except psycopg.Error as error:
             if error.sqlstate not in RETRYABLE_SQLSTATES:
                 raise
+            aborts[abort_reason(error)] += 1
             if retries >= MAX_RETRIES:
                 raise GaveUp from error
             retries += 1
@@ -249,6 +262,7 @@ async def drive(
     statement = CHANGE_STATEMENTS[strategy, Operation.RESERVE, keyed]
     counts = {"reservations": 0, "retries": 0, "failures": 0}
     latencies_s: list[float] = []
+    aborts: Counter[str] = Counter()
     deadline = 0.0
     prefix = uuid.uuid4().hex[:12]
     serial = 0
@@ -286,7 +300,7 @@ async def drive(
             key = f"{prefix}-{serial}" if keyed else None
             started = time.monotonic()
             try:
-                applied = await with_retries(attempt, counts, target, key)
+                applied = await with_retries(attempt, counts, aborts, target, key)
             except GaveUp:
                 counts["failures"] += 1
                 continue
@@ -304,7 +318,13 @@ async def drive(
     elapsed, cpu = time.monotonic() - started, time.process_time() - cpu_before
     for connection in pool:
         await connection.close()
-    return {**counts, "seconds": elapsed, "cpu_s": cpu, "latency_ms": percentiles_ms(latencies_s)}
+    return {
+        **counts,
+        "seconds": elapsed,
+        "cpu_s": cpu,
+        "latency_ms": percentiles_ms(latencies_s),
+        "aborts": dict(aborts.most_common()),
+    }
 
 
 def main() -> None:
