@@ -1117,7 +1117,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=SERVICE_WORKERS)
     parser.add_argument("--pool-size", type=int, default=SERVICE_POOL_SIZE)
     parser.add_argument("--keyed", action="store_true", help="send a unique Idempotency-Key")
-    parser.add_argument("--py-spy", type=Path, help="record each worker in repeat 1 to here")
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        help="record each worker in repeat 1 to here (--shapes: in an extra, uncounted repeat 0)",
+    )
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
     parser.add_argument(
         "--shapes",
