@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from molotov_scenarios.records import Record
 from reporting.charts import (
     histogram_svg,
     latency_over_time_svg,
@@ -20,8 +21,10 @@ from reporting.charts import (
 )
 from reporting.records import ReportInputError, load_run
 from reporting.report import write_report
+from reporting.report_view import settings_in_words
 from reporting.retry_storms import retry_series
 from reporting.summary import SEQ_SCAN_WARNING, UNSAFE_NOTE
+from results.summary import summarise_requests
 
 CLEAN_CHECKS = [
     {"name": n, "description": f"{n} holds", "ok": True, "violations": 0, "rows": [], "detail": ""}
@@ -435,3 +438,234 @@ def test_retry_series_puts_the_service_s_retries_on_the_run_s_seconds() -> None:
     assert svg.count("<polyline") == 0  # no two neighbouring seconds with commits: points only
     assert svg.count("<circle") == 2
     assert "no data recorded" in retries_over_time_svg([], label="r")
+
+
+# -- what a reader must find: errors apart, n/a, settings in words, one grid, the limits -------
+def _rewrite_result(run_dir: Path, scenario: str, **changes: Any) -> dict[str, Any]:
+    path = run_dir / scenario / "result.json"
+    result = json.loads(path.read_text())
+    result.update(changes)
+    path.write_text(json.dumps(result))
+    return result
+
+
+def _cell(html: str, scenario: str, metric: str) -> str:
+    """Return the text of a glance-table cell (data-metric) in the row of ``scenario``."""
+    row = html[html.index(f'<a href="#scenario-{scenario}">') :]
+    cell = row[row.index(f'data-metric="{metric}"') :]
+    inner = re.sub(r"<[^>]+>", "", cell[cell.index(">") + 1 : cell.index("</td>")])
+    return re.sub(r"\s+", " ", inner).strip()
+
+
+def test_expected_refusals_and_unexpected_errors_are_apart(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path)
+    config = scenario_result("high_contention", requests=500, p95=120.5)["config"]
+    config["thresholds"] = {"p95_ms": 200, "error_rate_min": 0.5}
+    config["expected_error_codes"] = ["insufficient_units"]
+    _rewrite_result(
+        run_dir,
+        "high_contention",
+        config=config,
+        by_code={"insufficient_units": 470, "internal_error": 10},
+        by_status={"200": 20, "409": 470, "500": 10},
+    )
+    files = write_report(run_dir)
+    hc = files.summary["scenarios"][0]
+    assert (hc["succeeded"], hc["expected_errors"], hc["unexpected_errors"]) == (20, 470, 10)
+    assert (hc["expected_error_rate"], hc["unexpected_error_rate"]) == (0.94, 0.02)
+    assert hc["expected_by_code"] == {"insufficient_units": 470}
+    assert hc["unexpected_by_code"] == {"internal_error": 10}
+    html = files.html_path.read_text()
+    assert _cell(html, "high_contention", "expected") == "470 (94.00 %)"
+    assert _cell(html, "high_contention", "unexpected") == "10 (2.00 %)"
+    assert "Error rate" not in html  # no figure mixes the two any more
+    markdown = files.markdown_path.read_text()
+    assert "| high_contention | CONDITIONAL | 500 | 470 (94.00 %) | 10 (2.00 %) |" in markdown
+
+
+def test_latency_per_operation_and_outcome_reaches_the_report(tmp_path: Path) -> None:
+    records = [
+        Record(f"ok{i}", "reserve", "a", 200, "", float(i), 0.1, f"t{i}", "reserve", 1)
+        for i in range(1, 11)
+    ]
+    records += [
+        Record(f"no{i}", "reserve", "a", 409, "insufficient_units", 2.0, 0.2, "", "", 1)
+        for i in range(5)
+    ]
+    records += [
+        Record("x", "release", "a", 500, "internal_error", 900.0, 0.3, "", "", 1),
+        Record("r", "release", "a", 200, "", 40.0, 0.3, "t-r", "release", 1),
+    ]
+    figures = summarise_requests(records, elapsed_s=1.0, expected_codes=["insufficient_units"])
+    run_dir = make_run(tmp_path)
+    config = scenario_result("high_contention", requests=17, p95=1.0)["config"]
+    config["expected_error_codes"] = ["insufficient_units"]
+    _rewrite_result(run_dir, "high_contention", config=config, **figures)
+    files = write_report(run_dir)
+    hc = files.summary["scenarios"][0]
+    rows = [(r["operation"], r["label"], r["count"], r["p95"]) for r in hc["latency_by_outcome"]]
+    assert rows == [
+        ("release", "success", 1, 40.0),
+        ("release", "unexpected error", 1, 900.0),
+        ("reserve", "success", 10, 10.0),
+        ("reserve", "refused: insufficient units", 5, 2.0),
+        ("all", "success", 11, 40.0),
+        ("all", "refused: insufficient units", 5, 2.0),
+        ("all", "unexpected error", 1, 900.0),
+    ]
+    assert hc["by_operation"]["release"]["unexpected_errors"] == 1
+    assert hc["by_operation"]["reserve"]["expected_errors"] == 5
+    text = re.sub(r"\s+", " ", " ".join(parse(files.html_path.read_text()).text))
+    section = text[text.index("Latency by operation and outcome") :]
+    assert "refused: insufficient units 5 2.0 ms 2.0 ms 2.0 ms 2.0 ms" in section
+    assert "17 requests (" in text
+    assert "11 succeeded" in text
+    assert "5 expected refusals (insufficient units 5)" in text
+    assert "1 unexpected error (internal error 1)" in text
+
+
+def test_a_not_applicable_check_reads_n_a_not_holds(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path)
+    path = run_dir / "high_throughput" / "integrity.json"
+    integrity = json.loads(path.read_text())
+    integrity["checks"].append(
+        {
+            "name": "contention_expectation",
+            "description": "exhausted authorizations hold what fits",
+            "ok": True,
+            "violations": 0,
+            "rows": [],
+            "detail": "not applicable: no high_contention scenario among the results",
+        }
+    )
+    path.write_text(json.dumps(integrity))
+    files = write_report(run_dir)
+    (ht,) = [s for s in files.summary["scenarios"] if s["scenario"] == "high_throughput"]
+    assert [c["status"] for c in ht["integrity"]["checks"]] == ["ok", "ok", "ok", "n/a"]
+    html = files.html_path.read_text()
+    row = html[html.index('<code title="exhausted authorizations hold what fits">') :]
+    row = row[: row.index("</tr>")]
+    # high_contention did not run the check at all; high_throughput found nothing to check.
+    assert re.findall(r'data-status="([^"]+)"', row) == ["not checked", "n/a"]
+    assert '<span class="na">n/a</span>' in row
+    assert "holds" not in row
+    assert ">ok<" not in row
+    assert "contention_expectation n/a" in files.markdown_path.read_text()
+
+
+def test_the_navigation_bar_leads_to_every_section(tmp_path: Path) -> None:
+    page = parse(write_report(make_run(tmp_path)).html_path.read_text())
+    nav_links: list[str] = []
+    in_nav = False
+    for tag, attrs in page.tags:
+        if tag == "nav":
+            in_nav = True
+        elif in_nav and tag == "a":
+            nav_links.append(str(attrs["href"]))
+        elif in_nav and tag in ("h1", "section"):
+            break
+    assert nav_links == ["#verdict", "#scenarios", "#integrity", "#isolation", "#environment"]
+    ids = {attrs.get("id") for _, attrs in page.tags}
+    assert {link[1:] for link in nav_links} <= ids
+    links = {attrs["href"] for tag, attrs in page.tags if tag == "a" and attrs.get("href")}
+    assert {link[1:] for link in links if link and link.startswith("#")} <= ids  # none dangles
+
+
+def test_settings_read_as_words(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path)
+    config = scenario_result("high_contention", requests=500, p95=120.5)["config"]
+    config.update(
+        users=30,
+        duration_s=15.0,
+        think_time_range_s=[0.1, 0.3],
+        expected_error_codes=["insufficient_units"],
+    )
+    _rewrite_result(run_dir, "high_contention", config=config)
+    files = write_report(run_dir)
+    hc = files.summary["scenarios"][0]
+    assert hc["settings"] == (
+        "30 users for 15 s, 0.1–0.3 s think time, 10 units a request, "
+        "expected refusals: insufficient units"
+    )
+    text = " ".join(parse(files.html_path.read_text()).text)
+    assert "30 users for 15 s, 0.1–0.3 s think time" in text
+    assert "['" not in text
+    assert "expected_error_codes =" not in text
+    open_model = {"users": 30, "duration_s": 10, "arrival_rate_rps": 150.0, "processes": 2,
+                  "units_per_request": 1, "expected_error_codes": []}  # fmt: skip
+    assert settings_in_words(open_model, "open") == (
+        "150 requests/s offered from 30 users for 10 s (open model), 2 generator processes, "
+        "1 unit a request, no refusal expected"
+    )
+
+
+def test_the_integrity_grid_appears_once_with_details_only_for_failures(tmp_path: Path) -> None:
+    files = write_report(make_run(tmp_path, integrity_ok=False))
+    html = files.html_path.read_text()
+    assert html.count('<table class="integrity-grid">') == 1
+    # One row per check, one cell per scenario.
+    grid = html[html.index('<table class="integrity-grid">') :]
+    grid = grid[: grid.index("</table>")]
+    assert re.findall(r"<code title=\"[^\"]*\">(\w+)</code>", grid) == [
+        "no_overbooking", "ledger_consistency", "client_reconciliation",
+    ]  # fmt: skip
+    assert grid.count('data-status="ok"') == 5
+    assert (
+        '<a class="fail" href="#integrity-high_contention-ledger_consistency">2 violations' in grid
+    )
+    # The details: only the failing check, under the anchor the cell links to.
+    assert html.count('id="integrity-') == 1
+    assert 'id="integrity-high_contention-ledger_consistency"' in html
+    # Each check's description once, whatever the number of scenarios.
+    text = " ".join(parse(html).text)
+    assert text.count("no_overbooking holds") == 1
+    assert text.count("counters match the ledger") == 1
+
+
+def test_the_latency_charts_draw_both_limits_in_their_legends(tmp_path: Path) -> None:
+    buckets = [
+        {"upper_ms": 50, "count": 900},
+        {"upper_ms": 200, "count": 90},
+        {"upper_ms": 1000, "count": 9},
+        {"upper_ms": None, "count": 1},
+    ]
+    svg = histogram_svg(buckets, label="h", thresholds=[("p95", 200.0), ("p99", 500.0)])
+    legend = svg[svg.index('<g class="legend">') :]
+    assert re.findall(r"<text[^>]*>([^<]*)</text>", legend) == [
+        "requests", "p95 limit 200 ms", "p99 limit 500 ms",
+    ]  # fmt: skip
+    assert svg.count('class="threshold"') == 2
+    # A single request in the overflow bucket still gets a bar of some height.
+    heights = [float(h) for h in re.findall(r'<rect [^>]*height="([\d.]+)"', svg)]
+    assert len(heights) == 5  # four bars, then the legend's box
+    assert min(heights[:4]) > 10
+    latency = latency_over_time_svg(
+        [{"second": 0, "p50_ms": 10.0, "p95_ms": 20.0, "p99_ms": 30.0}],
+        threshold_ms=200.0,
+        p99_threshold_ms=500.0,
+        label="l",
+    )
+    assert "p95 limit 200 ms" in latency
+    assert "p99 limit 500 ms" in latency
+    assert latency.count('class="threshold"') == 2
+    html = write_report(make_run(tmp_path)).html_path.read_text()
+    ht = html[html.index('id="scenario-high_throughput"') :]
+    assert "p95 limit 200 ms" in ht
+    assert "p99 limit 500 ms" in ht
+
+
+def test_the_throughput_chart_shows_offered_and_achieved_rate() -> None:
+    series = [
+        {"second": s, "requests": 100, "answered": 90, "errors": 12, "expected_errors": 10,
+         "unexpected_errors": 2}
+        for s in range(5)
+    ]  # fmt: skip
+    svg = throughput_over_time_svg(series, label="t", offered_rps=100.0)
+    legend = svg[svg.index('<g class="legend">') :]
+    assert re.findall(r"<text[^>]*>([^<]*)</text>", legend) == [
+        "offered 100/s", "answered", "expected refusals", "unexpected errors",
+    ]  # fmt: skip
+    assert svg.count('class="offered"') == 1
+    closed = throughput_over_time_svg(series, label="t")
+    assert 'class="offered"' not in closed
+    assert "answered" in closed
