@@ -33,6 +33,7 @@ import urllib.parse
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -160,15 +161,15 @@ def working_tree_side(dirty: bool) -> Side:
     return Side("new", "working tree", snapshot or head, note)
 
 
-def run_ab(plan: AbPlan) -> dict:
+def run_ab(plan: AbPlan) -> dict[str, Any]:
     """Hold the lock, make both worktrees and databases, run the pairs, write the comparison."""
     url = database_url()
-    plan.out_dir.mkdir(parents=True)
-    _say(f"writing to {plan.out_dir}")
-    for side in (plan.base, plan.new):
-        note = f", {side.note}" if side.note else ""
-        _say(f"{side.name}: {side.revision} = {side.commit[:7]}{note}")
     with exclusive_database(url), contextlib.ExitStack() as stack:
+        plan.out_dir.mkdir(parents=True)  # once the lock is ours: a refusal leaves nothing
+        _say(f"writing to {plan.out_dir}")
+        for side in (plan.base, plan.new):
+            note = f", {side.note}" if side.note else ""
+            _say(f"{side.name}: {side.revision} = {side.commit[:7]}{note}")
         trees = {
             side.name: stack.enter_context(worktree(side.commit)) for side in (plan.base, plan.new)
         }

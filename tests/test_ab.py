@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import ab_command
+from pipeline.exclusive import exclusive_database
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHORT_PROFILE = """
@@ -109,3 +110,16 @@ def test_head_against_head_runs_a_pair_and_compares_it(database_url: str, tmp_pa
         ["git", "worktree", "list"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
     ).stdout
     assert "loadtest-ab-" not in listed
+
+
+def test_another_load_test_holding_the_database_is_one_line_and_exit_2(
+    database_url: str, tmp_path: Path
+) -> None:
+    with exclusive_database(database_url):
+        completed = invoke(
+            "HEAD", "--new", "HEAD", "--reports-dir", str(tmp_path), DATABASE_URL=database_url
+        )
+    assert completed.returncode == 2
+    (line,) = completed.stderr.strip().splitlines()
+    assert "another load test is running" in line
+    assert list(tmp_path.iterdir()) == []
