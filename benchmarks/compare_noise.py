@@ -5,6 +5,8 @@
     python benchmarks/compare_noise.py aa /tmp/aa      # consecutive runs paired: 1-2, 3-4, ...
     python benchmarks/compare_noise.py aa /tmp/aa --per-side 2   # runs 1+3 against 2+4, ...
     python benchmarks/compare_noise.py ab BASE_RUN[,BASE_RUN...] NEW_RUN[,NEW_RUN...]
+    python benchmarks/compare_noise.py cycle --cycles 12 --reports-dir /tmp/c   # 0,0,2,5,10 ms
+    python benchmarks/compare_noise.py study /tmp/c    # A/A and power, margins on and off
 
 `run` calls `invoke load-test.all` (smoke profile unless --profile) one run after another, with
 the environment as given (DATABASE_URL, TARGET_EXTRA_LATENCY_MS...). `aa` compares each pair
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -26,7 +29,16 @@ from typing import Any
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from reporting.compare import BETTER, NOT_COMPARABLE, WORSE  # noqa: E402
+from reporting.compare import (  # noqa: E402
+    BETTER,
+    DEFAULT_MARGINS,
+    INTEGRITY_METRIC,
+    NO_MARGINS,
+    NOT_COMPARABLE,
+    WORSE,
+    judge,
+    with_relative,
+)
 from reporting.compare_report import compare_runs  # noqa: E402
 from results.files import SUMMARY_FILE  # noqa: E402
 
@@ -46,8 +58,29 @@ def run_many(count: int, reports_dir: Path, profile: str) -> None:
         print((completed.stdout.strip().splitlines() or ["(no output)"])[-1], flush=True)
 
 
+def run_cycles(
+    cycles: int, reports_dir: Path, profile: str, extra_latencies: list[int], scenarios: str
+) -> None:
+    """Run ``cycles`` rounds of one run per entry of ``extra_latencies``, interleaved.
+
+    Each run goes to ``reports_dir/x<ms>/`` with TARGET_EXTRA_LATENCY_MS=<ms>: a round of
+    0,0,2,5,10 gives two A/A runs and one run of each known slowdown, close together in time.
+    """
+    for cycle in range(1, cycles + 1):
+        for extra in extra_latencies:
+            options = ["--scenarios", scenarios] if scenarios else []
+            completed = subprocess.run(
+                [sys.executable, "-m", "invoke", "load-test.all", "--profile", profile,
+                 "--reports-dir", str(reports_dir / f"x{extra}"), *options],
+                cwd=PROJECT_ROOT, capture_output=True, text=True, check=False,
+                env={**os.environ, "TARGET_EXTRA_LATENCY_MS": str(extra)},
+            )  # fmt: skip
+            last = (completed.stdout.strip().splitlines() or ["(no output)"])[-1]
+            print(f"cycle {cycle} x{extra}: {last}", flush=True)
+
+
 def pair_calls(
-    reports_dir: Path, tolerance: float, per_side: int = 1, go_only: bool = False
+    reports_dir: Path, tolerance: float | None, per_side: int = 1, go_only: bool = False
 ) -> list[dict[str, Any]]:
     """Compare consecutive groups of ``per_side`` runs (1-2, 3-4, ... for one a side).
 
@@ -65,7 +98,7 @@ def pair_calls(
         group = runs[start : start + size]
         base, new = group[0::2], group[1::2]
         document, _ = compare_runs(
-            ",".join(map(str, base)), ",".join(map(str, new)), tolerance=tolerance
+            ",".join(map(str, base)), ",".join(map(str, new)), margins=_margins(tolerance)
         )
         label = f"{'+'.join(p.name for p in base)} → {'+'.join(p.name for p in new)}"
         for scenario in document["scenarios"]:
@@ -75,7 +108,7 @@ def pair_calls(
 
 
 def report_aa(
-    reports_dir: Path, tolerance: float, per_side: int = 1, go_only: bool = False
+    reports_dir: Path, tolerance: float | None, per_side: int = 1, go_only: bool = False
 ) -> None:
     """Print the share of false "worse" (and "better") calls over all A/A pairs."""
     calls = pair_calls(reports_dir, tolerance, per_side, go_only)
@@ -87,7 +120,8 @@ def report_aa(
     better = [row for row in rows if row["judgement"] == BETTER]
     noisy_better = [row for row in noisy if row["judgement"] == BETTER]
     scope = "GO runs only" if go_only else "all runs"
-    print(f"{pairs} A/A pairs ({scope}), {per_side} run(s) a side, tolerance {tolerance:.0%}")
+    rule = "default margins" if tolerance is None else f"margins with {tolerance:.0%} shares"
+    print(f"{pairs} A/A pairs ({scope}), {per_side} run(s) a side, {rule}")
     # Which side ran first is arbitrary: a false "better" is a false "worse" the other way.
     print(
         f"  all judged metrics: {len(worse)} worse ({_share(worse, rows)}), {len(better)} "
@@ -107,9 +141,90 @@ def report_aa(
         )
 
 
-def report_ab(base: str, new: str, tolerance: float) -> None:
+def study(cycles_dir: Path, extra_latencies: list[int]) -> None:
+    """Print A/A false calls and the power to see a known slowdown, 1 and 3 runs a side.
+
+    ``cycles_dir`` holds x0/ (two runs a cycle) and x<ms>/ (one a cycle), as `cycle` writes
+    them. A/A: each cycle's two x0 runs against each other; three a side: the first x0 runs
+    of three cycles against their second ones. Power: each cycle's first x0 run against its
+    x<ms> run; three a side: three cycles' of each. Every interval is computed once, without
+    margins, and judged twice: without margins and with the defaults. Integrity is left out
+    (pass/fail, not a statistical call).
+    """
+    zero = _finished(cycles_dir / "x0")
+    first, second = zero[0::2], zero[1::2]
+    cycles = min(len(first), len(second))
+    for per_side in (1, 3):
+        groups = [range(c, c + per_side) for c in range(0, cycles - per_side + 1, per_side)]
+        rows = [
+            row
+            for group in groups
+            for row in _rows([first[i] for i in group], [second[i] for i in group])
+        ]
+        for label, margins in (("margins off", NO_MARGINS), ("margins on", DEFAULT_MARGINS)):
+            judged = [_judged(row, margins) for row in rows]
+            worse, better = judged.count(WORSE), judged.count(BETTER)
+            print(
+                f"A/A, {per_side} run(s) a side, {len(groups)} pairs, {label}: {worse} worse "
+                f"({_share([1] * worse, judged)}), {better} better ({_share([1] * better, judged)})"
+                f" of {len(judged)} judged metrics",
+                flush=True,
+            )
+    for extra in extra_latencies:
+        slow = _finished(cycles_dir / f"x{extra}")
+        count = min(len(first), len(slow))
+        for per_side in (1, 3):
+            groups = [range(c, c + per_side) for c in range(0, count - per_side + 1, per_side)]
+            p50 = [
+                row
+                for group in groups
+                for row in _rows([first[i] for i in group], [slow[i] for i in group])
+                if row["metric"] == "p50_ms"
+            ]
+            for label, margins in (("margins off", NO_MARGINS), ("margins on", DEFAULT_MARGINS)):
+                worse = [row for row in p50 if _judged(row, margins) == WORSE]
+                print(
+                    f"+{extra} ms, {per_side} run(s) a side, {len(groups)} pairs, {label}: p50 "
+                    f"worse in {len(worse)} of {len(p50)} scenario-pairs "
+                    f"({_share(worse, p50)}); differences "
+                    + ", ".join(f"{row['difference']:+.1f}" for row in p50),
+                    flush=True,
+                )
+
+
+def _finished(folder: Path) -> list[Path]:
+    return sorted(path.parent for path in folder.glob(f"{RUN_GLOB}/summary.json"))
+
+
+def _rows(base: list[Path], new: list[Path]) -> list[dict[str, Any]]:
+    document, _ = compare_runs(
+        ",".join(map(str, base)), ",".join(map(str, new)), margins=NO_MARGINS
+    )
+    return [
+        metric
+        for scenario in document["scenarios"]
+        for metric in scenario["metrics"]
+        if metric["metric"] != INTEGRITY_METRIC and metric["judgement"] != NOT_COMPARABLE
+    ]
+
+
+def _judged(row: dict[str, Any], margins: Any) -> str:
+    return judge(
+        difference=row["difference"],
+        low=row["low"],
+        high=row["high"],
+        margin=margins[row["metric"]].of(row["base"]),
+        direction=row["direction"],
+    )
+
+
+def _margins(tolerance: float | None) -> Any:
+    return DEFAULT_MARGINS if tolerance is None else with_relative(DEFAULT_MARGINS, tolerance)
+
+
+def report_ab(base: str, new: str, tolerance: float | None) -> None:
     """Print every metric of one comparison."""
-    document, _ = compare_runs(base, new, tolerance=tolerance)
+    document, _ = compare_runs(base, new, margins=_margins(tolerance))
     for scenario in document["scenarios"]:
         for m in scenario["metrics"]:
             if m["low"] is None:
@@ -132,12 +247,23 @@ def _share(part: list[Any], whole: list[Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tolerance", type=float, default=10.0, help="percent of the base value")
+    parser.add_argument(
+        "--tolerance", type=float, default=None, help="percent: the latency/throughput share"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     runner = commands.add_parser("run")
     runner.add_argument("--count", type=int, default=20)
     runner.add_argument("--reports-dir", type=Path, required=True)
     runner.add_argument("--profile", default="smoke")
+    cycle = commands.add_parser("cycle")
+    cycle.add_argument("--cycles", type=int, default=12)
+    cycle.add_argument("--reports-dir", type=Path, required=True)
+    cycle.add_argument("--profile", default="smoke")
+    cycle.add_argument("--extra-latencies", default="0,0,2,5,10")
+    cycle.add_argument("--scenarios", default="")
+    studied = commands.add_parser("study")
+    studied.add_argument("cycles_dir", type=Path)
+    studied.add_argument("--extra-latencies", default="2,5,10")
     aa = commands.add_parser("aa")
     aa.add_argument("reports_dir", type=Path)
     aa.add_argument("--per-side", type=int, default=1, help="runs a side (repeats, pooled)")
@@ -146,9 +272,19 @@ def main() -> None:
     ab.add_argument("base")
     ab.add_argument("new")
     arguments = parser.parse_args()
-    share = arguments.tolerance / 100
+    share = None if arguments.tolerance is None else arguments.tolerance / 100
     if arguments.command == "run":
         run_many(arguments.count, arguments.reports_dir, arguments.profile)
+    elif arguments.command == "cycle":
+        run_cycles(
+            arguments.cycles,
+            arguments.reports_dir,
+            arguments.profile,
+            [int(ms) for ms in arguments.extra_latencies.split(",")],
+            arguments.scenarios,
+        )
+    elif arguments.command == "study":
+        study(arguments.cycles_dir, [int(ms) for ms in arguments.extra_latencies.split(",")])
     elif arguments.command == "aa":
         report_aa(arguments.reports_dir, share, arguments.per_side, arguments.go_only)
     else:
