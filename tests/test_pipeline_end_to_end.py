@@ -272,7 +272,8 @@ def test_one_scenario_then_verify_then_report(database_url: str, tmp_path: Path)
     [
         (("load-test.all", "--strategy", "bogus"), "error: --strategy must be one of"),
         (("load-test.all", "--profile", "nope"), "error: "),
-        (("load-test.all", "--workers", "0"), "error: --workers must be at least 1"),
+        # 0 is the default: the profile's own worker count.
+        (("load-test.all", "--workers=-1"), "error: --workers must be at least 1"),
         (("load-test.report", "--run-dir", "/nonexistent/run"), "error: run folder"),
         (("load-test.verify", "--results", "/nonexistent/results"), "error: results folder"),
     ],
