@@ -81,9 +81,10 @@ def integrity_violations(summaries: Sequence[Mapping[str, Any]]) -> list[str]:
 def cell_figures(summaries: Sequence[Mapping[str, Any]], scenario: str) -> dict[str, Any]:
     """Return one cell's figures for one scenario, over its repeats.
 
-    Anomalies are the integrity checks that failed, by rule, violations summed over the
-    repeats; the costs (retries, service and PostgreSQL CPU per committed operation, committed
-    operations per second) and p95/p99 are the repeats' medians.
+    Anomalies are the integrity checks that failed, by rule, and the history's isolation
+    anomalies its required model forbids, by kind, summed over the repeats; the costs
+    (retries, service and PostgreSQL CPU per committed operation, committed operations per
+    second) and p95/p99 are the repeats' medians.
     """
     anomalies: dict[str, int] = {}
     costs: dict[str, list[float]] = {}
@@ -95,6 +96,11 @@ def cell_figures(summaries: Sequence[Mapping[str, Any]], scenario: str) -> dict[
                 if not check.get("ok"):
                     name = str(check.get("name"))
                     anomalies[name] = anomalies.get(name, 0) + int(check.get("violations") or 0)
+            # The history's isolation anomalies the required model forbids (anomalies.json).
+            isolation = entry.get("isolation") or {}
+            counts = isolation.get("anomaly_counts") or {}
+            for kind in isolation.get("forbidden_kinds") or []:
+                anomalies[str(kind)] = anomalies.get(str(kind), 0) + int(counts.get(kind) or 0)
             figures = {**(entry.get("cost") or {}), **(entry.get("latency_ms") or {})}
             for key in CELL_FIGURES:
                 if figures.get(key) is not None:

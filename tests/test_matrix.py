@@ -173,4 +173,10 @@ def test_cells_sum_anomalies_by_rule_and_name_the_cheapest_cell_without_one() ->
     assert serializable["cpu_ms_per_committed"] == 6.0  # service + PostgreSQL
     assert serializable["p95"] == 25.0
     assert cheapest_without_anomaly(cells) == "serializable/interactive/serializable"
+    with_cycles = _cell_summary("isolation_append", 0, 1.0, 5.0)
+    with_cycles["scenarios"][0]["isolation"] = {
+        "forbidden_kinds": ["G2-item"],
+        "anomaly_counts": {"G2-item": 5, "G-nonadjacent": 1},
+    }
+    assert cell_figures([with_cycles], "isolation_append")["anomalies"] == {"G2-item": 5}
     assert cheapest_without_anomaly({"x": skewed}) is None
