@@ -18,14 +18,9 @@ from typing import Any
 
 import pytest
 
+from load_runner.profiles import SCENARIOS
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = (
-    "high_contention",
-    "high_throughput",
-    "mixed_operations",
-    "session_scheduling",
-    "isolation_append",
-)
 SCHEDULING = "session_scheduling"  # its operations are sessions, not ledger rows
 LIST_APPEND = "isolation_append"  # its transactions are lists, checked for anomalies
 RUN_TIMEOUT_S = 240
