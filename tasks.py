@@ -106,7 +106,8 @@ SCENARIO_HELP = {
     "profile": "smoke, full, open or faults (molotov_scenarios/profiles.toml)",
     "target_url": "load a service that is already running there instead of starting ours "
     "(needs DATABASE_URL pointing at its database)",
-    "out": "the run folder to write into (default: a new one under reports/)",
+    "run_dir": "the run folder to write into (default: a new one under reports/); a "
+    "shard's results go there for load-test.merge",
     "force": "let the faults profile restart a PostgreSQL behind DATABASE_URL",
     "shard": "I/N: run this host's shard I of a run spread over N hosts",
     "start_at": "UNIX_TIME every shard starts at (with --shard)",
@@ -124,7 +125,7 @@ def _scenario_task(number: int, scenario: str) -> Callable[..., None]:
         c: Context,
         profile: str = "smoke",
         target_url: str = "",
-        out: str = "",
+        run_dir: str = "",
         force: bool = False,
         shard: str = "",
         start_at: str = "",
@@ -144,7 +145,7 @@ def _scenario_task(number: int, scenario: str) -> Callable[..., None]:
                 start_at=start_at or "(missing)",
                 target_url=target_url or None,
                 profile=profile,
-                out=out or None,
+                out=run_dir or None,
                 clock_offset=clock_offset or None,
                 seed=seed,
             )
@@ -155,7 +156,7 @@ def _scenario_task(number: int, scenario: str) -> Callable[..., None]:
             scenario,
             profile=profile,
             target_url=target_url or None,
-            out=out or None,
+            out=run_dir or None,
             force=force,
             strategy=strategy,
             transaction_shape=transaction_shape,
@@ -163,7 +164,7 @@ def _scenario_task(number: int, scenario: str) -> Callable[..., None]:
         )
 
     run.__doc__ = (
-        f"Run scenario {number} ({scenario}) and write its results to --out; with --shard I/N "
+        f"Run scenario {number} ({scenario}) and write its results to --run-dir; with --shard I/N "
         "--start-at UNIX_TIME, this host's shard of a run spread over N hosts."
     )
     return run
@@ -177,15 +178,15 @@ scenario4 = _scenario_task(4, "session_scheduling")
 
 @task(
     help={
-        "results": "the run folder (its last scenario) or scenario folders, comma-separated "
+        "run_dir": "the run folder (its last scenario) or scenario folders, comma-separated "
         "(default: the newest run's last scenario)"
     }
 )
-def verify(c: Context, results: str = "") -> None:
+def verify(c: Context, run_dir: str = "") -> None:
     """Run the integrity checks against the database and the last scenario's results."""
     from pipeline.commands import verify_command
 
-    verify_command(results=results or None)
+    verify_command(results=run_dir or None)
 
 
 @task(
@@ -351,6 +352,8 @@ def capacity(
         "tolerance": "percent of the base value a latency or throughput change must exceed "
         "(default: [compare.margins] in profiles.toml, else 5)",
         "force": "compare runs of different transaction shapes or isolation levels anyway",
+        "same_commit": "pool each side with the run index's other runs of its commit, profile, "
+        "strategy, shape and level, so the interval covers the noise between runs",
     }
 )
 def compare(
@@ -436,22 +439,24 @@ def runs(c: Context, reports_dir: str = "") -> None:
 @task(
     help={
         "shards": "the shard folders, separated by spaces or commas, or a folder holding them",
-        "out": "the merged run folder to write (default: a new one under reports/)",
+        "run_dir": "the merged run folder to write (default: a new one under reports/)",
         "allow_missing": "merge what arrived even if some shards are missing (then NO-GO)",
         "fixtures": "the fixtures the shards ran with (default fixtures/test-data.json)",
     }
 )
 def merge(
-    c: Context, shards: str, out: str = "", allow_missing: bool = False, fixtures: str = ""
+    c: Context, shards: str, run_dir: str = "", allow_missing: bool = False, fixtures: str = ""
 ) -> None:
     """Merge shard result folders exactly, check integrity over all of them, write the report.
 
-    SHARDS: shard folders (each a shard's --out), separated by spaces or commas, or a folder
-    holding them: `invoke load-test.merge "out/s1 out/s2" --out RUN_DIR`. Exit 0 only on GO.
+    SHARDS: shard folders (each a shard's --run-dir), separated by spaces or commas, or a folder
+    holding them: `invoke load-test.merge "out/s1 out/s2" --run-dir RUN_DIR`. Exit 0 only on GO.
     """
     from pipeline.merge import merge_command
 
-    merge_command(shards, out=out or None, allow_missing=allow_missing, fixtures=fixtures or None)
+    merge_command(
+        shards, out=run_dir or None, allow_missing=allow_missing, fixtures=fixtures or None
+    )
 
 
 @task(

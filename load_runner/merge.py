@@ -48,8 +48,8 @@ class MergedRun:
 
 
 def find_shard_results(paths: list[Path]) -> list[Path]:
-    """Return the shard result folders under ``paths``: each a shard's --out, its scenario
-    folder, or a folder holding several shards' --out (one or two levels down)."""
+    """Return the shard result folders under ``paths``: each a shard's --run-dir, its scenario
+    folder, or a folder holding several shards' --run-dir (one or two levels down)."""
     found: list[Path] = []
     for path in paths:
         if not path.is_dir():

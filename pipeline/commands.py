@@ -250,7 +250,7 @@ def report_command(*, run_dir: str | None = None, junit: str | None = None) -> N
 
 
 def resolve_result_dirs(results: str | None) -> list[Path]:
-    """Turn --results (comma-separated folders, or a run folder, or nothing) into result folders."""
+    """Turn --run-dir (comma-separated folders, or a run folder, or nothing) into result folders."""
     if not results:
         return [latest_result_dir(latest_run_dir(resolve_reports_root()))]
     folders = []
@@ -261,7 +261,7 @@ def resolve_result_dirs(results: str | None) -> list[Path]:
         # A run folder: the database holds the ledger of its last scenario only.
         folders.append(path if (path / RESULT_FILE).exists() else latest_result_dir(path))
     if not folders:
-        raise RunDirError("--results names no folder")
+        raise RunDirError("--run-dir names no folder")
     return folders
 
 

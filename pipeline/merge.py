@@ -1,4 +1,4 @@
-"""`invoke load-test.merge SHARDS --out RUN_DIR`: one verdict from a run spread over N hosts.
+"""`invoke load-test.merge SHARDS --run-dir RUN_DIR`: one verdict from a run spread over N hosts.
 
 Merges the shards' results exactly (load_runner/merge.py), then runs the integrity checks
 against the service's database (DATABASE_URL, else the local cluster) with the union of all

@@ -1,4 +1,4 @@
-"""`invoke load-test.scenarioN --shard I/N --start-at T --target-url URL --out DIR`: one shard.
+"""`invoke load-test.scenarioN --shard I/N --start-at T --target-url URL --run-dir DIR`: one shard.
 
 A shard is only a load generator: it does not reset or check the database (the run's set-up
 did that once, before any shard started; the merge checks it once, after all of them), and so
@@ -69,7 +69,7 @@ def shard_command(
     if not target_url:
         fail("--shard needs --target-url: a shard drives a service that runs elsewhere")
     if not out:
-        fail("--shard needs --out: the folder this shard's results go to (the merge reads it)")
+        fail("--shard needs --run-dir: the folder this shard's results go to (the merge reads it)")
     try:
         run = run_shard(
             scenario,

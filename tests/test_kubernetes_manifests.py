@@ -199,7 +199,7 @@ def test_each_pod_runs_its_shard_with_options_the_cli_accepts(index: int) -> Non
     assert parse_shard(options["--shard"]) == Shard(index + 1, PLAN.shards)
     assert options["--start-at"] == str(PLAN.start_at)
     assert options["--profile"] == PLAN.profile
-    assert options["--out"] == f"/results/{PLAN.run_name}/shard-{index + 1}"
+    assert options["--run-dir"] == f"/results/{PLAN.run_name}/shard-{index + 1}"
     assert options["--target-url"].startswith("http://")
 
 
@@ -222,7 +222,7 @@ def test_the_merge_job_reads_the_folder_the_shards_write_and_the_collector_mount
     assert task == "load-test.merge"
     assert shards == f"/results/{PLAN.run_name}"
     assert set(arguments[::2]) <= _task_options(task)
-    merged = arguments[arguments.index("--out") + 1]
+    merged = arguments[arguments.index("--run-dir") + 1]
     assert merged == f"/results/{PLAN.run_name}/merged"
     env_names = {item["name"] for item in container["env"]}
     assert "DATABASE_URL" in env_names  # the integrity checks read the service's database

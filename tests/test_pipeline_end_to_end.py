@@ -206,7 +206,7 @@ def test_smoke_pipeline_end_to_end(database_url: str, tmp_path: Path) -> None:
     assert markdown.startswith(f"# Performance test results: {decision}")
 
     # The checks can be run again on what the database still holds: the last scenario.
-    verified, _ = invoke("load-test.verify", "--results", str(run_dir), env=env, timeout=60)
+    verified, _ = invoke("load-test.verify", "--run-dir", str(run_dir), env=env, timeout=60)
     assert verified.returncode == 0, verified.stderr
     assert "integrity: OK" in verified.stdout
     rerendered, _ = invoke("load-test.report", "--run-dir", str(run_dir), env=env, timeout=60)
@@ -248,11 +248,11 @@ def test_unsafe_control_run_is_no_go_with_the_overbooking_in_the_report(
 def test_one_scenario_then_verify_then_report(database_url: str, tmp_path: Path) -> None:
     env = environment(database_url, tmp_path)
     out = tmp_path / "run"
-    ran, _ = invoke("load-test.scenario1", "--out", str(out), env=env)
+    ran, _ = invoke("load-test.scenario1", "--run-dir", str(out), env=env)
     assert ran.returncode == 0, ran.stderr[-3000:]
     assert ran.stdout.strip().startswith("high_contention: ")
     assert (out / "high_contention" / "service.json").exists()
-    verified, _ = invoke("load-test.verify", "--results", str(out / "high_contention"), env=env)
+    verified, _ = invoke("load-test.verify", "--run-dir", str(out / "high_contention"), env=env)
     assert verified.returncode == 0, verified.stderr
     assert (out / "high_contention" / "integrity.json").exists()
     reported, _ = invoke("load-test.report", "--run-dir", str(out), env=env)
@@ -270,7 +270,7 @@ def test_one_scenario_then_verify_then_report(database_url: str, tmp_path: Path)
         # 0 is the default: the profile's own worker count.
         (("load-test.all", "--workers=-1"), "error: --workers must be at least 1"),
         (("load-test.report", "--run-dir", "/nonexistent/run"), "error: run folder"),
-        (("load-test.verify", "--results", "/nonexistent/results"), "error: results folder"),
+        (("load-test.verify", "--run-dir", "/nonexistent/results"), "error: results folder"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_changes_nothing(

@@ -94,7 +94,7 @@ def test_bad_shard_input_is_one_line_and_exit_2(
 ) -> None:
     out = tmp_path / "out"
     completed = _invoke(TASK, "--shard", shard, "--start-at", str(time.time() + start_in_s),
-                        "--target-url", "http://127.0.0.1:9", "--out", str(out))  # fmt: skip
+                        "--target-url", "http://127.0.0.1:9", "--run-dir", str(out))  # fmt: skip
     assert completed.returncode == 2
     lines = completed.stderr.strip().splitlines()
     assert len(lines) == 1
@@ -128,7 +128,7 @@ def test_shards_merge_exactly_and_reconcile_with_the_ledger(
                 f"{start_at:.3f}",
                 "--target-url",
                 urls[index - 1],
-                "--out",
+                "--run-dir",
                 str(out),
                 env={"LOADTEST_FIXTURES_PATH": str(stack.fixtures_path)},
                 netns=f"lt-shard-{index}" if mode == "netns" else None,
@@ -214,7 +214,7 @@ def test_shards_merge_exactly_and_reconcile_with_the_ledger(
 
 def test_merge_command_refuses_in_one_line(tmp_path: Path, stack: SeededStack) -> None:
     completed = _invoke("load-test.merge", str(tmp_path / "nothing-here"),
-                        "--out", str(tmp_path / "run"),
+                        "--run-dir", str(tmp_path / "run"),
                         env={"LOADTEST_FIXTURES_PATH": str(stack.fixtures_path)})  # fmt: skip
     assert completed.returncode == 2
     assert len(completed.stderr.strip().splitlines()) == 1
