@@ -387,19 +387,23 @@ def compare(
 
 @task(
     help={
+        "base": "the commit to compare against (any git revision: a branch, tag or sha)",
         "new": "the commit to test (default: the working tree)",
         "repeats": "pairs of runs, interleaved (default 3)",
         "profile": "the profile both commits run (default smoke)",
         "scenarios": "comma-separated scenarios (default: all)",
         "dirty": "NEW is the working tree with uncommitted changes: snapshot it (git stash create)",
         "reports_dir": "where the ab-<time>/ folder goes (default reports/)",
+        "strategy": DIMENSION_HELP["strategy"],
+        "tolerance": "percent of the base value a latency or throughput change must exceed "
+        "(default: [compare.margins] in profiles.toml, else 5)",
     }
 )
 def ab(
     c: Context,
     base: str,
     new: str = "",
-    repeats: str = "3",
+    repeats: int = 3,
     profile: str = "smoke",
     strategy: str = "serializable",
     scenarios: str = "",
