@@ -46,7 +46,7 @@ from psycopg.types.json import Jsonb
 
 from target.database import POSTGRES_ISOLATION
 from target.operations import Operation, UnitChange
-from target.reservation_sql import CHANGE_STATEMENTS
+from target.reservation_sql import AUTHORIZATION_COLUMNS, CHANGE_STATEMENTS
 from target.reservations import RETRYABLE_SQLSTATES, backoff_s, statement_parameters
 from target.settings import DEFAULT_ISOLATION
 
@@ -84,28 +84,15 @@ UPDATE_COUNTERS = (
 INSERT_STORED_KEY = (
     "INSERT INTO idempotency_keys (organization_id, key, fingerprint, applied, image, "
     "transaction_id) VALUES (%(organization_id)s::UUID, %(key)s::VARCHAR, "
-    "%(fingerprint)s::VARCHAR, %(applied)s, %(image)s::JSONB, %(transaction_id)s::UUID) "
-    "RETURNING idempotency_keys.created_at"
+    "%(fingerprint)s::VARCHAR, %(applied)s, %(image)s::JSONB, %(transaction_id)s::UUID)"
 )
 INSERT_LEDGER_ROW = (
     "INSERT INTO unit_transactions (id, authorization_id, organization_id, practitioner_id, "
     "kind, units, request_id, idempotency_key) VALUES (%(id)s::UUID, %(authorization_id)s::UUID, "
     "%(organization_id)s::UUID, %(practitioner_id)s::UUID, %(kind)s::VARCHAR, "
-    "%(units)s::INTEGER, %(request_id)s::VARCHAR, %(key)s::VARCHAR) "
-    "RETURNING unit_transactions.created_at"
+    "%(units)s::INTEGER, %(request_id)s::VARCHAR, %(key)s::VARCHAR)"
 )
-IMAGE_COLUMNS = (
-    "id",
-    "organization_id",
-    "patient_id",
-    "service_code",
-    "total_units",
-    "used_units",
-    "scheduled_units",
-    "status",
-    "start_date",
-    "end_date",
-)
+IMAGE_COLUMNS = AUTHORIZATION_COLUMNS
 
 
 class GaveUp(Exception):

@@ -13,10 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.cpu_watch import POSTGRES, SERVICE, CpuWatch, postgres_finder, process_tree
+from pipeline.service_watch import CONFLICTS, RETRIES
 from results.files import COST_FILE, RESULT_FILE, SERVICE_FILE
-
-RETRIES = "db_serialization_retries_total"
-CONFLICTS = "db_serialization_conflicts_total"
 
 
 def cost_watch(database_url: str, service_pid: int | None) -> CpuWatch:
