@@ -1,4 +1,6 @@
-"""Network faults made in user space: a relay in front of PostgreSQL (this kernel has no netem)."""
+"""Faults a run injects: the nemesis that plays a profile's fault schedule (nemesis), and the
+relay in front of PostgreSQL that makes network faults in user space (relay; this kernel has
+no netem)."""
 
 from __future__ import annotations
 

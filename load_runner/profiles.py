@@ -22,7 +22,7 @@ SCENARIOS = (
     "isolation_append",
 )
 THRESHOLDS_TABLE = "thresholds"
-# A profile's fault schedule (pipeline/nemesis.py reads and checks it).
+# A profile's fault schedule (faults/nemesis.py reads and checks it).
 NEMESIS_TABLE = "nemesis"
 # Top-level `[service.<profile>]`: how the service is run under a profile (e.g. workers).
 SERVICE_TABLE = "service"

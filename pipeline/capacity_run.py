@@ -29,15 +29,6 @@ from load_runner.profiles import ProfileError, ScenarioConfig, load_scenario_con
 from load_runner.runner import SCENARIO_DIR, execute
 from local_postgres import LocalCluster
 from pipeline.capacity import SearchPlan, SearchResult, StepOutcome, bracket, search
-from pipeline.cpu_watch import (
-    GENERATOR,
-    POSTGRES,
-    SERVICE,
-    CpuWatch,
-    own_children_except,
-    postgres_finder,
-    process_tree,
-)
 from pipeline.dimensions import ServiceDimensions, resolve_dimensions
 from pipeline.exclusive import exclusive_database
 from pipeline.exits import EXIT_FAILED, cleanly, described, fail
@@ -45,7 +36,6 @@ from pipeline.facts import collect_facts
 from pipeline.run import RunLog
 from pipeline.rundirs import new_run_dir, resolve_reports_root
 from pipeline.service_process import start_service
-from pipeline.service_watch import ServiceWatch
 from pipeline.setup import bring_up_database, setup_database
 from reporting.capacity import (
     CAPACITY_KIND,
@@ -73,6 +63,16 @@ from results.files import (
 )
 from seeding import reset_to_baseline
 from target.settings import CONCURRENCY_STRATEGIES, DEFAULT_TRANSACTION_SHAPE
+from watch.cpu_watch import (
+    GENERATOR,
+    POSTGRES,
+    SERVICE,
+    CpuWatch,
+    own_children_except,
+    postgres_finder,
+    process_tree,
+)
+from watch.service_watch import ServiceWatch
 
 # Reserve-then-release never runs an authorization dry, and every step starts from the seeded
 # baseline anyway: the default scenario measures throughput, not a shrinking budget.

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import psycopg
 
+from faults.nemesis import load_schedule, postgres_refusal
 from integrity import IntegrityInputError, format_report, run_checks, write_integrity_json
 from load_runner import SCENARIOS
 from load_runner.profiles import ProfileError, load_scenario_config, service_workers
@@ -26,7 +27,6 @@ from pipeline.dimensions import ServiceDimensions, parse_scenarios, resolve_dime
 from pipeline.exclusive import exclusive_database
 from pipeline.exits import EXIT_FAILED, cleanly, fail
 from pipeline.metrics_stream import finish_stream, stream_for
-from pipeline.nemesis import load_schedule, postgres_refusal
 from pipeline.run import DEFAULT_WORKERS, RunLog, run_all, run_watched_scenario
 from pipeline.rundirs import (
     RunDirError,

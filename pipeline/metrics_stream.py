@@ -27,7 +27,6 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from load_runner.collect import read_progress
-from pipeline.background import BackgroundThread
 from pipeline.exits import fail
 from reporting.live_metrics import (
     RemoteWriteUrlError,
@@ -43,6 +42,7 @@ from reporting.remote_write import (
     snappy_compress,
 )
 from results.files import REMOTE_WRITE_FILE
+from watch.background import BackgroundThread
 
 SAMPLE_INTERVAL_S = 1.0
 WRITE_TIMEOUT_S = 1.0  # a slower endpoint loses writes rather than holding the feed back
@@ -245,7 +245,7 @@ class MetricsStream(BackgroundThread):
 def watched_counters(watch: Any) -> ServiceCounters:
     """Return how to read the service's retries and conflicts since a watch began.
 
-    The watch (pipeline/service_watch.ServiceWatch) keeps one point of running totals a
+    The watch (watch/service_watch.ServiceWatch) keeps one point of running totals a
     second; its first point is the scenario's baseline. None while there is none.
     """
 

@@ -15,28 +15,28 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from faults.nemesis import RELAY_FAULTS, load_schedule, nemesis_for
 from faults.relay import DbRelay
 from integrity import format_report, run_checks, write_integrity_json
 from load_runner import SCENARIOS, run_scenario
 from local_postgres import LocalCluster
-from pipeline.attribution_sampler import AttributionSampler
 from pipeline.dimensions import ServiceDimensions
 from pipeline.exclusive import exclusive_database
 from pipeline.exits import described
 from pipeline.facts import collect_facts
 from pipeline.isolation_check import check_isolation
 from pipeline.metrics_stream import MetricsStream, watched_counters
-from pipeline.nemesis import RELAY_FAULTS, load_schedule, nemesis_for
-from pipeline.quiet_database import autovacuum_paused, prepare_measured_window
 from pipeline.rundirs import git_state, new_run_dir, resolve_reports_root
-from pipeline.scenario_cost import cost_watch, write_scenario_cost
 from pipeline.service_process import ServiceProcess, start_service
-from pipeline.service_watch import ServiceWatch
 from pipeline.setup import bring_up_database, setup_database
 from reporting.live_metrics import run_labels
 from reporting.report import write_report
 from results.files import ERRORS_LOG, FIXTURES_FILE, RAW_DIR, RESULT_FILE, RUN_FILE, SERVICE_LOG
 from seeding import reset_to_baseline
+from watch.attribution_sampler import AttributionSampler
+from watch.quiet_database import autovacuum_paused, prepare_measured_window
+from watch.scenario_cost import cost_watch, write_scenario_cost
+from watch.service_watch import ServiceWatch
 
 DEFAULT_PROFILE = "smoke"
 DEFAULT_STRATEGY = "serializable"

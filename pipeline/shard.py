@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from faults.nemesis import load_schedule
 from load_runner.profiles import ProfileError
 from load_runner.runner import (
     SCENARIO_DIR,
@@ -39,10 +40,9 @@ from load_runner.sharding import (
 from molotov_scenarios.fixtures import FixturesError, load_fixtures
 from pipeline.commands import default_fixtures_path
 from pipeline.exits import EXIT_FAILED, fail
-from pipeline.nemesis import load_schedule
 from pipeline.service_process import RemoteService
-from pipeline.service_watch import ServiceWatch
 from results.files import RESULT_FILE
+from watch.service_watch import ServiceWatch
 
 WATCHING_SHARD = 1  # the shard that writes service.json
 

@@ -1,7 +1,7 @@
 """Say what coincided with each slow second: database waits, checkpoints, vacuum, host, service.
 
 Pure: from a scenario's result.json (its per-second series, thresholds and latency evidence)
-and samples.json (pipeline/attribution_sampler.py). A second is slow when its own p95 or p99
+and samples.json (watch/attribution_sampler.py). A second is slow when its own p95 or p99
 is above the scenario's threshold for it, when its median is five times the run's (and over
 SLOW_MEDIAN_FLOOR_MS), or when it lies in a stall the latency evidence found. The samples
 looked at for second k are those from k to k + 1 s plus that second's p99 (at most one

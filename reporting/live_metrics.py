@@ -29,7 +29,7 @@ DECISIONS = ("GO", "CONDITIONAL", "NO-GO")
 JOB = "clinic-loadtest"
 # run.json's keys that label every series (the run id and commit are added beside them).
 RUN_LABELS = ("profile", "strategy", "transaction_shape", "isolation")
-# The service counters the watch keeps every second (pipeline/service_watch.SERIES_COUNTERS).
+# The service counters the watch keeps every second (watch/service_watch.SERIES_COUNTERS).
 SERVICE_COUNTERS = {RETRIES: "retries", CONFLICTS: "conflicts"}
 
 

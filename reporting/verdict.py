@@ -50,7 +50,7 @@ GRADED_THRESHOLDS = (UNEXPECTED_ERROR_RATE_MAX,)
 UNSENT_SHARE_TOLERATED = 0.01
 POOL_EXHAUSTION_CODE = "unavailable"
 POOL_TIMEOUTS_METRIC = "db_pool_timeouts_total"
-# faults.json (pipeline/nemesis.py): what happened to each planned fault.
+# faults.json (faults/nemesis.py): what happened to each planned fault.
 FAULT_DONE, FAULT_SKIPPED, FAULT_FAILED = "done", "skipped", "failed"
 # A latency threshold judged with its interval. Only a certain miss of more than 50 % is
 # NO-GO on its own; a miss the interval cannot confirm is CONDITIONAL; one short stall is
@@ -76,12 +76,12 @@ class ScenarioEvidence:
     failure: str | None = None
     # faults.json when a nemesis ran: the faults, their recovery, and the figures outside them.
     faults: Mapping[str, Any] | None = None
-    # samples.json (pipeline/attribution_sampler.py): what the database, host and service
+    # samples.json (watch/attribution_sampler.py): what the database, host and service
     # were doing, every 100 ms; reporting/attribution.py reads it.
     samples: Mapping[str, Any] | None = None
     # anomalies.json when the profile requires a consistency model (isolation_append).
     anomalies: Mapping[str, Any] | None = None
-    # cost.json (pipeline/scenario_cost.py): CPU and retries per committed operation.
+    # cost.json (watch/scenario_cost.py): CPU and retries per committed operation.
     cost: Mapping[str, Any] | None = None
 
 

@@ -16,13 +16,13 @@ import psycopg
 import pytest
 
 from local_postgres import ClusterInfo
-from pipeline.attribution_sampler import AttributionSampler
-from pipeline.quiet_database import (
+from reporting.attribution import explain_window
+from watch.attribution_sampler import AttributionSampler
+from watch.quiet_database import (
     autovacuum_paused,
     autovacuum_setting,
     prepare_measured_window,
 )
-from reporting.attribution import explain_window
 
 SETTLE_S = 0.5  # long enough for a few samples at 100 ms, whatever the machine's load
 QUIET_PROBES = 10  # 50 ms apart: half a second without the WAL writer syncing
@@ -71,9 +71,19 @@ def test_a_serialization_failure_leaves_its_error_but_not_its_statement_in_the_l
     finally:
         first.close()
         second.close()
-    log = (Path(pg_cluster.workdir) / "server.log").read_text(errors="replace")
+    log = _server_log_once_it_holds(Path(pg_cluster.workdir) / "server.log", "could not serialize")
     assert "could not serialize access" in log
     assert marker not in log
+
+
+def _server_log_once_it_holds(path: Path, text: str, timeout_s: float = 5.0) -> str:
+    """Read the server's log once ``text`` reached it: the server writes it after replying."""
+    deadline = time.monotonic() + timeout_s
+    log = path.read_text(errors="replace")
+    while text not in log and time.monotonic() < deadline:
+        time.sleep(0.05)
+        log = path.read_text(errors="replace")
+    return log
 
 
 def _insert_and_commit(conn: psycopg.Connection, table: str) -> None:

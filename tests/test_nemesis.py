@@ -20,10 +20,7 @@ import psutil
 import psycopg
 import pytest
 
-from faults.relay import DbRelay
-from local_postgres import ClusterInfo
-from molotov_scenarios.records import Record
-from pipeline.nemesis import (
+from faults.nemesis import (
     DONE,
     SKIPPED,
     FaultRecord,
@@ -42,11 +39,14 @@ from pipeline.nemesis import (
     restart_postgres,
     slow_db_link,
 )
+from faults.relay import DbRelay
+from local_postgres import ClusterInfo
+from molotov_scenarios.records import Record
 from pipeline.service_process import ServiceProcess, start_service
-from pipeline.service_watch import probe_health
 from reporting.charts import FaultBand, throughput_over_time_svg
 from reporting.verdict import CONDITIONAL, GO, NO_GO, ScenarioEvidence, decide
 from results.recovery import FaultWindow, fault_cost, measure_recovery, steady_state
+from watch.service_watch import probe_health
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -413,7 +413,7 @@ def test_a_db_link_fault_without_a_relay_is_refused_in_one_line(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     schedule = (FaultSpec("kill_worker", 1.0), FaultSpec("db_partition", 2.0, 1.0))
-    monkeypatch.setattr("pipeline.nemesis.load_schedule", lambda scenario, profile: schedule)
+    monkeypatch.setattr("faults.nemesis.load_schedule", lambda scenario, profile: schedule)
 
     class Remote:
         base_url = "http://127.0.0.1:9"

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.service_process import start_service
-from pipeline.service_watch import (
+from reporting.verdict import ScenarioEvidence, judge_scenario
+from watch.service_watch import (
     COUNTERS,
     FIRST_SCRAPE_ATTEMPTS,
     WORKER_RESTARTS,
@@ -24,7 +25,6 @@ from pipeline.service_watch import (
     metric_delta,
     parse_metrics,
 )
-from reporting.verdict import ScenarioEvidence, judge_scenario
 
 METRICS_TEXT = """\
 # HELP http_requests_total HTTP requests
@@ -159,7 +159,7 @@ def test_metric_delta_without_a_baseline_is_unknown_not_a_total() -> None:
 
 
 def test_a_failed_first_scrape_is_retried(fake_service, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("pipeline.service_watch.FIRST_SCRAPE_RETRY_S", 0.01)
+    monkeypatch.setattr("watch.service_watch.FIRST_SCRAPE_RETRY_S", 0.01)
     state, service = fake_service
     state.pool_timeouts = 5.0  # an earlier scenario's
     state.metrics_failures = FIRST_SCRAPE_ATTEMPTS - 1
@@ -175,7 +175,7 @@ def test_a_failed_first_scrape_is_retried(fake_service, monkeypatch: pytest.Monk
 def test_without_a_first_scrape_deltas_are_unknown_and_old_timeouts_are_not_blamed(
     fake_service, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("pipeline.service_watch.FIRST_SCRAPE_RETRY_S", 0.01)
+    monkeypatch.setattr("watch.service_watch.FIRST_SCRAPE_RETRY_S", 0.01)
     state, service = fake_service
     state.pool_timeouts = 5.0  # an earlier scenario's
     state.metrics_failures = FIRST_SCRAPE_ATTEMPTS
@@ -293,7 +293,7 @@ def test_a_replacement_seen_ticks_after_the_exit_is_one_restart_timed_at_the_exi
 def test_an_exit_unreplaced_after_the_grace_period_is_a_worker_exit(
     fake_service, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("pipeline.service_watch.REPLACEMENT_GRACE_S", 0.2)
+    monkeypatch.setattr("watch.service_watch.REPLACEMENT_GRACE_S", 0.2)
     _, service = fake_service
     first = subprocess.Popen(["sleep", "60"])
     try:

@@ -21,7 +21,6 @@ import psutil
 from prometheus_client import CollectorRegistry, multiprocess
 from support_service import PASSWORD, seed_clinic
 
-from pipeline.background import BackgroundThread
 from pipeline.service_process import PROJECT_ROOT, ServiceProcess, bind_listener, start_service
 from target.metrics import MULTIPROC_DIR_ENV
 from target.supervisor import (
@@ -31,6 +30,7 @@ from target.supervisor import (
     LOG_PREFIX,
     restart_delay_s,
 )
+from watch.background import BackgroundThread
 
 WORKERS = 2
 POOL_SIZE = 3

@@ -73,8 +73,6 @@ from load_runner.collect import collect
 from load_runner.profiles import ProfileError, load_scenario_config, nemesis_table
 from local_postgres import LocalCluster
 from local_postgres.cluster import SERVER_ACCOUNT, find_bin_dir
-from pipeline.background import BackgroundThread
-from pipeline.service_watch import probe_health
 from results.files import FAULTS_FILE, RAW_DIR
 from results.recovery import (
     RECOVERY_LIMIT_S,
@@ -83,6 +81,8 @@ from results.recovery import (
     measure_recovery,
     steady_state,
 )
+from watch.background import BackgroundThread
+from watch.service_watch import probe_health
 
 if TYPE_CHECKING:  # the nemesis only acts on a relay it is handed
     from faults.relay import DbRelay

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import psutil
 import psycopg
 
-from pipeline.background import BackgroundThread
+from watch.background import BackgroundThread
 
 SAMPLE_INTERVAL_S = 0.5
 MACHINE = "machine"  # every core's busy time, whoever used it: shows other tenants' load

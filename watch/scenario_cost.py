@@ -12,9 +12,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipeline.cpu_watch import POSTGRES, SERVICE, CpuWatch, postgres_finder, process_tree
-from pipeline.service_watch import CONFLICTS, RETRIES
 from results.files import COST_FILE, RESULT_FILE, SERVICE_FILE
+from watch.cpu_watch import POSTGRES, SERVICE, CpuWatch, postgres_finder, process_tree
+from watch.service_watch import CONFLICTS, RETRIES
 
 
 def cost_watch(database_url: str, service_pid: int | None) -> CpuWatch:

@@ -34,8 +34,8 @@ import psutil
 import psycopg
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.background import BackgroundThread
 from results.files import SAMPLES_FILE
+from watch.background import BackgroundThread
 
 SAMPLE_INTERVAL_S = 0.1
 CONNECT_TIMEOUT_S = 5

@@ -22,8 +22,8 @@ from typing import Any, Protocol
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.background import BackgroundThread
 from results.files import SERVICE_FILE
+from watch.background import BackgroundThread
 
 POLL_INTERVAL_S = 1.0
 PROBE_TIMEOUT_S = 2.0
