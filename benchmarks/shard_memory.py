@@ -33,7 +33,7 @@ CASE = r"""
 import json, os, resource, sys, time, uuid, random
 from pathlib import Path
 from molotov_scenarios.recorder import Recorder
-from molotov_scenarios.records import Record
+from results.record_format import Record
 
 def peak_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -29,7 +29,6 @@ from load_runner.profiles import SCENARIOS, ProfileError, ScenarioConfig, load_s
 from load_runner.progress import ProgressDisplay
 from molotov_scenarios.environment import ENVIRONMENT_VARIABLE, ScenarioEnvironment
 from molotov_scenarios.fixtures import FixturesError, load_fixtures
-from molotov_scenarios.records import unanswered_requests
 from results.documents import ResultDocument
 from results.files import HISTORY_FILE, OPERATIONS_FILE, RAW_DIR, RESULT_FILE, UNANSWERED_FILE
 from results.history import history_lines, logical_operations, summarise_operations
@@ -39,6 +38,7 @@ from results.organizations import (
     read_organization_index,
     summarise_by_organization,
 )
+from results.record_format import unanswered_requests
 from results.record_table import RecordTable
 from results.records import successful_operations
 from results.stalls import latency_evidence

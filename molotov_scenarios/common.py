@@ -39,9 +39,9 @@ from molotov_scenarios.fixtures import (
 )
 from molotov_scenarios.http_client import HttpClient
 from molotov_scenarios.recorder import Recorder
-from molotov_scenarios.records import Record
 from molotov_scenarios.retries import OK, RetryPolicy, new_idempotency_key, send_operation
 from molotov_scenarios.transactions import TransactionLog
+from results.record_format import Record
 
 CONTENTION_SLICE_MIN_S = 0.5  # each contended authorization gets at least this long
 SHARED_SHARE = 0.2  # mixed operations: share of calls on the one shared authorization

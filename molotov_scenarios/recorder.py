@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TextIO
 
 from molotov_scenarios.environment import PROCESS_PREFIX, PROGRESS_PREFIX, RECORDS_PREFIX
-from molotov_scenarios.records import (
+from results.record_format import (
     Record,
     encode_record,
     is_error,

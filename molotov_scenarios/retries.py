@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from molotov_scenarios.http_client import HttpClient
-from molotov_scenarios.records import CONNECTION_ERROR, NO_RESPONSE_STATUS, TIMEOUT
+from results.record_format import CONNECTION_ERROR, NO_RESPONSE_STATUS, TIMEOUT
 
 OK, FAIL, INFO = "ok", "fail", "info"
 OUTCOMES = (OK, FAIL, INFO)

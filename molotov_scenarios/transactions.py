@@ -16,8 +16,7 @@ import json
 from pathlib import Path
 from typing import Any, TextIO
 
-TRANSACTIONS_PREFIX = "txns-"
-TRANSACTIONS_SUFFIX = ".jsonl"
+from results.files import TRANSACTIONS_PREFIX, TRANSACTIONS_SUFFIX
 
 
 def transactions_path(record_dir: Path, pid: int) -> Path:

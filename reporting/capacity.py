@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from molotov_scenarios.records import NO_RESPONSE_STATUS, Record
 from reporting.verdict import ScenarioEvidence, judge_scenario, unexpected_error_rate
+from results.record_format import NO_RESPONSE_STATUS, Record
 from results.summary import summarise_requests
 
 CAPACITY_SCHEMA_VERSION = 1

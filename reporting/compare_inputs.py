@@ -17,7 +17,6 @@ from typing import Any
 
 from load_runner.collect import collect
 from load_runner.profiles import ProfileError, compare_margins_table
-from molotov_scenarios.records import Record, is_error
 from reporting.compare import (
     Margin,
     Request,
@@ -28,6 +27,7 @@ from reporting.compare import (
 )
 from reporting.run_index import read_index
 from results.files import INTEGRITY_FILE, RAW_DIR, RESULT_FILE, RUN_FILE, SUMMARY_FILE
+from results.record_format import Record, is_error
 
 RUN_NAME_GLOB = "*T*Z-*"
 # Runs from before the dimensions existed ran the one-statement shape.

@@ -4,7 +4,7 @@ Pure functions (pipeline/metrics_stream.py reads the progress files and sends th
 Counters are running totals since the scenario started, so a write that is lost costs a
 dashboard one point of resolution, never a request: the next write carries the totals.
 Latency percentiles are of the requests that ended since the previous sample (about a second),
-from the processes' live buckets (within 2 % of the exact value, see molotov_scenarios/records).
+from the processes' live buckets (within 2 % of the exact value, see results/record_format.py).
 """
 
 from __future__ import annotations

@@ -12,6 +12,9 @@ OPERATIONS_FILE = "operations.csv"  # load_runner: the acknowledged reservations
 UNANSWERED_FILE = "unanswered.csv"  # load_runner: requests with no response (may have committed)
 HISTORY_FILE = "history.jsonl"  # load_runner: one line per invoke/ok/fail/info event
 RAW_DIR = "raw"  # load_runner: per-process records, self-watch and Molotov's own output
+# In raw/: txns-<pid>.jsonl, a list-append transaction a line (molotov_scenarios.transactions)
+TRANSACTIONS_PREFIX = "txns-"
+TRANSACTIONS_SUFFIX = ".jsonl"
 INTEGRITY_FILE = "integrity.json"  # integrity: every check's outcome
 SERVICE_FILE = "service.json"  # watch.service_watch: the service's health during the run
 FAULTS_FILE = "faults.json"  # faults.nemesis: only under a profile with a fault schedule

@@ -21,9 +21,9 @@ from typing import overload
 
 import numpy as np
 
-from molotov_scenarios.records import NO_RESPONSE_STATUS, Record
 from results.latency import latency_summary
 from results.list_history import LIST_APPEND_F, TransactionValues, list_append_value
+from results.record_format import NO_RESPONSE_STATUS, Record
 from results.record_table import RecordTable
 
 OK, FAIL, INFO = "ok", "fail", "info"

@@ -9,7 +9,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from molotov_scenarios.records import live_bucket_upper_ms
+from results.record_format import live_bucket_upper_ms
 
 SUMMARY_PERCENTILES = (50, 90, 95, 99)
 # Upper bounds (ms) of the histogram in result.json; dense around the thresholds (150-500 ms).

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from molotov_scenarios.transactions import TRANSACTIONS_PREFIX, TRANSACTIONS_SUFFIX
+from results.files import TRANSACTIONS_PREFIX, TRANSACTIONS_SUFFIX
 
 LIST_APPEND_F = "txn"
 

@@ -15,8 +15,8 @@ from typing import Any, TypedDict
 
 import numpy as np
 
-from molotov_scenarios.records import Record
 from results.latency import latency_summary
+from results.record_format import Record
 from results.record_table import RecordTable
 
 UNKNOWN_ORGANIZATION = "unknown"

@@ -17,7 +17,7 @@ from typing import Any, overload
 
 import numpy as np
 
-from molotov_scenarios.records import Record, decode_record
+from results.record_format import Record, decode_record
 
 CHUNK_ROWS = 10_000  # rows buffered as Python values before they become numpy columns
 ITERATION_CHUNK = 4_096  # records made at a time while iterating
@@ -178,7 +178,7 @@ class RecordTable(Sequence[Record]):
 
     @property
     def error(self) -> np.ndarray:
-        """Return a mask of the failed requests (molotov_scenarios.records.is_error)."""
+        """Return a mask of the failed requests (results.record_format.is_error)."""
         if self._error is None:
             answered_ok = (self.status >= 200) & (self.status < 300)
             self._error = ~answered_ok | ~self.code.equals("")
@@ -347,7 +347,7 @@ class RecordTableBuilder:
             self._flush()
 
     def add_rows(self, rows: Iterable[Sequence[str]]) -> int:
-        """Add CSV rows (molotov_scenarios.records.encode_record); return how many were added."""
+        """Add CSV rows (results.record_format.encode_record); return how many were added."""
         before = self.rows
         for cells in rows:
             self.add(decode_record(cells))

@@ -1,5 +1,7 @@
 """Merge the records of every generator process, each request (attempt) exactly once.
 
+What a record is, and how it is written, is results/record_format.py; this module merges them.
+
 A record is one attempt; the attempts of one logical operation share its Idempotency-Key
 (results.history groups them). Only a 2xx ends an operation as ok, so an operation yields at
 most one successful record, and a replayed answer carries the original transaction id.
@@ -11,7 +13,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from molotov_scenarios.records import Record, is_error
+from results.record_format import Record, is_error
 from results.record_table import RecordTable
 
 

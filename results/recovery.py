@@ -21,14 +21,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from molotov_scenarios.records import (
+from results.latency import latency_summary
+from results.record_format import (
     CONNECTION_ERROR,
     NO_RESPONSE_STATUS,
     TIMEOUT,
     Record,
     is_error,
 )
-from results.latency import latency_summary
 
 RECOVERED_SHARE = 0.8  # throughput back to this share of its rate before the fault
 RECOVERY_LIMIT_S = 10.0  # not recovered within this long after the fault's end: NO-GO

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from molotov_scenarios.records import Record
 from results.latency import sorted_latencies
+from results.record_format import Record
 from results.record_table import RecordTable
 from results.uncertainty import CONFIDENCE, METHOD, MIN_TAIL_REQUESTS, percentile_interval
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from molotov_scenarios.records import Record
 from results.latency import histogram, latency_summary, percentile
 from results.outcomes import summarise_outcomes
+from results.record_format import Record
 from results.record_table import Labels, RecordTable
 from results.timeseries import per_second
 

@@ -6,9 +6,9 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from molotov_scenarios.records import Record
 from results.latency import percentile
 from results.outcomes import outcome_codes
+from results.record_format import Record
 from results.record_table import RecordTable
 
 TIMESERIES_PERCENTILES = (50, 95, 99)

@@ -14,7 +14,6 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from molotov_scenarios.records import Record
 from pipeline.capacity import (
     CONVERGED,
     FATAL,
@@ -40,6 +39,7 @@ from reporting.capacity import (
     step_resources,
 )
 from reporting.verdict import ScenarioEvidence
+from results.record_format import Record
 
 STEP_COST_S = 20.0
 

@@ -32,7 +32,6 @@ from load_runner.runner import _write_results as write_results
 from local_postgres import ClusterInfo, create_marked_database
 from local_postgres.cluster import url_for
 from molotov_scenarios.http_client import HttpClient
-from molotov_scenarios.records import CONNECTION_ERROR, Record
 from molotov_scenarios.retries import (
     FAIL,
     INFO,
@@ -45,6 +44,7 @@ from molotov_scenarios.retries import (
 )
 from pipeline.service_process import start_service
 from results.files import HISTORY_FILE
+from results.record_format import CONNECTION_ERROR, Record
 from seeding import reset_to_baseline, seed_database
 from target.settings import DEFAULT_JWT_SECRET
 

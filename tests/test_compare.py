@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 
-from molotov_scenarios.records import Record, encode_record
 from reporting.compare import (
     BETTER,
     CHANGED,
@@ -41,6 +40,7 @@ from reporting.compare_inputs import CompareInputError, RunSample, pool_runs, re
 from reporting.compare_report import compare_runs
 from reporting.regression_gate import apply_regression_gate
 from reporting.run_index import format_index, latest_go, read_index, record_run
+from results.record_format import Record, encode_record
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = "high_throughput"

@@ -34,7 +34,7 @@ from integrity.history import read_unanswered
 from load_runner.collect import collect
 from load_runner.runner import _write_results as write_results
 from molotov_scenarios.recorder import Recorder
-from molotov_scenarios.records import CONNECTION_ERROR, TIMEOUT, Record
+from results.record_format import CONNECTION_ERROR, TIMEOUT, Record
 
 
 @pytest.fixture(name="world")

@@ -26,10 +26,10 @@ from integrity.checks import (
     OK_OPERATIONS_IN_LEDGER,
     ONE_ROW_PER_KEY,
 )
-from molotov_scenarios.records import NO_RESPONSE_STATUS, TIMEOUT, Record, unanswered_requests
 from molotov_scenarios.retries import judge
 from results.files import HISTORY_FILE
 from results.history import history_lines
+from results.record_format import NO_RESPONSE_STATUS, TIMEOUT, Record, unanswered_requests
 from results.records import successful_operations
 
 SCENARIO = "mixed_operations"  # not high_contention: the contention expectation stays out of it

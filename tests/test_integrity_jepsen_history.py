@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from integrity.history import IntegrityInputError, read_history
-from molotov_scenarios.records import Record
 from results.files import HISTORY_FILE
 from results.history import history_events, history_lines, logical_operations
+from results.record_format import Record
 
 
 def attempt(

@@ -31,10 +31,10 @@ from integrity.scheduling import (
     SCHEDULING_CHECKS,
     SESSIONS_RECONCILE_WITH_CLIENT,
 )
-from molotov_scenarios.records import NO_RESPONSE_STATUS, TIMEOUT, Record, unanswered_requests
 from molotov_scenarios.retries import judge
 from results.files import HISTORY_FILE
 from results.history import history_lines
+from results.record_format import NO_RESPONSE_STATUS, TIMEOUT, Record, unanswered_requests
 from results.records import successful_operations
 
 SCENARIO = "session_scheduling"

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from anomalies import check_history, read_events
-from molotov_scenarios.records import Record
 from molotov_scenarios.transactions import TransactionLog
 from reporting.isolation import isolation_reasons, isolation_summary, verdict_line
 from results.history import history_lines
 from results.list_history import read_transaction_values
+from results.record_format import Record
 
 USERS = 2
 

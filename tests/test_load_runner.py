@@ -42,7 +42,7 @@ from molotov_scenarios.environment import (
     RECORDS_PREFIX,
 )
 from molotov_scenarios.fixtures import FixturesError, load_fixtures
-from molotov_scenarios.records import Record, live_bucket, live_bucket_upper_ms
+from results.record_format import Record, live_bucket, live_bucket_upper_ms
 from results.summary import in_flight_window_s, summarise_requests
 
 TEST_PROFILES = """

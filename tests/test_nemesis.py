@@ -41,10 +41,10 @@ from faults.nemesis import (
 )
 from faults.relay import DbRelay
 from local_postgres import ClusterInfo
-from molotov_scenarios.records import Record
 from pipeline.service_process import ServiceProcess, start_service
 from reporting.charts import FaultBand, throughput_over_time_svg
 from reporting.verdict import CONDITIONAL, GO, NO_GO, ScenarioEvidence, decide
+from results.record_format import Record
 from results.recovery import FaultWindow, fault_cost, measure_recovery, steady_state
 from watch.service_watch import probe_health
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from molotov_scenarios.records import Record
 from results.organizations import (
     UNKNOWN_ORGANIZATION,
     organization_index,
     summarise_by_organization,
 )
+from results.record_format import Record
 
 FIXTURES = {
     "organizations": [{"id": "org-a", "name": "OrgA"}, {"id": "org-b", "name": "OrgB"}],

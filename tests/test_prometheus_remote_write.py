@@ -22,7 +22,6 @@ import pytest
 
 from load_runner.collect import LiveProgress, OperationProgress
 from load_runner.profiles import DEFAULT_PROFILES_PATH, PROFILES_PATH_ENV
-from molotov_scenarios.records import live_bucket, live_bucket_upper_ms
 from pipeline.commands import all_command
 from pipeline.metrics_stream import MetricsStream, RemoteWriter, finish_stream
 from pipeline.run import run_all
@@ -34,6 +33,7 @@ from reporting.live_metrics import (
 )
 from reporting.remote_write import encode_write_request, labelled, snappy_compress
 from reporting.report import write_report
+from results.record_format import live_bucket, live_bucket_upper_ms
 
 PROMETHEUS = shutil.which("prometheus") or (
     "/usr/bin/prometheus" if Path("/usr/bin/prometheus").exists() else None

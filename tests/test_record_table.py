@@ -13,7 +13,7 @@ import uuid
 import numpy as np
 import pytest
 
-from molotov_scenarios.records import Record
+from results.record_format import Record
 from results.record_table import RecordTable, RecordTableBuilder, split_id
 from results.records import DuplicateRecordError, merge_records
 

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from molotov_scenarios.records import Record
 from reporting.charts import (
     histogram_svg,
     latency_over_time_svg,
@@ -24,6 +23,7 @@ from reporting.report import write_report
 from reporting.report_view import settings_in_words
 from reporting.retry_storms import retry_series
 from reporting.summary import SEQ_SCAN_WARNING, UNSAFE_NOTE
+from results.record_format import Record
 from results.summary import summarise_requests
 
 CLEAN_CHECKS = [

@@ -7,7 +7,15 @@ from collections import Counter
 
 import pytest
 
-from molotov_scenarios.records import (
+from results.latency import (
+    HISTOGRAM_BOUNDS_MS,
+    histogram,
+    latency_summary,
+    live_percentile,
+    merge_live_buckets,
+    percentile,
+)
+from results.record_format import (
     LIVE_BUCKET_GROWTH,
     Record,
     add_to_live_buckets,
@@ -16,14 +24,6 @@ from molotov_scenarios.records import (
     is_error,
     live_bucket,
     live_bucket_upper_ms,
-)
-from results.latency import (
-    HISTOGRAM_BOUNDS_MS,
-    histogram,
-    latency_summary,
-    live_percentile,
-    merge_live_buckets,
-    percentile,
 )
 from results.records import DuplicateRecordError, merge_records, successful_operations
 from results.summary import ProcessReport, summarise_generator, summarise_requests

@@ -37,10 +37,10 @@ from load_runner.sharding import (
     shard_config,
 )
 from local_postgres import ClusterInfo
-from molotov_scenarios.records import decode_record
 from pipeline.merge import merge_and_report
 from results.latency import latency_summary
 from results.merge import ShardMergeError
+from results.record_format import decode_record
 from seeding import reset_to_baseline
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

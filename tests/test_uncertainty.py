@@ -12,7 +12,6 @@ from math import comb
 
 import pytest
 
-from molotov_scenarios.records import Record
 from reporting.latency_judgement import (
     MET,
     MET_NOT_CERTAIN,
@@ -24,6 +23,7 @@ from reporting.latency_judgement import (
     judge_latency,
 )
 from reporting.verdict import CONDITIONAL, GO, NO_GO, evaluate_thresholds
+from results.record_format import Record
 from results.stalls import find_stall, latency_evidence
 from results.uncertainty import (
     binomial_cdf,

@@ -1,9 +1,12 @@
-"""The records a scenario process writes: one per request (attempt), plus live latency buckets.
+"""The record format: one CSV row per request (attempt), its status constants, live buckets.
 
-This is the format between the Molotov processes and the runner; results/ reads it. A logical
-operation (one reserve, release or consume the user meant to make once) is sent with one
-Idempotency-Key and may take several attempts: one record each, all carrying that key, the
-last one carrying the operation's final outcome.
+The contract between the writers and the readers of raw/records-<pid>.csv: the scenarios
+(molotov_scenarios/recorder.py) write it, load_runner/ and results/ read it. This module says
+what a record is; results/records.py merges the records of every process.
+
+A logical operation (one reserve, release or consume the user meant to make once) is sent
+with one Idempotency-Key and may take several attempts: one record each, all carrying that
+key, the last one carrying the operation's final outcome.
 """
 
 from __future__ import annotations
