@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from molotov_scenarios.http_client import HttpClient
 from results.record_format import CONNECTION_ERROR, NO_RESPONSE_STATUS, TIMEOUT
+from retry_backoff import full_jitter_delay_s
 
 OK, FAIL, INFO = "ok", "fail", "info"
 OUTCOMES = (OK, FAIL, INFO)
@@ -44,7 +45,8 @@ MAX_ATTEMPTS = 5
 ATTEMPT_TIMEOUT_S = 5.0  # an attempt still unanswered after this is recorded as `timeout`
 # Attempts and the pauses between them together; a hung first attempt leaves time for a retry.
 OPERATION_DEADLINE_S = 10.0
-BACKOFF_BASE_S = 0.05  # the n-th retry waits uniform(0, min(cap, base * 2^(n-1)))
+# The n-th retry waits uniform(0, min(cap, base * 2^(n-1))): retry_backoff.full_jitter_delay_s.
+BACKOFF_BASE_S = 0.05
 BACKOFF_CAP_S = 1.0
 MIN_ATTEMPT_S = 0.2  # no attempt starts with less than this left before the deadline
 
@@ -61,7 +63,9 @@ class RetryPolicy:
 
     def backoff_s(self, retry: int, rng: random.Random) -> float:
         """Return the pause before retry number ``retry`` (1 for the first retry): full jitter."""
-        return rng.uniform(0.0, min(self.backoff_cap_s, self.backoff_base_s * 2 ** (retry - 1)))
+        return full_jitter_delay_s(
+            retry, base_s=self.backoff_base_s, cap_s=self.backoff_cap_s, random=rng.random
+        )
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ failure or deadlock runs the whole unit of work again, with capped, jittered bac
 from __future__ import annotations
 
 import asyncio
-import random
 import uuid
 import weakref
 from collections.abc import Awaitable, Callable
@@ -21,6 +20,7 @@ import psycopg
 import sqlalchemy.exc
 from psycopg.rows import class_row
 
+from retry_backoff import full_jitter_delay_s
 from target import metrics
 from target.database import Database
 from target.idempotency import StoredOutcome, key_in_use, replay
@@ -44,7 +44,8 @@ from target.reservation_sql import CHANGE_STATEMENTS, SELECT_AUTHORIZATION, SELE
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
 FOREIGN_KEY_VIOLATION = "23503"
 UNIQUE_VIOLATION = "23505"
-BACKOFF_BASE_S = 0.002
+# The n-th retry waits uniform(0, min(cap, base * 2^(n-1))): retry_backoff.full_jitter_delay_s.
+BACKOFF_BASE_S = 0.004
 BACKOFF_CAP_S = 0.100
 
 AUTHORIZATION_ROW = class_row(AuthorizationRecord)
@@ -196,9 +197,9 @@ def sqlstate(error: BaseException) -> str | None:
     return getattr(original, "sqlstate", None)
 
 
-def backoff_s(attempt: int) -> float:
-    """Return a full-jitter exponential backoff for retry number ``attempt`` (1-based)."""
-    return random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt))
+def backoff_s(retry: int) -> float:
+    """Return the pause before retry number ``retry`` (1-based): full jitter, capped."""
+    return full_jitter_delay_s(retry, base_s=BACKOFF_BASE_S, cap_s=BACKOFF_CAP_S)
 
 
 async def run_with_retries(

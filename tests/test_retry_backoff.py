@@ -1,10 +1,15 @@
-"""The shared backoff: exact pauses for hand-picked draws, the cap, 1-based retries."""
+"""The shared backoff: exact pauses for hand-picked draws, the cap, 1-based retries; and the
+pauses of the service and the client, the same as before they shared it."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
+from molotov_scenarios.retries import RetryPolicy
 from retry_backoff import capped_exponential_s, full_jitter_delay_s
+from target.reservations import backoff_s
 
 BASE_S = 0.25
 CAP_S = 1.5
@@ -45,3 +50,18 @@ def test_retries_are_counted_from_one(retry: int) -> None:
         full_jitter_delay_s(retry, base_s=BASE_S, cap_s=CAP_S, random=lambda: 0.5)
     with pytest.raises(ValueError, match="counted from 1"):
         capped_exponential_s(retry, base_s=BASE_S, cap_s=CAP_S)
+
+
+@pytest.mark.parametrize("retry", [1, 2, 5, 6, 12])
+def test_the_service_pauses_as_before_the_shared_formula(retry: int) -> None:
+    # It used uniform(0, min(100 ms, 2 ms * 2^n)); now base 4 ms with 2^(n-1): the same pauses.
+    random.seed(retry)
+    before = random.uniform(0, min(0.100, 0.002 * 2**retry))
+    random.seed(retry)
+    assert backoff_s(retry) == before
+
+
+@pytest.mark.parametrize("retry", [1, 2, 5, 6, 12])
+def test_the_client_pauses_as_before_the_shared_formula(retry: int) -> None:
+    before = random.Random(retry).uniform(0.0, min(1.0, 0.05 * 2 ** (retry - 1)))
+    assert RetryPolicy().backoff_s(retry, random.Random(retry)) == before
