@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import NoReturn
 
+from retry_backoff import capped_exponential_s
 from target import metrics
 
 APP_PATH = "target.app:create_app()"
@@ -196,7 +197,10 @@ def worker_command(listener_fd: int, app_path: str = APP_PATH) -> list[str]:
 
 def restart_delay_s(consecutive_crashes: int) -> float:
     """Return how long a slot waits before its next worker: doubling, capped."""
-    return min(FIRST_RESTART_DELAY_S * 2 ** (consecutive_crashes - 1), MAX_RESTART_DELAY_S)
+    # retry_backoff's ceiling without its jitter: one supervisor, and a crash loop stays legible.
+    return capped_exponential_s(
+        consecutive_crashes, base_s=FIRST_RESTART_DELAY_S, cap_s=MAX_RESTART_DELAY_S
+    )
 
 
 def describe_exit(exit_code: int) -> str:

@@ -1,5 +1,5 @@
 """The shared backoff: exact pauses for hand-picked draws, the cap, 1-based retries; and the
-pauses of the service and the client, the same as before they shared it."""
+pauses of the service, the client and the supervisor, the same as before they shared it."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 from molotov_scenarios.retries import RetryPolicy
 from retry_backoff import capped_exponential_s, full_jitter_delay_s
 from target.reservations import backoff_s
+from target.supervisor import restart_delay_s
 
 BASE_S = 0.25
 CAP_S = 1.5
@@ -65,3 +66,8 @@ def test_the_service_pauses_as_before_the_shared_formula(retry: int) -> None:
 def test_the_client_pauses_as_before_the_shared_formula(retry: int) -> None:
     before = random.Random(retry).uniform(0.0, min(1.0, 0.05 * 2 ** (retry - 1)))
     assert RetryPolicy().backoff_s(retry, random.Random(retry)) == before
+
+
+def test_the_supervisor_restarts_on_the_ceiling_without_jitter() -> None:
+    delays = [restart_delay_s(crashes) for crashes in range(1, 9)]
+    assert delays == [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0]
