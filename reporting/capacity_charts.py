@@ -8,12 +8,14 @@ a hollow one, and the highest sustainable rate a dashed vertical line.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from html import escape
 from typing import Any
 
-# The same canvas, axes and look as the scenario charts (reporting.charts).
+from reporting import svg
+
+# The same canvas and colours as the scenario charts (reporting.charts).
 from reporting.charts import (
     BOTTOM,
+    FRAME,
     HEIGHT,
     LEFT,
     REQUESTS_COLOUR,
@@ -22,13 +24,7 @@ from reporting.charts import (
     THRESHOLD_COLOUR,
     TOP,
     WIDTH,
-    nice_ticks,
 )
-from reporting.charts import _empty as empty_chart
-from reporting.charts import _legend as legend
-from reporting.charts import _open as open_chart
-from reporting.charts import _text as text
-from reporting.charts import _y_axis as y_axis
 
 LATENCY_KEYS = ("p50", "p95", "p99")
 IDEAL_COLOUR = "#adb5bd"
@@ -51,17 +47,16 @@ def latency_vs_rate_svg(
         if step["latency_ms"].get(key) is not None
     ]
     if not values:
-        return empty_chart(label)
-    ticks = nice_ticks(max([*values, threshold_ms or 0.0]))
+        return svg.empty_svg(FRAME, label)
+    ticks = svg.nice_ticks(max([*values, threshold_ms or 0.0]))
     x_top = _x_top(measured)
-    plot_h = HEIGHT - TOP - BOTTOM
-    parts = [open_chart(label), *y_axis(ticks, plot_h, "ms"), *_x_axis(x_top, plot_h)]
+    parts = [svg.open_svg(FRAME, label), *svg.y_axis(FRAME, ticks, "ms"), *_rate_axis(x_top)]
     if threshold_ms is not None:
-        y = _y(threshold_ms, ticks[-1])
+        y = FRAME.y(threshold_ms, ticks[-1])
         parts.append(
             f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" '
-            f'stroke="{THRESHOLD_COLOUR}" stroke-dasharray="6 4"><title>p95 threshold '
-            f"{threshold_ms:g} ms</title></line>"
+            f'stroke="{THRESHOLD_COLOUR}" stroke-dasharray="6 4">'
+            f"{svg.title(f'p95 threshold {threshold_ms:g} ms')}</line>"
         )
     parts += _sustainable_line(sustainable_rps, x_top)
     for key in LATENCY_KEYS:
@@ -72,8 +67,8 @@ def latency_vs_rate_svg(
             if step["latency_ms"].get(key) is not None
         ]
         parts += _series(points, x_top, ticks[-1], colour, key, unit="ms")
-    parts.append(legend([(key, SERIES_COLOURS[f"{key}_ms"]) for key in LATENCY_KEYS]))
-    return "".join([*parts, "</svg>"])
+    parts.append(svg.legend(FRAME, [(key, SERIES_COLOURS[f"{key}_ms"]) for key in LATENCY_KEYS]))
+    return svg.close_svg(parts)
 
 
 def throughput_vs_rate_svg(
@@ -82,17 +77,16 @@ def throughput_vs_rate_svg(
     """Draw the answers per second each step achieved against the rate offered (ideal: y = x)."""
     measured = _measured(steps)
     if not measured:
-        return empty_chart(label)
+        return svg.empty_svg(FRAME, label)
     x_top = _x_top(measured)
     achieved = [float(step.get("achieved_rps") or 0.0) for step in measured]
-    ticks = nice_ticks(max([*achieved, max(float(s["rate_rps"]) for s in measured)]))
-    plot_h = HEIGHT - TOP - BOTTOM
-    parts = [open_chart(label), *y_axis(ticks, plot_h, "req/s"), *_x_axis(x_top, plot_h)]
+    ticks = svg.nice_ticks(max([*achieved, max(float(s["rate_rps"]) for s in measured)]))
+    parts = [svg.open_svg(FRAME, label), *svg.y_axis(FRAME, ticks, "req/s"), *_rate_axis(x_top)]
     ideal_end = min(x_top, ticks[-1])
     parts.append(
-        f'<line x1="{_x(0, x_top):.1f}" y1="{_y(0, ticks[-1]):.1f}" '
-        f'x2="{_x(ideal_end, x_top):.1f}" y2="{_y(ideal_end, ticks[-1]):.1f}" '
-        f'stroke="{IDEAL_COLOUR}" stroke-dasharray="3 3"><title>achieved = offered</title></line>'
+        f'<line x1="{FRAME.x(0, x_top):.1f}" y1="{FRAME.y(0, ticks[-1]):.1f}" '
+        f'x2="{FRAME.x(ideal_end, x_top):.1f}" y2="{FRAME.y(ideal_end, ticks[-1]):.1f}" '
+        f'stroke="{IDEAL_COLOUR}" stroke-dasharray="3 3">{svg.title("achieved = offered")}</line>'
     )
     parts += _sustainable_line(sustainable_rps, x_top)
     for key, colour, name in (
@@ -104,8 +98,8 @@ def throughput_vs_rate_svg(
             for step in measured
         ]
         parts += _series(points, x_top, ticks[-1], colour, name, unit="req/s")
-    parts.append(legend([("answered", REQUESTS_COLOUR), ("succeeded", OK_COLOUR)]))
-    return "".join([*parts, "</svg>"])
+    parts.append(svg.legend(FRAME, [("answered", REQUESTS_COLOUR), ("succeeded", OK_COLOUR)]))
+    return svg.close_svg(parts)
 
 
 def _measured(steps: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -117,35 +111,26 @@ def _measured(steps: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
 
 
 def _x_top(steps: Sequence[Mapping[str, Any]]) -> float:
-    return nice_ticks(max(float(step["rate_rps"]) for step in steps))[-1]
+    """Return the right end of the rate axis: a round rate at or above the highest offered."""
+    return svg.nice_ticks(max(float(step["rate_rps"]) for step in steps))[-1]
 
 
-def _x(rate: float, x_top: float) -> float:
-    return LEFT + (WIDTH - LEFT - RIGHT) * rate / x_top
-
-
-def _y(value: float, y_top: float) -> float:
-    plot_h = HEIGHT - TOP - BOTTOM
-    return TOP + plot_h - plot_h * value / y_top
-
-
-def _x_axis(x_top: float, plot_h: float) -> list[str]:
-    parts = [
-        text(_x(tick, x_top), TOP + plot_h + 14, f"{tick:g}", anchor="middle")
-        for tick in nice_ticks(x_top)
-    ]
-    parts.append(text(LEFT + (WIDTH - LEFT - RIGHT) / 2, HEIGHT - 6, "offered rate, req/s"))
+def _rate_axis(x_top: float) -> list[str]:
+    """Label the offered rate along the x axis, from 0 to ``x_top``."""
+    parts = [svg.x_tick(FRAME, FRAME.x(tick, x_top), f"{tick:g}") for tick in svg.nice_ticks(x_top)]
+    parts.append(svg.x_axis_title(FRAME, "offered rate, req/s"))
     return parts
 
 
 def _sustainable_line(rate: float | None, x_top: float) -> list[str]:
+    """Mark the highest sustainable rate with a dashed vertical line, if the search found one."""
     if rate is None:
         return []
-    x = _x(rate, x_top)
+    x = FRAME.x(rate, x_top)
     return [
         f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{TOP}" y2="{HEIGHT - BOTTOM}" '
-        f'stroke="{OK_COLOUR}" stroke-dasharray="6 4"><title>highest sustainable rate '
-        f"{rate:g} req/s</title></line>"
+        f'stroke="{OK_COLOUR}" stroke-dasharray="6 4">'
+        f"{svg.title(f'highest sustainable rate {rate:g} req/s')}</line>"
     ]
 
 
@@ -158,20 +143,17 @@ def _series(
     *,
     unit: str,
 ) -> list[str]:
-    coordinates = [(_x(rate, x_top), _y(value, y_top)) for rate, value, _ in points]
+    """Draw a series as a line through its steps, each step a dot: filled held, hollow failed."""
+    coordinates = [(FRAME.x(rate, x_top), FRAME.y(value, y_top)) for rate, value, _ in points]
     parts = []
     if len(coordinates) > 1:
-        joined = " ".join(f"{x:.1f},{y:.1f}" for x, y in coordinates)
-        parts.append(
-            f'<polyline fill="none" stroke="{colour}" stroke-width="1.8" points="{joined}">'
-            f"<title>{escape(name)}</title></polyline>"
-        )
+        parts.append(svg.polyline(coordinates, colour, name))
     for (x, y), (rate, value, held) in zip(coordinates, points, strict=True):
         fill = colour if held else "#fff"
         state = "held" if held else "failed"
+        tooltip = svg.title(f"{name} at {rate:g} req/s offered: {value:,.1f} {unit} ({state})")
         parts.append(
             f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="{fill}" stroke="{colour}" '
-            f'stroke-width="1.5"><title>{escape(name)} at {rate:g} req/s offered: '
-            f"{value:,.1f} {unit} ({state})</title></circle>"
+            f'stroke-width="1.5">{tooltip}</circle>'
         )
     return parts

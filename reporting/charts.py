@@ -1,20 +1,23 @@
-"""Inline SVG charts for the HTML report: no script, no network, just markup."""
+"""Inline SVG charts of a scenario for the HTML report: no script, no network, just markup.
+
+The primitives (canvas, axes, lines, legend) are reporting/svg.py's; this module holds the
+scenario charts' canvas, colours and what each chart draws.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from html import escape
 from typing import Any
+
+from reporting import svg
 
 WIDTH = 640
 HEIGHT = 230
 # The band above the plot (TOP) holds the legend, so that no line crosses it.
 LEFT, RIGHT, TOP, BOTTOM = 56, 16, 28, 40
-LEGEND_Y = 8
-LEGEND_CHAR_PX = 5.6  # about one character of the 11 px sans-serif legend
-TICKS = 5
+FRAME = svg.Frame(WIDTH, HEIGHT, LEFT, RIGHT, TOP, BOTTOM)
 MAX_X_LABELS = 12
 SERIES_COLOURS = {"p50_ms": "#2b8a3e", "p95_ms": "#e67700", "p99_ms": "#c92a2a"}
 REQUESTS_COLOUR = "#1c7ed6"
@@ -27,7 +30,6 @@ THRESHOLD_DASHES = {"p95": "6 4", "p99": "2 3"}
 BAR_COLOUR = "#1c7ed6"
 LOG_STEPS = (1, 2, 5)  # tick values of a logarithmic axis, in each decade
 COUNT_FLOOR = 0.5  # a log count axis starts below one request, so a single request shows
-BOX, LINE, DASH = "box", "line", "dash"
 FAULT_COLOUR = "#c92a2a"  # an injected fault, from its start to its end
 RECOVERY_COLOUR = "#f59f00"  # from the fault's end until the service had recovered
 BAND_OPACITY = 0.18
@@ -42,16 +44,6 @@ class FaultBand:
     end_s: float
     recovered_s: float | None  # seconds after end_s until recovery; None if it never did
     label: str
-
-
-def nice_ticks(top: float, count: int = TICKS) -> list[float]:
-    """Return round tick values from 0 up to at least ``top`` (1-2-5 steps)."""
-    if top <= 0 or not math.isfinite(top):
-        return [0.0, 1.0]
-    raw = top / count
-    magnitude = 10 ** math.floor(math.log10(raw))
-    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
-    return [step * i for i in range(math.ceil(top / step - 1e-9) + 1)]
 
 
 def histogram_svg(
@@ -71,13 +63,13 @@ def histogram_svg(
     counts = [int(b.get("count") or 0) for b in buckets]
     used = [i for i, count in enumerate(counts) if count]
     if not used:
-        return _empty(label)
+        return svg.empty_svg(FRAME, label)
     spans = _bucket_spans(buckets)[used[0] : used[-1] + 1]
     shown = list(buckets[used[0] : used[-1] + 1])
     limits = [(name, float(limit)) for name, limit in thresholds if limit and limit > 0]
     low = min([spans[0][0], *(limit / 1.5 for _, limit in limits)])
     high = max([spans[-1][1], *(limit * 1.5 for _, limit in limits)])
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    plot_w, plot_h = FRAME.plot_w, FRAME.plot_h
 
     def x_of(ms: float) -> float:
         return LEFT + plot_w * math.log(ms / low) / math.log(high / low)
@@ -88,40 +80,34 @@ def histogram_svg(
         share = math.log(max(count, COUNT_FLOOR) / COUNT_FLOOR) / math.log(top / COUNT_FLOOR)
         return TOP + plot_h - plot_h * share
 
-    parts = [_open(label)]
+    parts = [svg.open_svg(FRAME, label)]
     for tick in (10.0**power for power in range(round(math.log10(top)) + 1)):
-        y = y_of(tick)
-        parts.append(
-            f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="#dee2e6"/>'
-        )
-        parts.append(_text(LEFT - 6, y + 4, f"{tick:,.0f}", anchor="end"))
-    parts.append(_text(12, TOP + plot_h / 2, "requests (log)", anchor="middle", rotate=True))
-    for tick in _log_ticks(low, high):
-        parts.append(_text(x_of(tick), TOP + plot_h + 14, _ms_label(tick), anchor="middle"))
+        parts += svg.y_tick(FRAME, y_of(tick), f"{tick:,.0f}")
+    parts.append(svg.y_axis_title(FRAME, "requests (log)"))
+    parts += [svg.x_tick(FRAME, x_of(tick), _ms_label(tick)) for tick in _log_ticks(low, high)]
     for bucket, (lower, upper) in zip(shown, spans, strict=True):
         count = int(bucket.get("count") or 0)
         x0, x1 = x_of(lower), x_of(upper)
         y = y_of(count) if count else TOP + plot_h
+        tooltip = svg.title(f"{_bucket_label(bucket.get('upper_ms'))} ms: {count} requests")
         parts.append(
             f'<rect x="{x0 + 0.5:.1f}" y="{y:.1f}" width="{max(x1 - x0 - 1, 1):.1f}"'
-            f' height="{TOP + plot_h - y:.1f}" fill="{BAR_COLOUR}"><title>'
-            f"{escape(_bucket_label(bucket.get('upper_ms')))} ms: {count} requests</title></rect>"
+            f' height="{TOP + plot_h - y:.1f}" fill="{BAR_COLOUR}">{tooltip}</rect>'
         )
-    entries: list[tuple[str, str, str]] = [("requests", BAR_COLOUR, BOX)]
+    entries: list[tuple[str, str, str]] = [("requests", BAR_COLOUR, svg.BOX)]
     for name, limit in limits:
         x = x_of(limit)
         colour = THRESHOLD_COLOURS.get(name, THRESHOLD_COLOUR)
-        text = f"{name} limit {limit:g} ms"
+        caption = f"{name} limit {limit:g} ms"
         parts.append(
             f'<line class="threshold" x1="{x:.1f}" x2="{x:.1f}" y1="{TOP}" '
             f'y2="{TOP + plot_h}" stroke="{colour}" stroke-width="1.5" '
-            f'stroke-dasharray="{THRESHOLD_DASHES.get(name, "6 4")}">'
-            f"<title>{escape(text)}</title></line>"
+            f'stroke-dasharray="{THRESHOLD_DASHES.get(name, "6 4")}">{svg.title(caption)}</line>'
         )
-        entries.append((text, colour, DASH))
-    parts.append(_text(LEFT + plot_w / 2, HEIGHT - 6, "latency (log scale)"))
-    parts.append(_legend(entries))
-    return "".join([*parts, "</svg>"])
+        entries.append((caption, colour, svg.DASH))
+    parts.append(svg.x_axis_title(FRAME, "latency (log scale)"))
+    parts.append(svg.legend(FRAME, entries))
+    return svg.close_svg(parts)
 
 
 def _bucket_spans(buckets: Sequence[Mapping[str, Any]]) -> list[tuple[float, float]]:
@@ -177,34 +163,33 @@ def latency_over_time_svg(
         if point.get(key) is not None
     ]
     if not values:
-        return _empty(label)
+        return svg.empty_svg(FRAME, label)
     limits = [
         (name, float(limit))
         for name, limit in (("p95", threshold_ms), ("p99", p99_threshold_ms))
         if limit is not None
     ]
-    ticks = nice_ticks(max([*values, *(limit for _, limit in limits)]))
-    plot_h = HEIGHT - TOP - BOTTOM
-    parts = [_open(label), *_y_axis(ticks, plot_h, "ms"), *_x_axis(series, plot_h)]
-    parts += _fault_bands(bands, len(series), plot_h)
+    ticks = svg.nice_ticks(max([*values, *(limit for _, limit in limits)]))
+    parts = [svg.open_svg(FRAME, label), *svg.y_axis(FRAME, ticks, "ms"), *_seconds_axis(series)]
+    parts += _fault_bands(bands, len(series))
     entries: list[tuple[str, str, str]] = [
-        (k.removesuffix("_ms"), c, LINE) for k, c in SERIES_COLOURS.items()
+        (k.removesuffix("_ms"), c, svg.LINE) for k, c in SERIES_COLOURS.items()
     ]
     for name, limit in limits:
-        y = _y(limit, ticks[-1], plot_h)
+        y = FRAME.y(limit, ticks[-1])
         colour = THRESHOLD_COLOURS[name]
-        text = f"{name} limit {limit:g} ms"
+        caption = f"{name} limit {limit:g} ms"
         parts.append(
             f'<line class="threshold" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" '
             f'y2="{y:.1f}" stroke="{colour}" stroke-width="1.5" '
-            f'stroke-dasharray="{THRESHOLD_DASHES[name]}"><title>{escape(text)}</title></line>'
+            f'stroke-dasharray="{THRESHOLD_DASHES[name]}">{svg.title(caption)}</line>'
         )
-        entries.append((text, colour, DASH))
+        entries.append((caption, colour, svg.DASH))
     for key, colour in SERIES_COLOURS.items():
         points = [(i, point.get(key)) for i, point in enumerate(series)]
-        parts += _polylines(points, len(series), ticks[-1], plot_h, colour, key.removesuffix("_ms"))
-    parts.append(_legend(entries))
-    return "".join([*parts, "</svg>"])
+        parts += _polylines(points, len(series), ticks[-1], colour, key.removesuffix("_ms"))
+    parts.append(svg.legend(FRAME, entries))
+    return svg.close_svg(parts)
 
 
 def throughput_over_time_svg(
@@ -221,7 +206,7 @@ def throughput_over_time_svg(
     were split shows its errors as one). Each injected fault is a band.
     """
     if not series:
-        return _empty(label)
+        return svg.empty_svg(FRAME, label)
     answered = "answered" if any("answered" in point for point in series) else "requests"
     lines: list[tuple[str, str, str]] = [(answered, REQUESTS_COLOUR, answered)]
     if any("unexpected_errors" in point for point in series):
@@ -232,26 +217,29 @@ def throughput_over_time_svg(
     else:
         lines.append(("errors", ERRORS_COLOUR, "errors"))
     top = max(int(point.get(key) or 0) for point in series for key, _, _ in lines)
-    ticks = nice_ticks(max(top, offered_rps or 0.0))
-    plot_h = HEIGHT - TOP - BOTTOM
-    parts = [_open(label), *_y_axis(ticks, plot_h, "per second"), *_x_axis(series, plot_h)]
-    parts += _fault_bands(bands, len(series), plot_h)
+    ticks = svg.nice_ticks(max(top, offered_rps or 0.0))
+    parts = [
+        svg.open_svg(FRAME, label),
+        *svg.y_axis(FRAME, ticks, "per second"),
+        *_seconds_axis(series),
+    ]
+    parts += _fault_bands(bands, len(series))
     entries: list[tuple[str, str, str]] = []
     if offered_rps is not None:
-        y = _y(float(offered_rps), ticks[-1], plot_h)
-        text = f"offered {offered_rps:g}/s"
+        y = FRAME.y(float(offered_rps), ticks[-1])
+        caption = f"offered {offered_rps:g}/s"
         parts.append(
             f'<line class="offered" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" '
             f'stroke="{OFFERED_COLOUR}" stroke-width="1.5" stroke-dasharray="6 4">'
-            f"<title>{escape(text)}</title></line>"
+            f"{svg.title(caption)}</line>"
         )
-        entries.append((text, OFFERED_COLOUR, DASH))
+        entries.append((caption, OFFERED_COLOUR, svg.DASH))
     for key, colour, name in lines:
         points = [(i, point.get(key) or 0) for i, point in enumerate(series)]
-        parts += _polylines(points, len(series), ticks[-1], plot_h, colour, name)
-        entries.append((name, colour, LINE))
-    parts.append(_legend(entries))
-    return "".join([*parts, "</svg>"])
+        parts += _polylines(points, len(series), ticks[-1], colour, name)
+        entries.append((name, colour, svg.LINE))
+    parts.append(svg.legend(FRAME, entries))
+    return svg.close_svg(parts)
 
 
 RETRIES_COLOUR = "#e8590c"
@@ -263,18 +251,21 @@ def retries_over_time_svg(
     """Draw 40001/40P01 retries per committed operation, second by second."""
     values = [p["retries_per_committed"] for p in series if p.get("retries_per_committed")]
     if not series or not any(point.get("retries") for point in series):
-        return _empty(label)
-    ticks = nice_ticks(max(values or [1.0]))
-    plot_h = HEIGHT - TOP - BOTTOM
-    parts = [_open(label), *_y_axis(ticks, plot_h, "per committed op"), *_x_axis(series, plot_h)]
-    parts += _fault_bands(bands, len(series), plot_h)
+        return svg.empty_svg(FRAME, label)
+    ticks = svg.nice_ticks(max(values or [1.0]))
+    parts = [
+        svg.open_svg(FRAME, label),
+        *svg.y_axis(FRAME, ticks, "per committed op"),
+        *_seconds_axis(series),
+    ]
+    parts += _fault_bands(bands, len(series))
     points = [(i, point.get("retries_per_committed")) for i, point in enumerate(series)]
-    parts += _polylines(points, len(series), ticks[-1], plot_h, RETRIES_COLOUR, "retries")
-    parts.append(_legend([("retries", RETRIES_COLOUR, LINE)]))
-    return "".join([*parts, "</svg>"])
+    parts += _polylines(points, len(series), ticks[-1], RETRIES_COLOUR, "retries")
+    parts.append(svg.legend(FRAME, [("retries", RETRIES_COLOUR, svg.LINE)]))
+    return svg.close_svg(parts)
 
 
-def _fault_bands(bands: Sequence[FaultBand], length: int, plot_h: float) -> list[str]:
+def _fault_bands(bands: Sequence[FaultBand], length: int) -> list[str]:
     """Shade each fault (red) and its recovery (amber) behind the lines."""
     parts = []
     right = WIDTH - RIGHT
@@ -283,128 +274,57 @@ def _fault_bands(bands: Sequence[FaultBand], length: int, plot_h: float) -> list
         x_end = min(max(_x(band.end_s, length), x_start + MIN_BAND_PX), right)
         parts.append(
             f'<rect class="fault" x="{x_start:.1f}" y="{TOP}" width="{x_end - x_start:.1f}" '
-            f'height="{plot_h:.1f}" fill="{FAULT_COLOUR}" fill-opacity="{BAND_OPACITY}">'
-            f"<title>{escape(band.label)}</title></rect>"
+            f'height="{FRAME.plot_h:.1f}" fill="{FAULT_COLOUR}" fill-opacity="{BAND_OPACITY}">'
+            f"{svg.title(band.label)}</rect>"
         )
         if band.recovered_s:
             x_back = min(_x(band.end_s + band.recovered_s, length), right)
             if x_back > x_end:
                 parts.append(
                     f'<rect class="recovery" x="{x_end:.1f}" y="{TOP}" '
-                    f'width="{x_back - x_end:.1f}" height="{plot_h:.1f}" '
+                    f'width="{x_back - x_end:.1f}" height="{FRAME.plot_h:.1f}" '
                     f'fill="{RECOVERY_COLOUR}" fill-opacity="{BAND_OPACITY}">'
-                    f"<title>{escape(band.label)}: recovering</title></rect>"
+                    f"{svg.title(f'{band.label}: recovering')}</rect>"
                 )
     return parts
 
 
-def _open(label: str) -> str:
-    return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
-        f'width="{WIDTH}" height="{HEIGHT}" role="img" aria-label="{escape(label)}" '
-        'font-family="sans-serif" font-size="11">'
-        f"<title>{escape(label)}</title>"
-    )
-
-
-def _empty(label: str) -> str:
-    return (
-        _open(label) + _text(WIDTH / 2, HEIGHT / 2, "no data recorded", anchor="middle") + "</svg>"
-    )
-
-
-def _y(value: float, top: float, plot_h: float) -> float:
-    return TOP + plot_h - plot_h * value / top
-
-
 def _x(index: float, length: int) -> float:
-    plot_w = WIDTH - LEFT - RIGHT
-    return LEFT + (plot_w * index / (length - 1) if length > 1 else plot_w / 2)
+    """Return the x of the ``index``-th of ``length`` seconds; a lone second sits in the middle."""
+    return FRAME.x(index, length - 1) if length > 1 else LEFT + FRAME.plot_w / 2
 
 
-def _y_axis(ticks: list[float], plot_h: float, unit: str) -> list[str]:
-    parts = []
-    for tick in ticks:
-        y = _y(tick, ticks[-1], plot_h)
-        parts.append(
-            f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="#dee2e6"/>'
-        )
-        parts.append(_text(LEFT - 6, y + 4, f"{tick:g}", anchor="end"))
-    parts.append(_text(12, TOP + plot_h / 2, unit, anchor="middle", rotate=True))
-    return parts
-
-
-def _x_axis(series: Sequence[Mapping[str, Any]], plot_h: float) -> list[str]:
+def _seconds_axis(series: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Label at most MAX_X_LABELS seconds of the run along the x axis."""
     length = len(series)
     every = max(1, math.ceil(length / MAX_X_LABELS))
     parts = [
-        _text(_x(i, length), TOP + plot_h + 14, f"{point.get('second', i)}", anchor="middle")
+        svg.x_tick(FRAME, _x(i, length), f"{point.get('second', i)}")
         for i, point in enumerate(series)
         if i % every == 0
     ]
-    parts.append(_text(LEFT + (WIDTH - LEFT - RIGHT) / 2, HEIGHT - 6, "second of the run"))
+    parts.append(svg.x_axis_title(FRAME, "second of the run"))
     return parts
 
 
 def _polylines(
-    points: Sequence[tuple[int, Any]],
-    length: int,
-    top: float,
-    plot_h: float,
-    colour: str,
-    name: str,
+    points: Sequence[tuple[int, Any]], length: int, top: float, colour: str, name: str
 ) -> list[str]:
-    runs: list[list[str]] = [[]]
+    """Draw a series as lines broken where a value is None; a lone value is a dot."""
+    runs: list[list[tuple[float, float]]] = [[]]
     for index, value in points:
         if value is None:
             runs.append([])
             continue
-        runs[-1].append(f"{_x(index, length):.1f},{_y(float(value), top, plot_h):.1f}")
+        runs[-1].append((_x(index, length), FRAME.y(float(value), top)))
     parts = []
     for run in filter(None, runs):
         if len(run) == 1:
-            x, y = run[0].split(",")
-            parts.append(f'<circle cx="{x}" cy="{y}" r="2" fill="{colour}"/>')
+            x, y = run[0]
+            parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2" fill="{colour}"/>')
         else:
-            parts.append(
-                f'<polyline fill="none" stroke="{colour}" stroke-width="1.8" '
-                f'points="{" ".join(run)}"><title>{escape(name)}</title></polyline>'
-            )
+            parts.append(svg.polyline(run, colour, name))
     return parts
-
-
-def _legend(entries: Sequence[tuple[str, str] | tuple[str, str, str]]) -> str:
-    """Lay the legend out in the band above the plot, left to right from the plot's left edge.
-
-    Each entry: (name, colour) for a filled box, or (name, colour, style) with style box, line
-    or dash (a threshold or an offered rate).
-    """
-    parts = []
-    x = float(LEFT)
-    for entry in entries:
-        name, colour = entry[0], entry[1]
-        style = entry[2] if len(entry) > 2 else BOX  # type: ignore[misc]
-        if style == BOX:
-            parts.append(
-                f'<rect x="{x:.1f}" y="{LEGEND_Y}" width="10" height="10" fill="{colour}"/>'
-            )
-        else:
-            dash = ' stroke-dasharray="4 3"' if style == DASH else ""
-            parts.append(
-                f'<line x1="{x:.1f}" x2="{x + 12:.1f}" y1="{LEGEND_Y + 5}" y2="{LEGEND_Y + 5}" '
-                f'stroke="{colour}" stroke-width="2"{dash}/>'
-            )
-        parts.append(_text(x + 16, LEGEND_Y + 9, name, anchor="start"))
-        x += 16 + LEGEND_CHAR_PX * len(name) + 14
-    return f'<g class="legend">{"".join(parts)}</g>'
-
-
-def _text(x: float, y: float, text: str, *, anchor: str = "middle", rotate: bool = False) -> str:
-    transform = f' transform="rotate(-90 {x:.1f} {y:.1f})"' if rotate else ""
-    return (
-        f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" fill="#495057"{transform}>'
-        f"{escape(text)}</text>"
-    )
 
 
 def _bucket_label(upper: Any) -> str:

@@ -14,7 +14,6 @@ import pytest
 from reporting.charts import (
     histogram_svg,
     latency_over_time_svg,
-    nice_ticks,
     retries_over_time_svg,
     throughput_over_time_svg,
 )
@@ -23,6 +22,7 @@ from reporting.report import write_report
 from reporting.report_view import settings_in_words
 from reporting.retry_storms import retry_series
 from reporting.summary import SEQ_SCAN_WARNING, UNSAFE_NOTE
+from reporting.svg import nice_ticks
 from results.record_format import Record
 from results.summary import summarise_requests
 
