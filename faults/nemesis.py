@@ -70,7 +70,7 @@ import psutil
 import psycopg
 
 from load_runner.collect import collect
-from load_runner.profiles import ProfileError, load_scenario_config, nemesis_table
+from load_runner.profiles import ProfileError, ProfilesFile, read_profiles
 from local_postgres import LocalCluster
 from local_postgres.cluster import SERVER_ACCOUNT, find_bin_dir
 from results.files import FAULTS_FILE, RAW_DIR
@@ -180,11 +180,16 @@ def load_schedule(
     scenario: str, profile: str, config_path: Path | None = None
 ) -> tuple[FaultSpec, ...]:
     """Read and check one scenario's fault schedule under one profile (empty when none)."""
-    table = nemesis_table(scenario, profile, config_path)
+    return schedule_from(read_profiles(config_path), scenario, profile)
+
+
+def schedule_from(profiles: ProfilesFile, scenario: str, profile: str) -> tuple[FaultSpec, ...]:
+    """Check one scenario's fault schedule under one profile, from a profiles file already read."""
+    table = profiles.nemesis_table(scenario, profile)
     if not table:
         return ()
     where = f"[{scenario}.{profile}.nemesis]"
-    duration_s = load_scenario_config(scenario, profile, config_path).duration_s
+    duration_s = profiles.scenario_config(scenario, profile).duration_s
     return parse_schedule(table, where, scenario_duration_s=duration_s)
 
 
@@ -676,15 +681,19 @@ def nemesis_for(
     database_url: str,
     force: bool = False,
     relay: DbRelay | None = None,
+    schedule: tuple[FaultSpec, ...] | None = None,
 ) -> Nemesis:
     """Return the nemesis of one scenario under a profile (one that does nothing without faults).
+
+    ``schedule``: the run plan's, already read and checked; None reads the profile's.
 
     PostgreSQL faults act on the project's own cluster; on the server behind DATABASE_URL only
     with ``force`` (the commands refuse earlier, in one line; here they are skipped). The DB
     link faults act on ``relay``, the one the service reaches PostgreSQL through; a schedule
     with them and no relay raises NemesisConfigError.
     """
-    schedule = load_schedule(scenario, profile)
+    if schedule is None:
+        schedule = load_schedule(scenario, profile)
     refusal = relay_refusal(schedule, relay, f"[{scenario}.{profile}.nemesis]")
     if refusal:
         raise NemesisConfigError(refusal)

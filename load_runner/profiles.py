@@ -14,6 +14,8 @@ import molotov_scenarios
 DEFAULT_PROFILES_PATH = Path(molotov_scenarios.__file__).with_name("profiles.toml")
 # Another profiles file for every command (tests use it for short runs).
 PROFILES_PATH_ENV = "LOADTEST_PROFILES_PATH"
+# The profile every command runs when none is named: short, for a pull request or a laptop.
+DEFAULT_PROFILE = "smoke"
 SCENARIOS = (
     "high_contention",
     "high_throughput",
@@ -115,92 +117,125 @@ def profiles_path() -> Path:
 
 def available_profiles(config_path: Path | None = None) -> list[str]:
     """List the profiles every scenario defines, sorted."""
-    document = _read(config_path or profiles_path())
-    per_scenario = [set(_profiles_of(document, scenario)) for scenario in SCENARIOS]
-    return sorted(set.intersection(*per_scenario))
+    return read_profiles(config_path).available_profiles()
 
 
 def load_scenario_config(
     scenario: str, profile: str, config_path: Path | None = None
 ) -> ScenarioConfig:
     """Read and check one scenario's configuration under one profile."""
-    path = config_path or profiles_path()
-    if scenario not in SCENARIOS:
-        raise ProfileError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
-    document = _read(path)
-    profiles = _profiles_of(document, scenario)
-    if profile not in profiles:
-        known = ", ".join(sorted(profiles)) or "none"
-        raise ProfileError(f"{path}: no profile {profile!r} for {scenario} (defined: {known})")
-    table = profiles[profile]
-    where = f"{path}: [{scenario}.{profile}]"
-    unknown = sorted(set(table) - PROFILE_KEYS)
-    if unknown:
-        raise ProfileError(f"{where}: unknown key(s) {', '.join(unknown)}")
-    shared_thresholds = document[scenario].get(THRESHOLDS_TABLE, {})
-    thresholds = _thresholds({**shared_thresholds, **table.get(THRESHOLDS_TABLE, {})}, where)
-    users = _integer(table, "users", where, minimum=1)
-    processes = _integer(table, "processes", where, minimum=1, default=1)
-    if users % processes:
-        raise ProfileError(
-            f"{where}: users ({users}) must be a multiple of processes ({processes})"
-        )
-    duration_s = _number(table, "duration_s", where, minimum=1)
-    ramp_up_s = _number(table, "ramp_up_s", where, minimum=0, default=0)
-    if ramp_up_s >= duration_s:
-        raise ProfileError(f"{where}: ramp_up_s must be shorter than duration_s")
-    arrival_rate = table.get("arrival_rate_rps")
-    return ScenarioConfig(
-        scenario=scenario,
-        profile=profile,
-        users=users,
-        duration_s=duration_s,
-        ramp_up_s=ramp_up_s,
-        think_time_s=_think_time(table, where),
-        processes=processes,
-        units_per_request=_integer(table, "units_per_request", where, minimum=1),
-        arrival_rate_rps=None
-        if arrival_rate is None
-        else _number(table, "arrival_rate_rps", where, minimum=0.001),
-        thresholds=thresholds,
-        expected_error_codes=_expected_error_codes(document[scenario], f"{path}: [{scenario}]"),
-        required_model=_required_model(document[scenario], f"{path}: [{scenario}]"),
-    )
+    return read_profiles(config_path).scenario_config(scenario, profile)
 
 
 def nemesis_table(scenario: str, profile: str, config_path: Path | None = None) -> dict[str, Any]:
     """Return the raw `[<scenario>.<profile>.nemesis]` table, empty when there is none."""
-    document = _read(config_path or profiles_path())
-    table = _profiles_of(document, scenario).get(profile, {}).get(NEMESIS_TABLE, {})
-    if not isinstance(table, dict):
-        raise ProfileError(f"[{scenario}.{profile}.{NEMESIS_TABLE}] must be a table")
-    return table
+    return read_profiles(config_path).nemesis_table(scenario, profile)
 
 
 def service_workers(profile: str, config_path: Path | None = None) -> int | None:
     """Return the service workers `[service.<profile>]` asks for, or None when it says nothing."""
-    path = config_path or profiles_path()
-    table = _read(path).get(SERVICE_TABLE, {}).get(profile, {})
-    where = f"{path}: [{SERVICE_TABLE}.{profile}]"
-    unknown = sorted(set(table) - SERVICE_KEYS)
-    if unknown:
-        raise ProfileError(f"{where}: unknown key(s) {', '.join(unknown)}")
-    if "workers" not in table:
-        return None
-    return _integer(table, "workers", where, minimum=1)
+    return read_profiles(config_path).service_workers(profile)
 
 
 def compare_margins_table(config_path: Path | None = None) -> dict[str, Any]:
     """Return the raw `[compare.margins]` table, empty when the file has none."""
+    return read_profiles(config_path).compare_margins_table()
+
+
+def read_profiles(config_path: Path | None = None) -> ProfilesFile:
+    """Read the profiles file once ($LOADTEST_PROFILES_PATH, else the one beside the scenarios)."""
     path = config_path or profiles_path()
-    table = _read(path).get(COMPARE_TABLE, {})
-    margins = table.get(MARGINS_TABLE, {}) if isinstance(table, dict) else None
-    if not isinstance(margins, dict):
-        raise ProfileError(f"{path}: [{COMPARE_TABLE}.{MARGINS_TABLE}] must be a table")
-    unknown = sorted(set(table) - {MARGINS_TABLE})
-    if unknown:
-        raise ProfileError(f"{path}: [{COMPARE_TABLE}]: unknown key(s) {', '.join(unknown)}")
-    return margins
+    return ProfilesFile(path, _read(path))
+
+
+@dataclass(frozen=True)
+class ProfilesFile:
+    """One read of profiles.toml: every question a run asks of it, checked as it is asked."""
+
+    path: Path
+    document: dict[str, Any]
+
+    def available_profiles(self) -> list[str]:
+        """List the profiles every scenario defines, sorted."""
+        per_scenario = [set(_profiles_of(self.document, scenario)) for scenario in SCENARIOS]
+        return sorted(set.intersection(*per_scenario))
+
+    def scenario_config(self, scenario: str, profile: str) -> ScenarioConfig:
+        """Check one scenario's configuration under one profile."""
+        path, document = self.path, self.document
+        if scenario not in SCENARIOS:
+            raise ProfileError(
+                f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}"
+            )
+        profiles = _profiles_of(document, scenario)
+        if profile not in profiles:
+            known = ", ".join(sorted(profiles)) or "none"
+            raise ProfileError(f"{path}: no profile {profile!r} for {scenario} (defined: {known})")
+        table = profiles[profile]
+        where = f"{path}: [{scenario}.{profile}]"
+        unknown = sorted(set(table) - PROFILE_KEYS)
+        if unknown:
+            raise ProfileError(f"{where}: unknown key(s) {', '.join(unknown)}")
+        shared_thresholds = document[scenario].get(THRESHOLDS_TABLE, {})
+        thresholds = _thresholds({**shared_thresholds, **table.get(THRESHOLDS_TABLE, {})}, where)
+        users = _integer(table, "users", where, minimum=1)
+        processes = _integer(table, "processes", where, minimum=1, default=1)
+        if users % processes:
+            raise ProfileError(
+                f"{where}: users ({users}) must be a multiple of processes ({processes})"
+            )
+        duration_s = _number(table, "duration_s", where, minimum=1)
+        ramp_up_s = _number(table, "ramp_up_s", where, minimum=0, default=0)
+        if ramp_up_s >= duration_s:
+            raise ProfileError(f"{where}: ramp_up_s must be shorter than duration_s")
+        arrival_rate = table.get("arrival_rate_rps")
+        return ScenarioConfig(
+            scenario=scenario,
+            profile=profile,
+            users=users,
+            duration_s=duration_s,
+            ramp_up_s=ramp_up_s,
+            think_time_s=_think_time(table, where),
+            processes=processes,
+            units_per_request=_integer(table, "units_per_request", where, minimum=1),
+            arrival_rate_rps=None
+            if arrival_rate is None
+            else _number(table, "arrival_rate_rps", where, minimum=0.001),
+            thresholds=thresholds,
+            expected_error_codes=_expected_error_codes(document[scenario], f"{path}: [{scenario}]"),
+            required_model=_required_model(document[scenario], f"{path}: [{scenario}]"),
+        )
+
+    def nemesis_table(self, scenario: str, profile: str) -> dict[str, Any]:
+        """Return the raw `[<scenario>.<profile>.nemesis]` table, empty when there is none."""
+        table = _profiles_of(self.document, scenario).get(profile, {}).get(NEMESIS_TABLE, {})
+        if not isinstance(table, dict):
+            raise ProfileError(f"[{scenario}.{profile}.{NEMESIS_TABLE}] must be a table")
+        return table
+
+    def service_workers(self, profile: str) -> int | None:
+        """Return the workers `[service.<profile>]` asks for, or None when it says nothing."""
+        table = self.document.get(SERVICE_TABLE, {}).get(profile, {})
+        where = f"{self.path}: [{SERVICE_TABLE}.{profile}]"
+        unknown = sorted(set(table) - SERVICE_KEYS)
+        if unknown:
+            raise ProfileError(f"{where}: unknown key(s) {', '.join(unknown)}")
+        if "workers" not in table:
+            return None
+        return _integer(table, "workers", where, minimum=1)
+
+    def compare_margins_table(self) -> dict[str, Any]:
+        """Return the raw `[compare.margins]` table, empty when the file has none."""
+        table = self.document.get(COMPARE_TABLE, {})
+        margins = table.get(MARGINS_TABLE, {}) if isinstance(table, dict) else None
+        if not isinstance(margins, dict):
+            raise ProfileError(f"{self.path}: [{COMPARE_TABLE}.{MARGINS_TABLE}] must be a table")
+        unknown = sorted(set(table) - {MARGINS_TABLE})
+        if unknown:
+            raise ProfileError(
+                f"{self.path}: [{COMPARE_TABLE}]: unknown key(s) {', '.join(unknown)}"
+            )
+        return margins
 
 
 def _expected_error_codes(table: dict[str, Any], where: str) -> tuple[str, ...]:
