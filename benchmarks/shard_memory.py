@@ -44,7 +44,7 @@ if case in ("summarise", "merge"):
     # result.json, and write operations.csv, unanswered.csv and history.jsonl beside it.
     from load_runner.collect import collect
     from load_runner.profiles import ScenarioConfig, Thresholds
-    from load_runner.runner import MolotovOutcome, _write_results, build_result
+    from load_runner.runner import MolotovOutcome, write_results, build_result
     config = ScenarioConfig(scenario="high_throughput", profile="benchmark", users=50,
                             duration_s=1000.0, ramp_up_s=0.0, think_time_s=(0.0, 0.0),
                             processes=1, units_per_request=2, arrival_rate_rps=None,
@@ -57,7 +57,7 @@ if case in ("summarise", "merge"):
     outcome = MolotovOutcome(exit_code=0, timed_out=False, wall_s=1000.0, cpu_seconds=1.0,
                              stderr_tail="")
     result = build_result(config, "http://127.0.0.1:1", outcome, collected, time.time())
-    _write_results(Path(str(folder).split(os.pathsep)[0]).parent / case, result, collected)
+    write_results(Path(str(folder).split(os.pathsep)[0]).parent / case, result, collected)
     print(json.dumps({"case": case, "requests": result["totals"]["requests"],
                       "rss_before_mb": before, "peak_rss_mb": peak_mb(),
                       "seconds": time.perf_counter() - started}))

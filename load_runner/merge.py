@@ -21,8 +21,8 @@ from load_runner.collect import collect
 from load_runner.profiles import ScenarioConfig, Thresholds
 from load_runner.runner import (
     MolotovOutcome,
-    _write_results,
     build_result,
+    write_results,
 )
 from results.files import RAW_DIR, RESULT_FILE, SERVICE_FILE
 from results.merge import (
@@ -114,7 +114,7 @@ def merge_shards(
     result_dir = out_dir / config.scenario
     if result_dir.exists():
         shutil.rmtree(result_dir)
-    _write_results(result_dir, result, merged)
+    write_results(result_dir, result, merged)
     _copy_service_watch(results, result_dir)
     return MergedRun(
         scenario=config.scenario,

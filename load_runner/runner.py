@@ -29,7 +29,6 @@ from load_runner.profiles import SCENARIOS, ProfileError, ScenarioConfig, load_s
 from load_runner.progress import ProgressDisplay
 from molotov_scenarios.environment import ENVIRONMENT_VARIABLE, ScenarioEnvironment
 from molotov_scenarios.fixtures import FixturesError, load_fixtures
-from results.documents import ResultDocument
 from results.files import HISTORY_FILE, OPERATIONS_FILE, RAW_DIR, RESULT_FILE, UNANSWERED_FILE
 from results.history import history_lines, logical_operations, summarise_operations
 from results.list_history import read_transaction_values
@@ -103,19 +102,43 @@ def run_scenario(
     still writes its results, marked as such in `run`, and comes back with completed=False.
     """
     config = _checked_config(scenario, profile, config_path, arrival_rate)
-    try:
-        # Expired tokens (or tokens expiring mid-run) would make every request a 401.
-        load_fixtures(fixtures_path, valid_for_s=config.duration_s)
-    except FixturesError as error:
-        raise LoadRunError(str(error)) from None
-    target_url = _checked_target(target_url)
-    return execute(
+    return launch(
         config,
-        scenario_module=SCENARIO_DIR / f"{scenario}.py",
         target_url=target_url,
         fixtures_path=fixtures_path,
         out_dir=out_dir,
         progress=progress,
+    )
+
+
+def launch(
+    config: ScenarioConfig,
+    *,
+    target_url: str,
+    fixtures_path: Path,
+    out_dir: Path,
+    progress: bool = True,
+    sharding: Mapping[str, Any] | None = None,
+    starts_in_s: float = 0.0,
+) -> ScenarioRun:
+    """Check the fixtures and the target, then run a checked configuration: the one way in.
+
+    A whole run and a shard (``sharding``, with its start ``starts_in_s`` from now) both start
+    here. Bad input raises LoadRunError before anything is written.
+    """
+    try:
+        # Expired tokens (or tokens expiring mid-run) would make every request a 401.
+        load_fixtures(fixtures_path, valid_for_s=config.duration_s + max(starts_in_s, 0.0))
+    except FixturesError as error:
+        raise LoadRunError(str(error)) from None
+    return execute(
+        config,
+        scenario_module=SCENARIO_DIR / f"{config.scenario}.py",
+        target_url=check_target(target_url),
+        fixtures_path=fixtures_path,
+        out_dir=out_dir,
+        progress=progress,
+        sharding=sharding,
     )
 
 
@@ -166,7 +189,7 @@ def execute(
     )
     if shard_section is not None:
         result["shard"] = {**shard_section, "cpu_count": os.cpu_count() or 1}
-    _write_results(result_dir, result, collected)
+    write_results(result_dir, result, collected)
     completed = not (result["run"]["crashed"] or result["run"]["timed_out"])
     return ScenarioRun(config.scenario, result_dir, result, completed)
 
@@ -207,8 +230,9 @@ def build_result(
     collected: Collected,
     launched_at: float,
     organizations: OrganizationIndex | None = None,
-) -> ResultDocument:
-    """Assemble result.json from the configuration, the process outcome and the records.
+) -> dict[str, Any]:
+    """Assemble result.json (results.documents.ResultDocument) from the configuration, the
+    process outcome and the records.
 
     ``organizations``: who owns each authorization (the run's fixtures), for the figures per
     organization; without it `by_organization` is null.
@@ -363,7 +387,8 @@ def _children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _write_results(result_dir: Path, result: dict[str, Any], collected: Collected) -> None:
+def write_results(result_dir: Path, result: dict[str, Any], collected: Collected) -> None:
+    """Write result.json and its side files (operations, unanswered, history) from the records."""
     result_dir.mkdir(parents=True, exist_ok=True)
     operations = result_dir / OPERATIONS_FILE
     with operations.open("w", newline="") as handle:
@@ -399,7 +424,8 @@ def _checked_config(
     return ScenarioConfig(**{**config.__dict__, "arrival_rate_rps": float(arrival_rate)})
 
 
-def _checked_target(target_url: str) -> str:
+def check_target(target_url: str) -> str:
+    """Return the target's base URL once it answers /healthz; raise LoadRunError if not."""
     parsed = urllib.parse.urlsplit(target_url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise LoadRunError(f"target URL must look like http://host:port, not {target_url!r}")

@@ -37,6 +37,7 @@ from typing import Any
 
 import psycopg
 
+from load_runner.profiles import DEFAULT_PROFILE
 from local_postgres import create_marked_database, database_url
 from pipeline.compare_command import comparison_margins
 from pipeline.exclusive import exclusive_database
@@ -45,6 +46,7 @@ from pipeline.rundirs import PROJECT_ROOT, resolve_reports_root
 from reporting.compare import WORSE, Margin
 from reporting.compare_inputs import CompareInputError, check_comparable, load_side
 from reporting.compare_report import comparison_of, write_comparison
+from target.settings import DEFAULT_STRATEGY
 
 AB_PREFIX = "ab-"
 REPOSITORY = PROJECT_ROOT  # the git repository whose commits are compared
@@ -93,8 +95,8 @@ def ab_command(
     new: str | None = None,
     *,
     repeats: str | int = 3,
-    profile: str = "smoke",
-    strategy: str = "serializable",
+    profile: str = "",
+    strategy: str = "",
     scenarios: str = "",
     dirty: bool = False,
     reports_dir: str | None = None,
@@ -102,6 +104,8 @@ def ab_command(
 ) -> None:
     """Resolve the plan (exit 2 on bad input), run the pairs, compare, print the gist."""
     count = parse_repeats(repeats)
+    # Explicit in both worktrees' commands: another commit's defaults may differ from ours.
+    profile, strategy = profile or DEFAULT_PROFILE, strategy or DEFAULT_STRATEGY
     margins = comparison_margins(tolerance)
     base_side = Side("base", base, resolve_revision(base))
     new_side = working_tree_side(dirty) if new is None else Side("new", new, resolve_revision(new))

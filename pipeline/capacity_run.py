@@ -26,13 +26,14 @@ from integrity import run_checks, write_integrity_json
 from load_runner import SCENARIOS
 from load_runner.collect import collect
 from load_runner.profiles import ProfileError, ScenarioConfig, load_scenario_config
-from load_runner.runner import SCENARIO_DIR, execute
+from load_runner.runner import launch
 from local_postgres import LocalCluster
 from pipeline.capacity import SearchPlan, SearchResult, StepOutcome, bracket, search
 from pipeline.dimensions import ServiceDimensions, resolve_dimensions
 from pipeline.exclusive import exclusive_database
 from pipeline.exits import EXIT_FAILED, cleanly, described, fail
 from pipeline.facts import collect_facts
+from pipeline.plan import DEFAULT_WORKERS
 from pipeline.run import RunLog
 from pipeline.rundirs import new_run_dir, resolve_reports_root
 from pipeline.service_process import start_service
@@ -62,7 +63,7 @@ from results.files import (
     UNANSWERED_FILE,
 )
 from seeding import reset_to_baseline
-from target.settings import CONCURRENCY_STRATEGIES, DEFAULT_TRANSACTION_SHAPE
+from target.settings import DEFAULT_STRATEGY, DEFAULT_TRANSACTION_SHAPE
 from watch.cpu_watch import (
     GENERATOR,
     POSTGRES,
@@ -77,8 +78,6 @@ from watch.service_watch import ServiceWatch
 # Reserve-then-release never runs an authorization dry, and every step starts from the seeded
 # baseline anyway: the default scenario measures throughput, not a shrinking budget.
 DEFAULT_SCENARIO = "high_throughput"
-DEFAULT_STRATEGY = "serializable"
-DEFAULT_WORKERS = 1
 BASE_PROFILE = "open"  # the open-model profile: its processes, units, thresholds and start rate
 DEFAULT_MAX_DURATION_S = 300.0
 MIN_STEP_S = 10.0  # the issue: each step lasts at least 10 s after its warm-up
@@ -140,6 +139,15 @@ def capacity_command(
     isolation: str = "",
 ) -> None:
     """Check the options, take the database, run the search; exit 0 when a rate was found."""
+    strategy = strategy or DEFAULT_STRATEGY
+    if scenario not in SCENARIOS:
+        fail(f"--scenario must be one of {', '.join(SCENARIOS)}, not {scenario!r}")
+    dimensions = resolve_dimensions(
+        strategy=strategy,
+        transaction_shape=transaction_shape,
+        isolation=isolation,
+        scenarios=[scenario],
+    )
     settings = checked_settings(
         scenario=scenario,
         strategy=strategy,
@@ -147,12 +155,6 @@ def capacity_command(
         start_rate=start_rate,
         step_duration=step_duration,
         workers=workers,
-    )
-    dimensions = resolve_dimensions(
-        strategy=strategy,
-        transaction_shape=transaction_shape,
-        isolation=isolation,
-        scenarios=[scenario],
     )
     settings = replace(
         settings, transaction_shape=dimensions.transaction_shape, isolation=dimensions.isolation
@@ -180,11 +182,10 @@ def checked_settings(
     step_duration: str | float,
     workers: str | int,
 ) -> CapacitySettings:
-    """Turn the command's options into settings, or exit 2 with one line saying what is wrong."""
-    if scenario not in SCENARIOS:
-        fail(f"--scenario must be one of {', '.join(SCENARIOS)}, not {scenario!r}")
-    if strategy not in CONCURRENCY_STRATEGIES:
-        fail(f"--strategy must be one of {', '.join(CONCURRENCY_STRATEGIES)}, not {strategy!r}")
+    """Turn the command's options into settings, or exit 2 with one line saying what is wrong.
+
+    The scenario and the strategy were checked with the other dimensions before.
+    """
     worker_count = positive_number("--workers", workers)
     if worker_count != int(worker_count):
         fail(f"--workers must be a whole number, not {workers!r}")
@@ -428,9 +429,8 @@ class CapacityStepper:
         watch = ServiceWatch(self.service)
         try:
             with watch:
-                run = execute(
+                run = launch(
                     config,
-                    scenario_module=SCENARIO_DIR / f"{settings.scenario}.py",
                     target_url=self.service.base_url,
                     fixtures_path=self.fixtures_path,
                     out_dir=out_dir,

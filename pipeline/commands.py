@@ -9,25 +9,21 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
 import psycopg
 
-from faults.nemesis import load_schedule, postgres_refusal
 from integrity import IntegrityInputError, format_report, run_checks, write_integrity_json
-from load_runner import SCENARIOS
-from load_runner.profiles import ProfileError, load_scenario_config, service_workers
 from local_postgres import database_url
 from molotov_scenarios.fixtures import FixturesError, load_fixtures
 from pipeline.baseline import gate_against_baseline, resolve_baseline
 from pipeline.compare_command import comparison_margins
-from pipeline.dimensions import ServiceDimensions, parse_scenarios, resolve_dimensions
 from pipeline.exclusive import exclusive_database
 from pipeline.exits import EXIT_FAILED, cleanly, fail
 from pipeline.metrics_stream import finish_stream, stream_for
-from pipeline.run import DEFAULT_WORKERS, RunLog, run_all, run_watched_scenario
+from pipeline.plan import RunPlan, ScenarioPlan, resolve_plan
+from pipeline.run import RunLog, StartedRun, run_plan, run_watched_scenario
 from pipeline.rundirs import (
     RunDirError,
     latest_result_dir,
@@ -40,8 +36,7 @@ from pipeline.setup import resolve_fixtures_path, setup_database
 from reporting.compare_inputs import CompareInputError
 from reporting.records import ReportInputError
 from reporting.report import write_junit, write_report
-from results.files import FIXTURES_FILE, RESULT_FILE
-from target.settings import CONCURRENCY_STRATEGIES
+from results.files import FIXTURES_FILE, RESULT_FILE, SERVICE_LOG
 
 GO = "GO"
 BASELINE_ENV = "LOADTEST_BASELINE"  # --baseline when the option is not given
@@ -55,8 +50,8 @@ TARGET_NEEDS_DATABASE = (
 
 def all_command(
     *,
-    profile: str = "smoke",
-    strategy: str = "serializable",
+    profile: str = "",
+    strategy: str = "",
     reports_dir: str | None = None,
     workers: int | str | None = None,
     force: bool = False,
@@ -72,51 +67,30 @@ def all_command(
 ) -> None:
     """Run the whole pipeline; print the verdict and the report's path; exit 0 only on GO.
 
-    ``workers`` (a number, or its text from the command line) defaults to the profile's
-    `[service.<profile>] workers`, else one. With ``baseline`` (a run folder or `latest-go`)
-    the run is compared with it afterwards and a regression gates the verdict
-    (pipeline/baseline.py).
+    The options resolve into the run's plan first (pipeline/plan.py: one line and exit 2 for a
+    bad one). ``workers`` defaults to the profile's `[service.<profile>] workers`, else one.
+    With ``baseline`` (a run folder or `latest-go`) the run is compared with it afterwards and
+    a regression gates the verdict (pipeline/baseline.py).
     """
-    if workers is None or workers == "":
-        workers = profile_workers(profile)
-    elif isinstance(workers, str):
-        try:
-            workers = int(workers)
-        except ValueError:
-            fail(f"--workers must be a whole number, not {workers!r}")
-    chosen = parse_scenarios(scenarios, SCENARIOS)
-    check_run_options(profile=profile, strategy=strategy, workers=workers, scenarios=chosen)
-    dimensions = resolve_dimensions(
+    plan = resolve_plan(
+        profile=profile,
+        scenarios=scenarios,
         strategy=strategy,
         transaction_shape=transaction_shape,
         isolation=isolation,
         db_latency_ms=db_latency_ms,
-        scenarios=chosen,
+        workers=workers,
+        reports_root=reports_dir,
+        force=force,
     )
-    _check_faults(profile, chosen, target_url=None, force=force)
     # CI passes them by environment, so its step runs the README's command unchanged.
     baseline = baseline or os.environ.get(BASELINE_ENV) or None
     regression_gate = regression_gate or os.environ.get(REGRESSION_GATE_ENV) or "warn"
     junit = junit or os.environ.get(JUNIT_ENV) or None
-    baseline_dir = (
-        _baseline_or_exit(
-            baseline, reports_dir, profile, strategy, regression_gate, dimensions.transaction_shape
-        )
-        if baseline
-        else None
-    )
+    baseline_dir = _baseline_or_exit(baseline, plan, regression_gate) if baseline else None
     margins = comparison_margins(tolerance) if baseline else None
     stream = stream_for(prometheus_remote_write)
-    outcome = run_all(
-        profile=profile,
-        strategy=strategy,
-        reports_root=resolve_reports_root(reports_dir),
-        workers=workers,
-        scenarios=chosen,
-        force=force,
-        dimensions=dimensions,
-        metrics_stream=stream,
-    )
+    outcome = run_plan(plan, metrics_stream=stream)
     if baseline_dir is not None and margins is not None:
         outcome = gate_against_baseline(
             outcome, baseline_dir, gate=regression_gate, margins=margins
@@ -133,23 +107,16 @@ def all_command(
     raise SystemExit(0 if outcome.decision == GO else EXIT_FAILED)
 
 
-def _baseline_or_exit(
-    baseline: str,
-    reports_dir: str | None,
-    profile: str,
-    strategy: str,
-    gate: str,
-    transaction_shape: str,
-) -> Path:
+def _baseline_or_exit(baseline: str, plan: RunPlan, gate: str) -> Path:
     """Resolve --baseline before anything starts: bad input gets one line and exit 2."""
     try:
         return resolve_baseline(
             baseline,
-            reports_root=resolve_reports_root(reports_dir),
-            profile=profile,
-            strategy=strategy,
+            reports_root=plan.reports_root,
+            profile=plan.profile,
+            strategy=plan.strategy,
             gate=gate,
-            transaction_shape=transaction_shape,
+            transaction_shape=plan.dimensions.transaction_shape,
         )
     except CompareInputError as error:
         fail(str(error))
@@ -158,23 +125,26 @@ def _baseline_or_exit(
 def scenario_command(
     scenario: str,
     *,
-    profile: str = "smoke",
+    profile: str = "",
     target_url: str | None = None,
     out: str | None = None,
     force: bool = False,
-    strategy: str = "serializable",
+    strategy: str = "",
     transaction_shape: str = "",
     isolation: str = "",
 ) -> None:
     """Run one scenario from the seeded baseline against our own service (or ``target_url``)."""
-    _check_profile(profile, [scenario])
-    dimensions = resolve_dimensions(
+    plan = resolve_plan(
+        profile=profile,
+        scenarios=[scenario],
         strategy=strategy,
         transaction_shape=transaction_shape,
         isolation=isolation,
-        scenarios=[scenario],
+        run_dir=out,
+        force=force,
+        target_url=target_url,
     )
-    _check_faults(profile, [scenario], target_url=target_url, force=force)
+    scenario_plan = plan.scenario(scenario)
     if target_url:
         # Before touching the database: bad input changes nothing. The reset and the checks
         # must reach the target's own database, never our local one.
@@ -189,26 +159,21 @@ def scenario_command(
             print("the database is not seeded yet: setting it up first", file=sys.stderr)
             url = cleanly(lambda: setup_database(fixtures_path=fixtures_path))
         # Before the reset and the service: stale tokens would make the whole run 401s.
-        _check_fixtures_fresh(fixtures_path, scenario, profile)
-        out_dir = Path(out).resolve() if out else new_run_dir(resolve_reports_root())
+        _check_fixtures_fresh(fixtures_path, scenario_plan)
+        out_dir = plan.run_dir or new_run_dir(plan.reports_root)
         out_dir.mkdir(parents=True, exist_ok=True)
         service = (
-            RemoteService(target_url)
-            if target_url
-            else cleanly(lambda: _start(url, out_dir, dimensions))
+            RemoteService(target_url) if target_url else cleanly(lambda: _start(url, out_dir, plan))
         )
-        log = RunLog(out_dir, profile=profile, scenarios=[scenario], target_url=service.base_url)
+        log = RunLog(
+            out_dir, profile=plan.profile, scenarios=[scenario], target_url=service.base_url
+        )
+        started = StartedRun(
+            database_url=url, service=service, fixtures_path=fixtures_path, out_dir=out_dir
+        )
         try:
             with log.step(scenario, scenario=scenario):
-                result_dir, completed = run_watched_scenario(
-                    scenario,
-                    database_url=url,
-                    service=service,
-                    profile=profile,
-                    fixtures_path=fixtures_path,
-                    out_dir=out_dir,
-                    force=force,
-                )
+                result_dir, completed = run_watched_scenario(scenario_plan, plan, started)
         finally:
             if not target_url:
                 service.stop()
@@ -293,61 +258,20 @@ def is_seeded(database_url: str, fixtures_path: Path) -> bool:
     return row is not None
 
 
-def check_run_options(
-    *, profile: str, strategy: str, workers: int, scenarios: Sequence[str] = SCENARIOS
-) -> None:
-    if strategy not in CONCURRENCY_STRATEGIES:
-        fail(f"--strategy must be one of {', '.join(CONCURRENCY_STRATEGIES)}, not {strategy!r}")
-    if workers < 1:
-        fail(f"--workers must be at least 1, not {workers}")
-    _check_profile(profile, scenarios)
-
-
-def _check_profile(profile: str, scenarios: list[str] | tuple[str, ...]) -> None:
-    for scenario in scenarios:
-        if scenario not in SCENARIOS:
-            fail(f"unknown scenario {scenario!r}: expected one of {', '.join(SCENARIOS)}")
-        try:
-            load_scenario_config(scenario, profile)
-        except ProfileError as error:
-            fail(str(error))
-
-
-def _check_faults(
-    profile: str, scenarios: Sequence[str], *, target_url: str | None, force: bool
-) -> None:
-    """Exit 2 on a bad fault schedule, or on PostgreSQL faults aimed at a server not ours."""
-    try:
-        schedules = [load_schedule(scenario, profile) for scenario in scenarios]
-    except ProfileError as error:
-        fail(str(error))
-    refusal = postgres_refusal(schedules, target_url=target_url, force=force)
-    if refusal:
-        fail(refusal)
-
-
-def profile_workers(profile: str) -> int:
-    try:
-        return service_workers(profile) or DEFAULT_WORKERS
-    except ProfileError as error:
-        fail(str(error))
-
-
-def _check_fixtures_fresh(fixtures_path: Path, scenario: str, profile: str) -> None:
+def _check_fixtures_fresh(fixtures_path: Path, scenario: ScenarioPlan) -> None:
     """Exit 2 with one line unless the fixtures' tokens outlast the scenario's run."""
-    duration_s = load_scenario_config(scenario, profile).duration_s
     try:
-        load_fixtures(fixtures_path, valid_for_s=duration_s)
+        load_fixtures(fixtures_path, valid_for_s=scenario.config.duration_s)
     except FixturesError as error:
         fail(str(error))
 
 
-def _start(database_url: str, out_dir: Path, dimensions: ServiceDimensions) -> ServiceProcess:
+def _start(database_url: str, out_dir: Path, plan: RunPlan) -> ServiceProcess:
     return start_service(
         database_url,
-        strategy=dimensions.strategy,
-        log_path=out_dir / "service.log",
-        env=dimensions.service_environment(),
+        strategy=plan.strategy,
+        log_path=out_dir / SERVICE_LOG,
+        env=plan.dimensions.service_environment(),
     )
 
 

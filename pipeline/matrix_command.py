@@ -18,13 +18,10 @@ from pathlib import Path
 
 from markupsafe import Markup
 
-from load_runner import SCENARIOS
-from pipeline.commands import check_run_options, profile_workers
 from pipeline.compare_command import comparison_margins
-from pipeline.dimensions import parse_scenarios, resolve_dimensions
 from pipeline.exits import fail
-from pipeline.run import run_all
-from pipeline.rundirs import resolve_reports_root
+from pipeline.plan import RunPlan, resolve_plan
+from pipeline.run import run_plan
 from reporting.compare import DEFAULT_MARGINS, Margin, spectrum
 from reporting.compare_inputs import CompareInputError, RunSample, load_run_sample
 from reporting.matrix import StrategyRuns, matrix_document
@@ -41,7 +38,7 @@ def matrix_command(
     *,
     strategies: str = DEFAULT_STRATEGIES,
     repeats: str | int = 2,
-    profile: str = "smoke",
+    profile: str = "",
     reports_dir: str | None = None,
     workers: str | int | None = None,
     isolations: str = "",
@@ -55,45 +52,37 @@ def matrix_command(
     """
     chosen = [name.strip() for name in strategies.split(",") if name.strip()]
     count = _whole_number("--repeats", repeats)
-    worker_count = _whole_number("--workers", workers) if workers else profile_workers(profile)
     if not chosen or len(set(chosen)) != len(chosen):
         fail(f"--strategies must name each strategy once, comma-separated, not {strategies!r}")
-    chosen_scenarios = parse_scenarios(scenarios, SCENARIOS)
     margins = comparison_margins()  # a malformed [compare.margins] fails before any run
-    for strategy in chosen:
-        check_run_options(
-            profile=profile, strategy=strategy, workers=worker_count, scenarios=chosen_scenarios
-        )
     shapes = [part.strip() for part in transaction_shapes.split(",") if part.strip()] or [""]
     levels = [part.strip() for part in isolations.split(",") if part.strip()] or [""]
-    cells = {}
+    # Every cell's plan before the first run: a bad strategy, shape or level is one line.
+    cells: dict[str, RunPlan] = {}
     for strategy in chosen:
         for shape in shapes:
             for level in levels:
-                dimensions = resolve_dimensions(
+                plan = resolve_plan(
+                    profile=profile,
+                    scenarios=scenarios,
                     strategy=strategy,
                     transaction_shape=shape,
                     isolation=level,
-                    scenarios=chosen_scenarios,
+                    workers=workers,
+                    reports_root=reports_dir,
                 )
-                name = strategy if shapes == levels == [""] else dimensions.label()
-                cells[name] = dimensions
-    root = resolve_reports_root(reports_dir)
+                name = strategy if shapes == levels == [""] else plan.dimensions.label()
+                cells[name] = plan
+    root = next(iter(cells.values())).reports_root
     run_dirs: dict[str, list[Path]] = {name: [] for name in cells}
     for repeat in range(1, count + 1):
-        for name, dimensions in cells.items():
+        for name, plan in cells.items():
             print(f"[matrix] repeat {repeat}/{count}: {name}", file=sys.stderr, flush=True)
-            outcome = run_all(
-                profile=profile,
-                strategy=dimensions.strategy,
-                reports_root=root,
-                workers=worker_count,
-                scenarios=chosen_scenarios,
-                dimensions=dimensions,
-            )
+            outcome = run_plan(plan)
             result = f"{outcome.decision} ({outcome.run_dir.name})"
             print(f"[matrix] {name}: {result}", file=sys.stderr)
             run_dirs[name].append(outcome.run_dir)
+    profile = next(iter(cells.values())).profile
     out_dir = root / f"{MATRIX_PREFIX}{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%SZ')}"
     document = write_matrix(run_dirs, out_dir, profile=profile, repeats=count, margins=margins)
     recommended = document["recommendation"]

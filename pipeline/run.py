@@ -15,10 +15,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from faults.nemesis import RELAY_FAULTS, load_schedule, nemesis_for
+from faults.nemesis import nemesis_for
 from faults.relay import DbRelay
 from integrity import format_report, run_checks, write_integrity_json
-from load_runner import SCENARIOS, run_scenario
+from load_runner.runner import launch
 from local_postgres import LocalCluster
 from pipeline.dimensions import ServiceDimensions
 from pipeline.exclusive import exclusive_database
@@ -26,7 +26,8 @@ from pipeline.exits import described
 from pipeline.facts import collect_facts
 from pipeline.isolation_check import check_isolation
 from pipeline.metrics_stream import MetricsStream, watched_counters
-from pipeline.rundirs import git_state, new_run_dir, resolve_reports_root
+from pipeline.plan import RunPlan, ScenarioPlan, resolve_plan
+from pipeline.rundirs import git_state, new_run_dir
 from pipeline.service_process import ServiceProcess, start_service
 from pipeline.setup import bring_up_database, setup_database
 from reporting.live_metrics import run_labels
@@ -38,10 +39,6 @@ from watch.quiet_database import autovacuum_paused, prepare_measured_window
 from watch.scenario_cost import cost_watch, write_scenario_cost
 from watch.service_watch import ServiceWatch
 
-DEFAULT_PROFILE = "smoke"
-DEFAULT_STRATEGY = "serializable"
-# One Hypercorn worker: on the 2-core machines this runs on, the generator needs the other.
-DEFAULT_WORKERS = 1
 SCHEMA_VERSION = 1
 
 
@@ -156,31 +153,49 @@ class StepContext:
 
 def run_all(
     *,
-    profile: str = DEFAULT_PROFILE,
-    strategy: str = DEFAULT_STRATEGY,
+    profile: str = "",
+    strategy: str = "",
     reports_root: Path | None = None,
-    workers: int = DEFAULT_WORKERS,
+    workers: int | None = None,
     scenarios: Sequence[str] | None = None,
     progress: bool = True,
     force: bool = False,
     dimensions: ServiceDimensions | None = None,
     metrics_stream: MetricsStream | None = None,
 ) -> RunOutcome:
+    """Resolve these options into a plan and run it: the Python API of `load-test.all`.
+
+    Empty options take the plan's defaults (pipeline/plan.py); ``dimensions`` default to
+    ``strategy``'s own.
+    """
+    plan = resolve_plan(
+        profile=profile,
+        scenarios=tuple(scenarios or ()),
+        strategy=strategy,
+        workers=workers,
+        dimensions=dimensions,
+        reports_root=reports_root,
+        force=force,
+    )
+    return run_plan(plan, progress=progress, metrics_stream=metrics_stream)
+
+
+def run_plan(
+    plan: RunPlan, *, progress: bool = True, metrics_stream: MetricsStream | None = None
+) -> RunOutcome:
     """Set up, serve, run each scenario with its checks, stop, report; the report always.
 
-    ``dimensions`` (shape, isolation, database latency) default to ``strategy``'s own.
     ``metrics_stream`` feeds each scenario's series to Prometheus as it runs; the caller
     sends the verdict once it is final.
     """
-    chosen = tuple(scenarios or SCENARIOS)
-    dimensions = dimensions or ServiceDimensions(strategy=strategy)
-    run_dir = new_run_dir(resolve_reports_root(reports_root))
+    run_dir = plan.run_dir or new_run_dir(plan.reports_root)
+    run_dir.mkdir(parents=True, exist_ok=True)
     log = RunLog(
         run_dir,
-        profile=profile,
-        **dimensions.facts(),
-        workers=workers,
-        scenarios=list(chosen),
+        profile=plan.profile,
+        **plan.dimensions.facts(),
+        workers=plan.workers,
+        scenarios=list(plan.scenario_names),
         unsafe_delay_ms=os.environ.get("TARGET_UNSAFE_DELAY_MS"),
         database="DATABASE_URL" if os.environ.get("DATABASE_URL") else "local cluster",
     )
@@ -202,30 +217,27 @@ def run_all(
             database_url = _setup(url, run_dir / FIXTURES_FILE, held)
         if step.ok and database_url:
             with log.step("start_service") as step:
-                needs_relay = dimensions.db_latency_ms > 0 or needs_db_relay(profile, chosen)
-                relay = _relay(database_url, dimensions, held) if needs_relay else None
-                service = _start(database_url, relay, run_dir, dimensions, workers)
+                relay = _relay(database_url, plan.dimensions, held) if plan.needs_db_relay else None
+                service = _start(database_url, relay, run_dir, plan)
         if service is not None and database_url:
-            for scenario in chosen:
+            started = StartedRun(
+                database_url=database_url,
+                service=service,
+                fixtures_path=run_dir / FIXTURES_FILE,
+                out_dir=run_dir,
+                relay=relay,
+                progress=progress,
+                metrics_stream=metrics_stream,
+            )
+            for scenario in plan.scenarios:
                 if not service.is_alive():
-                    log.fail(scenario, "the service was not running", scenario=scenario)
+                    log.fail(scenario.name, "the service was not running", scenario=scenario.name)
                     continue
-                with log.step(scenario, scenario=scenario):
-                    run_scenario_with_checks(
-                        scenario,
-                        database_url=database_url,
-                        service=service,
-                        profile=profile,
-                        fixtures_path=run_dir / FIXTURES_FILE,
-                        out_dir=run_dir,
-                        progress=progress,
-                        force=force,
-                        relay=relay,
-                        metrics_stream=metrics_stream,
-                    )
+                with log.step(scenario.name, scenario=scenario.name):
+                    run_scenario_with_checks(scenario, plan, started)
         else:
-            for scenario in chosen:
-                log.fail(scenario, "not run: an earlier step failed", scenario=scenario)
+            for name in plan.scenario_names:
+                log.fail(name, "not run: an earlier step failed", scenario=name)
         with log.step("collect_facts"):
             log.facts = collect_facts(database_url)
     finally:
@@ -252,33 +264,23 @@ def run_all(
     )
 
 
-def run_scenario_with_checks(
-    scenario: str,
-    *,
-    database_url: str,
-    service: Any,
-    profile: str,
-    fixtures_path: Path,
-    out_dir: Path,
-    progress: bool = True,
-    force: bool = False,
-    relay: DbRelay | None = None,
-    metrics_stream: MetricsStream | None = None,
-) -> Path:
+@dataclass(frozen=True)
+class StartedRun:
+    """What a run has started for its scenarios: the database, the service, the relay."""
+
+    database_url: str
+    service: Any  # ServiceProcess, or a RemoteService we did not start
+    fixtures_path: Path
+    out_dir: Path
+    relay: DbRelay | None = None
+    progress: bool = True
+    metrics_stream: MetricsStream | None = None
+
+
+def run_scenario_with_checks(scenario: ScenarioPlan, plan: RunPlan, started: StartedRun) -> Path:
     """Run one scenario from the baseline under watch, then check integrity; return its folder."""
-    result_dir, completed = run_watched_scenario(
-        scenario,
-        database_url=database_url,
-        service=service,
-        profile=profile,
-        fixtures_path=fixtures_path,
-        out_dir=out_dir,
-        progress=progress,
-        force=force,
-        relay=relay,
-        metrics_stream=metrics_stream,
-    )
-    report = run_checks(database_url, [result_dir], fixtures_path=fixtures_path)
+    result_dir, completed = run_watched_scenario(scenario, plan, started)
+    report = run_checks(started.database_url, [result_dir], fixtures_path=started.fixtures_path)
     write_integrity_json(report, result_dir)
     _say(format_report(report))
     # A list-append scenario's history against its profile's model: anomalies.json.
@@ -286,34 +288,27 @@ def run_scenario_with_checks(
     if isolation is not None:
         _say(isolation)
     if not completed:
-        raise ScenarioIncomplete(f"{scenario} did not complete (see {result_dir / RESULT_FILE})")
+        raise ScenarioIncomplete(
+            f"{scenario.name} did not complete (see {result_dir / RESULT_FILE})"
+        )
     return result_dir
 
 
 def run_watched_scenario(
-    scenario: str,
-    *,
-    database_url: str,
-    service: Any,
-    profile: str,
-    fixtures_path: Path,
-    out_dir: Path,
-    progress: bool = True,
-    force: bool = False,
-    relay: DbRelay | None = None,
-    metrics_stream: MetricsStream | None = None,
+    scenario: ScenarioPlan, plan: RunPlan, started: StartedRun
 ) -> tuple[Path, bool]:
     """Reset to the baseline and run one scenario while watching the service.
 
     Under a profile with a fault schedule a nemesis injects the faults meanwhile (PostgreSQL
-    faults on a server behind DATABASE_URL only with ``force``). Returns the result folder and
-    whether the run completed; service.json (and faults.json) are written even when the
-    runner raises.
+    faults on a server behind DATABASE_URL only with the plan's ``force``). Returns the result
+    folder and whether the run completed; service.json (and faults.json) are written even when
+    the runner raises.
     """
+    database_url, service, out_dir = started.database_url, started.service, started.out_dir
     reset_to_baseline(database_url)
     # VACUUM, ANALYZE and CHECKPOINT finish before the measured window, not inside it.
     hygiene: dict[str, Any] = {"before_window": prepare_measured_window(database_url)}
-    result_dir = out_dir / scenario
+    result_dir = out_dir / scenario.name
     watch = ServiceWatch(service)
     sampler = AttributionSampler(
         database_url,
@@ -321,31 +316,32 @@ def run_watched_scenario(
         metrics_url=f"{service.base_url}/metrics",
     )
     nemesis = nemesis_for(
-        scenario,
-        profile=profile,
+        scenario.name,
+        plan.profile,
         service=service,
         out_dir=out_dir,
         database_url=database_url,
-        force=force,
-        relay=relay,
+        force=plan.force,
+        relay=started.relay,
+        schedule=scenario.faults,
     )
     cpu = cost_watch(database_url, getattr(service, "pid", None))
+    stream = started.metrics_stream
     feed = (
-        metrics_stream.follow(scenario, result_dir / RAW_DIR, watched_counters(watch))
-        if metrics_stream is not None
+        stream.follow(scenario.name, result_dir / RAW_DIR, watched_counters(watch))
+        if stream is not None
         else nullcontext()
     )
-    started = time.time()
+    started_at = time.time()
     try:
         with autovacuum_paused(database_url) as paused, watch, sampler, nemesis, cpu, feed:
             hygiene["autovacuum_paused"] = paused
-            run = run_scenario(
-                scenario,
-                profile=profile,
+            run = launch(
+                scenario.config,
                 target_url=service.base_url,
-                fixtures_path=fixtures_path,
+                fixtures_path=started.fixtures_path,
                 out_dir=out_dir,
-                progress=progress,
+                progress=started.progress,
             )
         result_dir = Path(run.result_dir)
     finally:
@@ -353,7 +349,7 @@ def run_watched_scenario(
         watch.write(result_dir)
         nemesis.write(result_dir)
         sampler.write(result_dir, measurement_hygiene=hygiene)
-        write_scenario_cost(result_dir, cpu, started)
+        write_scenario_cost(result_dir, cpu, started_at)
     return result_dir, bool(run.completed)
 
 
@@ -374,26 +370,13 @@ def _setup(database_url: str, fixtures_path: Path, held: ExitStack) -> str:
     return setup_database(fixtures_path=fixtures_path)
 
 
-def needs_db_relay(profile: str, scenarios: Sequence[str]) -> bool:
-    """Tell whether a scenario's fault schedule acts on the link to PostgreSQL (the relay)."""
-    return any(
-        spec.kind in RELAY_FAULTS
-        for scenario in scenarios
-        for spec in load_schedule(scenario, profile)
-    )
-
-
 def _relay(database_url: str, dimensions: ServiceDimensions, held: ExitStack) -> DbRelay:
     """Start the relay the service reaches PostgreSQL through, for the whole run."""
     return held.enter_context(DbRelay.for_url(database_url, added_rtt_ms=dimensions.db_latency_ms))
 
 
 def _start(
-    database_url: str,
-    relay: DbRelay | None,
-    run_dir: Path,
-    dimensions: ServiceDimensions,
-    workers: int,
+    database_url: str, relay: DbRelay | None, run_dir: Path, plan: RunPlan
 ) -> ServiceProcess:
     """Start the service with the run's dimensions, through the relay when there is one.
 
@@ -401,10 +384,10 @@ def _start(
     """
     return start_service(
         relay.url_for(database_url) if relay is not None else database_url,
-        strategy=dimensions.strategy,
-        workers=workers,
+        strategy=plan.strategy,
+        workers=plan.workers,
         log_path=run_dir / SERVICE_LOG,
-        env=dimensions.service_environment(),
+        env=plan.dimensions.service_environment(),
     )
 
 

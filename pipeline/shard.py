@@ -15,16 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from faults.nemesis import load_schedule
-from load_runner.profiles import ProfileError
-from load_runner.runner import (
-    SCENARIO_DIR,
-    LoadRunError,
-    ScenarioRun,
-    _checked_config,
-    _checked_target,
-    execute,
-)
+from load_runner.runner import LoadRunError, ScenarioRun, check_target, launch
 from load_runner.sharding import (
     LAUNCH_LEAD_S,
     ClockOffset,
@@ -40,6 +31,7 @@ from load_runner.sharding import (
 from molotov_scenarios.fixtures import FixturesError, load_fixtures
 from pipeline.commands import default_fixtures_path
 from pipeline.exits import EXIT_FAILED, fail
+from pipeline.plan import ScenarioPlan, resolve_plan
 from pipeline.service_process import RemoteService
 from results.files import RESULT_FILE
 from watch.service_watch import ServiceWatch
@@ -53,7 +45,7 @@ def shard_command(
     shard: str,
     start_at: str,
     target_url: str | None,
-    profile: str = "smoke",
+    profile: str = "",
     out: str | None = None,
     clock_offset: str | None = None,
     seed: str = "",
@@ -70,13 +62,13 @@ def shard_command(
         fail("--shard needs --target-url: a shard drives a service that runs elsewhere")
     if not out:
         fail("--shard needs --run-dir: the folder this shard's results go to (the merge reads it)")
+    plan = resolve_plan(profile=profile, scenarios=[scenario], target_url=target_url)
     try:
         run = run_shard(
-            scenario,
+            plan.scenario(scenario),
             shard=spec,
             start_at=start,
             target_url=target_url,
-            profile=profile,
             out_dir=Path(out).resolve(),
             clock_offset=given_offset,
             seed=seed,
@@ -94,12 +86,11 @@ def shard_command(
 
 
 def run_shard(
-    scenario: str,
+    scenario: ScenarioPlan,
     *,
     shard: Shard,
     start_at: float,
     target_url: str,
-    profile: str,
     out_dir: Path,
     clock_offset: ClockOffset | None = None,
     seed: str = "",
@@ -110,21 +101,20 @@ def run_shard(
 
     Raises ShardError or LoadRunError on bad input, before anything is run or written.
     """
-    config = shard_config(_checked_config(scenario, profile, None, None), shard)
-    try:
-        if load_schedule(scenario, profile):
-            raise ShardError(
-                f"profile {profile!r} injects faults: a shard cannot (it runs no service); "
-                "run the faults profile on one host"
-            )
-    except ProfileError as error:
-        raise ShardError(str(error)) from None
+    name, profile = scenario.name, scenario.config.profile
+    config = shard_config(scenario.config, shard)
+    if scenario.faults:
+        raise ShardError(
+            f"profile {profile!r} injects faults: a shard cannot (it runs no service); "
+            "run the faults profile on one host"
+        )
     fixtures = fixtures_path or default_fixtures_path()
-    try:
-        load_fixtures(fixtures, valid_for_s=config.duration_s + max(start_at - time.time(), 0))
+    starts_in_s = max(start_at - time.time(), 0)
+    try:  # now, not after the wait: bad input changes nothing
+        load_fixtures(fixtures, valid_for_s=config.duration_s + starts_in_s)
     except FixturesError as error:
         raise LoadRunError(str(error)) from None
-    base_url = _checked_target(target_url)
+    base_url = check_target(target_url)
     offset = clock_offset or estimate_clock_offset(base_url)
     if offset.too_large:
         print(f"warning: shard {shard}: {offset.warning()}", file=sys.stderr)
@@ -132,16 +122,17 @@ def run_shard(
     local_start = start_at + offset.offset_s
     parse_start_at(start_at)  # the estimate took a moment: still not too late?
     _sleep_until(local_start - LAUNCH_LEAD_S)
+    key = run_key(name, profile, start_at, shard.count)
     sharding = {
         "shard_index": shard.index,
         "shard_count": shard.count,
         "start_at_epoch": local_start,
         "id_prefix": shard.id_prefix,
-        "seed": f"{seed or 'loadtest'}/{run_key(scenario, profile, start_at, shard.count)}",
+        "seed": f"{seed or 'loadtest'}/{key}",
         "result": {
             "index": shard.index,
             "count": shard.count,
-            "run_key": run_key(scenario, profile, start_at, shard.count),
+            "run_key": key,
             "start_at": start_at,
             "local_start_at": local_start,
             "clock": offset.to_result(),
@@ -149,17 +140,17 @@ def run_shard(
         },
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    result_dir = out_dir / scenario
+    result_dir = out_dir / name
 
     def run_it() -> ScenarioRun:
-        return execute(
+        return launch(
             config,
-            scenario_module=SCENARIO_DIR / f"{scenario}.py",
             target_url=base_url,
             fixtures_path=fixtures,
             out_dir=out_dir,
             progress=progress,
             sharding=sharding,
+            starts_in_s=local_start - time.time(),
         )
 
     if shard.index != WATCHING_SHARD:

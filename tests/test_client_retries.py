@@ -28,7 +28,7 @@ from integrity import format_report, run_checks
 from integrity.checks import CLIENT_RECONCILIATION, ONE_ROW_PER_KEY
 from load_runner import run_scenario
 from load_runner.collect import Collected
-from load_runner.runner import _write_results as write_results
+from load_runner.runner import write_results
 from local_postgres import ClusterInfo, create_marked_database
 from local_postgres.cluster import url_for
 from molotov_scenarios.http_client import HttpClient

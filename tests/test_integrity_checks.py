@@ -32,7 +32,7 @@ from integrity.checks import (
 )
 from integrity.history import read_unanswered
 from load_runner.collect import collect
-from load_runner.runner import _write_results as write_results
+from load_runner.runner import write_results
 from molotov_scenarios.recorder import Recorder
 from results.record_format import CONNECTION_ERROR, TIMEOUT, Record
 
