@@ -11,6 +11,7 @@ from collections.abc import Callable
 from invoke import Collection, Context, Exit
 
 from pipeline.cli import task  # no automatic short flags; a bad whole number is one line
+from seeding.defaults import DEFAULT_BACKGROUND, DEFAULT_SCALE, DEFAULT_SEED  # imports nothing
 
 
 # -- db.* ----------------------------------------------------------------------------------
@@ -75,16 +76,23 @@ def serve(
 
 # -- load-test.* ---------------------------------------------------------------------------
 SEED_HELP = {
-    "seed": "the random seed: the same seed gives the same rows and fixtures (default 2024)",
-    "scale": "multiplies organizations' patients, practitioners and authorizations (default 1)",
-    "background": "closed authorizations added as realistic table volume (default 100000)",
+    "seed": "the random seed: the same seed gives the same rows and fixtures "
+    f"(default {DEFAULT_SEED})",
+    "scale": "multiplies organizations' patients, practitioners and authorizations "
+    f"(default {DEFAULT_SCALE})",
+    "background": "closed authorizations added as realistic table volume "
+    f"(default {DEFAULT_BACKGROUND})",
     "force": "seed a database that holds data and is not marked as this project's",
 }
 
 
 @task(help=SEED_HELP)
 def seed(
-    c: Context, seed: int = 2024, scale: int = 1, background: int = 100_000, force: bool = False
+    c: Context,
+    seed: int = DEFAULT_SEED,
+    scale: int = DEFAULT_SCALE,
+    background: int = DEFAULT_BACKGROUND,
+    force: bool = False,
 ) -> None:
     """Reset the test data and seed it deterministically; write fixtures/test-data.json."""
     from pipeline.setup import seed_command
@@ -94,7 +102,11 @@ def seed(
 
 @task(help=SEED_HELP)
 def setup(
-    c: Context, seed: int = 2024, scale: int = 1, background: int = 100_000, force: bool = False
+    c: Context,
+    seed: int = DEFAULT_SEED,
+    scale: int = DEFAULT_SCALE,
+    background: int = DEFAULT_BACKGROUND,
+    force: bool = False,
 ) -> None:
     """Database up, migrations, seed: one idempotent command."""
     from pipeline.setup import setup_command
@@ -103,7 +115,7 @@ def setup(
 
 
 SCENARIO_HELP = {
-    "profile": "smoke, full, open or faults (molotov_scenarios/profiles.toml)",
+    "profile": "smoke (the default), full, open or faults (molotov_scenarios/profiles.toml)",
     "target_url": "load a service that is already running there instead of starting ours "
     "(needs DATABASE_URL pointing at its database)",
     "run_dir": "the run folder to write into (default: a new one under reports/); a "
@@ -113,7 +125,7 @@ SCENARIO_HELP = {
     "start_at": "UNIX_TIME every shard starts at (with --shard)",
     "clock_offset": "seconds this host's clock is ahead of the others' (with --shard)",
     "seed": "the shard's random seed (with --shard; default derived from the shard)",
-    "strategy": "serializable, for_update, atomic, constraint or unsafe",
+    "strategy": "serializable (the default), for_update, atomic, constraint or unsafe",
     "transaction_shape": "interactive (default) or statement",
     "isolation": "serializable, repeatable_read or read_committed (default: the strategy's)",
 }
@@ -123,7 +135,7 @@ def _scenario_task(number: int, scenario: str) -> Callable[..., None]:
     @task(name=f"scenario{number}", help=SCENARIO_HELP)
     def run(
         c: Context,
-        profile: str = "smoke",
+        profile: str = "",
         target_url: str = "",
         run_dir: str = "",
         force: bool = False,
@@ -131,8 +143,8 @@ def _scenario_task(number: int, scenario: str) -> Callable[..., None]:
         start_at: str = "",
         clock_offset: str = "",
         seed: str = "",
-        strategy: str = "serializable",
-        transaction_shape: str = "interactive",
+        strategy: str = "",
+        transaction_shape: str = "",
         isolation: str = "",
     ) -> None:
         if shard or start_at:
@@ -224,7 +236,8 @@ def check_history(c: Context, run_dir: str, require: str = "serializable") -> No
 
 
 DIMENSION_HELP = {
-    "strategy": "how a change guards its rules: serializable (no locks), for_update, atomic, "
+    "strategy": "how a change guards its rules: serializable (no locks; the default), "
+    "for_update, atomic, "
     "constraint, or unsafe (the planted control)",
     "transaction_shape": "interactive (an ORM unit of work, the default) or statement (one SQL "
     "statement per change)",
@@ -239,7 +252,7 @@ DIMENSION_HELP = {
     name="all",
     help={
         **DIMENSION_HELP,
-        "profile": "smoke, full, open or faults (molotov_scenarios/profiles.toml)",
+        "profile": "smoke (the default), full, open or faults (molotov_scenarios/profiles.toml)",
         "reports_dir": "where run folders go (default reports/)",
         "workers": "service workers (default 0: the profile's own, else 1)",
         "force": "let the faults profile restart a PostgreSQL behind DATABASE_URL",
@@ -255,8 +268,8 @@ DIMENSION_HELP = {
 )
 def all_(
     c: Context,
-    profile: str = "smoke",
-    strategy: str = "serializable",
+    profile: str = "",
+    strategy: str = "",
     reports_dir: str = "",
     workers: int = 0,
     force: bool = False,
@@ -264,7 +277,7 @@ def all_(
     baseline: str = "",
     regression_gate: str = "",
     tolerance: str = "",
-    transaction_shape: str = "interactive",
+    transaction_shape: str = "",
     isolation: str = "",
     db_latency_ms: str = "0",
     scenarios: str = "",
@@ -315,13 +328,13 @@ def all_(
 def capacity(
     c: Context,
     scenario: str = "high_throughput",
-    strategy: str = "serializable",
+    strategy: str = "",
     max_duration: int = 300,
     start_rate: str = "",
     step_duration: int = 10,
     workers: int = 1,
     reports_dir: str = "",
-    transaction_shape: str = "interactive",
+    transaction_shape: str = "",
     isolation: str = "",
 ) -> None:
     """Find the highest arrival rate the service sustains: double, then bisect (open model).
@@ -404,8 +417,8 @@ def ab(
     base: str,
     new: str = "",
     repeats: int = 3,
-    profile: str = "smoke",
-    strategy: str = "serializable",
+    profile: str = "",
+    strategy: str = "",
     scenarios: str = "",
     dirty: bool = False,
     reports_dir: str = "",
@@ -479,7 +492,7 @@ def matrix(
     c: Context,
     strategies: str = "serializable,for_update,atomic",
     repeats: int = 2,
-    profile: str = "smoke",
+    profile: str = "",
     workers: int = 0,
     reports_dir: str = "",
     isolations: str = "",

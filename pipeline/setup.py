@@ -18,6 +18,7 @@ from seeding import (
     seed_database,
 )
 from seeding.database import connect
+from seeding.defaults import DEFAULT_BACKGROUND, DEFAULT_SCALE, DEFAULT_SEED
 from target.migrate import upgrade
 from target.settings import DEFAULT_JWT_SECRET
 
@@ -42,58 +43,33 @@ def resolve_fixtures_path(explicit: Path | str | None = None) -> Path:
 
 def setup_database(
     *,
-    seed: int = 2024,
-    scale: int = 1,
-    background: int = 100_000,
+    seed: int = DEFAULT_SEED,
+    scale: int = DEFAULT_SCALE,
+    background: int = DEFAULT_BACKGROUND,
     force: bool = False,
     fixtures_path: Path | None = None,
 ) -> str:
     """Bring the database up, migrate it and seed it; return its URL. Safe to run again."""
-    url, _ = setup_and_seed(
-        seed=seed,
-        scale=scale,
-        background=background,
-        force=force,
-        fixtures_path=resolve_fixtures_path(fixtures_path),
-    )
-    return url
-
-
-def setup_and_seed(
-    *, seed: int, scale: int, background: int, force: bool, fixtures_path: Path
-) -> tuple[str, SeedSummary]:
-    """Do what setup_database does and also return the seeding summary."""
     check_options(scale=scale, background=background)
     url = database_url()
-    # Before migrating: a mistyped DATABASE_URL must not even get our tables added.
-    check_seedable(url, force=force, require_schema=False)
-    upgrade(url)
-    summary = seed_database(
+    migrate_for_seeding(url, force=force)
+    seed_database(
         url,
         seed=seed,
         scale=scale,
         background=background,
         force=force,
-        fixtures_path=fixtures_path,
+        fixtures_path=resolve_fixtures_path(fixtures_path),
         jwt_secret=jwt_secret(),
     )
-    return url, summary
+    return url
 
 
-def seed_existing(
-    *, seed: int, scale: int, background: int, force: bool, fixtures_path: Path
-) -> SeedSummary:
-    """Seed the database the tools use, without starting or migrating anything."""
-    check_options(scale=scale, background=background)
-    return seed_database(
-        existing_database_url(),
-        seed=seed,
-        scale=scale,
-        background=background,
-        force=force,
-        fixtures_path=fixtures_path,
-        jwt_secret=jwt_secret(),
-    )
+def migrate_for_seeding(url: str, *, force: bool) -> None:
+    """Migrate the database to head once it is one this project may seed."""
+    # Before migrating: a mistyped DATABASE_URL must not even get our tables added.
+    check_seedable(url, force=force, require_schema=False)
+    upgrade(url)
 
 
 def bring_up_database() -> tuple[str, bool]:
@@ -131,54 +107,59 @@ def summary_line(summary: SeedSummary) -> str:
 
 def seed_command(
     *,
-    seed: int = 2024,
-    scale: int = 1,
-    background: int = 100_000,
+    seed: int = DEFAULT_SEED,
+    scale: int = DEFAULT_SCALE,
+    background: int = DEFAULT_BACKGROUND,
     force: bool = False,
     fixtures_path: Path | None = None,
+    set_up: bool = False,
 ) -> None:
-    """Reset and seed the database; print one summary line, or one error line and exit 2."""
+    """Reset and seed the database; print one summary line, or one error line and exit 2.
+
+    ``set_up`` first starts the project's PostgreSQL (unless DATABASE_URL is set) and migrates
+    it (`load-test.setup`); without it the database must be running and migrated
+    (`load-test.seed`).
+    """
     resolved = resolve_fixtures_path(fixtures_path)
     cleanly(lambda: check_options(scale=scale, background=background))
-    url = cleanly(existing_database_url)
+    url = cleanly(database_url if set_up else existing_database_url)
     with ExitStack() as held:
         cleanly(lambda: hold_database(held, url))
+        if set_up:
+            cleanly(lambda: migrate_for_seeding(url, force=force))
         summary = cleanly(
-            lambda: seed_existing(
+            lambda: seed_database(
+                url,
                 seed=seed,
                 scale=scale,
                 background=background,
                 force=force,
                 fixtures_path=resolved,
+                jwt_secret=jwt_secret(),
             )
         )
     print(summary_line(summary))
+    if set_up:
+        print(f"database ready: {url}")
 
 
 def setup_command(
     *,
-    seed: int = 2024,
-    scale: int = 1,
-    background: int = 100_000,
+    seed: int = DEFAULT_SEED,
+    scale: int = DEFAULT_SCALE,
+    background: int = DEFAULT_BACKGROUND,
     force: bool = False,
     fixtures_path: Path | None = None,
 ) -> None:
-    """Database up, migrations, seed; print the URL and a summary line, or one error line."""
-    resolved = resolve_fixtures_path(fixtures_path)
-    cleanly(lambda: check_options(scale=scale, background=background))
-    with ExitStack() as held:
-        cleanly(lambda: hold_database(held, database_url()))
-        url, summary = cleanly(
-            lambda: setup_and_seed(
-                seed=seed,
-                scale=scale,
-                background=background,
-                force=force,
-                fixtures_path=resolved,
-            )
-        )
-    print(summary_line(summary))
-    print(f"database ready: {url}")
+    """Database up, migrations, seed; print a summary line and the URL, or one error line."""
+    seed_command(
+        seed=seed,
+        scale=scale,
+        background=background,
+        force=force,
+        fixtures_path=fixtures_path,
+        set_up=True,
+    )
 
 
 def hold_database(held: ExitStack, url: str) -> None:

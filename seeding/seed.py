@@ -10,12 +10,13 @@ from pathlib import Path
 from seeding.credentials import KNOWN_PASSWORD, issue_tokens, password_hash
 from seeding.database import SeedingError, check_seedable, load_dataset, vacuum_seeded_tables
 from seeding.dataset import build_dataset
+from seeding.defaults import (
+    DEFAULT_BACKGROUND,
+    DEFAULT_SCALE,
+    DEFAULT_SEED,
+    DEFAULT_TOKEN_TTL_S,
+)
 from seeding.fixtures import DEFAULT_FIXTURES_PATH, fixture_document, publish, write_pending
-
-DEFAULT_SEED = 2024
-DEFAULT_SCALE = 1
-DEFAULT_BACKGROUND = 100_000
-DEFAULT_TOKEN_TTL_S = 86_400
 
 
 @dataclass(frozen=True)
