@@ -23,7 +23,7 @@ from types import TracebackType
 import psutil
 
 from target.metrics import MULTIPROC_DIR_ENV
-from target.settings import CONCURRENCY_STRATEGIES, Settings
+from target.settings import Settings
 from target.supervisor import GRACEFUL_TIMEOUT_S, LISTEN_BACKLOG, STOP_MARGIN_S
 
 HOST = "127.0.0.1"
@@ -149,11 +149,11 @@ def start_service(
 def check_launch(
     database_url: str, strategy: str | None, workers: int, env: dict[str, str] | None
 ) -> None:
-    """Raise one clear ValueError for settings the workers would die on."""
-    if strategy is not None and strategy not in CONCURRENCY_STRATEGIES:
-        raise ValueError(
-            f"strategy must be one of {', '.join(CONCURRENCY_STRATEGIES)}, not {strategy!r}"
-        )
+    """Raise one clear ValueError for settings the workers would die on.
+
+    The service's own Settings check the strategy and the other TARGET_* values, here before
+    any worker starts.
+    """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, not {workers}")
     Settings.from_env(service_environment(database_url, strategy, Path(os.devnull), env))

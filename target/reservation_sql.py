@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import LiteralString
 
 from target.operations import ACTIVE, Operation
+from target.settings import CONCURRENCY_STRATEGIES
 
 AUTHORIZATION_COLUMNS = (
     "id",
@@ -38,7 +39,8 @@ AUTHORIZATION_COLUMNS = (
     "start_date",
     "end_date",
 )
-STRATEGIES = ("serializable", "for_update", "atomic", "unsafe")
+# Every strategy has a statement but `constraint`, whose units are guarded as for_update's are.
+STATEMENT_STRATEGIES = tuple(name for name in CONCURRENCY_STRATEGIES if name != "constraint")
 COLUMN_LIST = ", ".join(AUTHORIZATION_COLUMNS)
 
 SELECT_AUTHORIZATION: LiteralString = (
@@ -82,7 +84,7 @@ def _condition(operation: Operation, row: str) -> str:
 
 def change_statement(strategy: str, operation: Operation, *, keyed: bool) -> LiteralString:
     """Build the one statement that applies ``operation`` under ``strategy``."""
-    if strategy not in STRATEGIES:
+    if strategy not in STATEMENT_STRATEGIES:
         raise ValueError(f"unknown concurrency strategy {strategy!r}")
     if strategy == "atomic" and not keyed:
         return _atomic_statement(operation)
@@ -155,7 +157,7 @@ def _atomic_statement(operation: Operation) -> LiteralString:
 # Every statement the service runs for a change, by (strategy, operation, keyed).
 CHANGE_STATEMENTS = {
     (strategy, operation, keyed): change_statement(strategy, operation, keyed=keyed)
-    for strategy in STRATEGIES
+    for strategy in STATEMENT_STRATEGIES
     for operation in Operation
     for keyed in (False, True)
 }
