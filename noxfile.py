@@ -43,6 +43,13 @@ def load(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def ab(session: nox.Session) -> None:
+    """Run two commits in interleaved pairs and compare them (`-- BASE --repeats 3`)."""
+    session.install("-e", ".")
+    session.run("invoke", "load-test.ab", *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def capacity(session: nox.Session) -> None:
     """Find the highest sustainable arrival rate (pass e.g. `-- --max-duration 180`)."""
     session.install("-e", ".")

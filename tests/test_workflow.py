@@ -22,10 +22,9 @@ def readme_pipeline_command() -> str:
     return next(line.strip() for line in lines[start + 1 :] if line.startswith("    "))
 
 
-def steps() -> list[dict[str, Any]]:
+def steps(job: str = "smoke") -> list[dict[str, Any]]:
     workflow = yaml.safe_load(WORKFLOW.read_text())
-    (job,) = workflow["jobs"].values()
-    return job["steps"]
+    return workflow["jobs"][job]["steps"]
 
 
 def uploads() -> list[dict[str, Any]]:
@@ -37,8 +36,9 @@ def test_workflow_parses_and_runs_on_a_fresh_ubuntu_runner() -> None:
     # YAML 1.1 reads the bare key `on` as True.
     triggers = workflow.get("on", workflow.get(True))
     assert {"push", "pull_request"} <= set(triggers)
-    (job,) = workflow["jobs"].values()
-    assert job["runs-on"].startswith("ubuntu-")
+    assert set(workflow["jobs"]) == {"smoke", "ab"}
+    for job in workflow["jobs"].values():
+        assert job["runs-on"].startswith("ubuntu-")
 
 
 def test_workflow_runs_the_readme_command() -> None:
@@ -97,7 +97,8 @@ PINS = {
 
 
 def test_every_action_is_pinned_by_commit_and_checkout_keeps_no_credentials() -> None:
-    used = [step["uses"] for step in steps() if "uses" in step]
+    every_step = steps("smoke") + steps("ab")
+    used = [step["uses"] for step in every_step if "uses" in step]
     assert used
     for uses in used:
         assert PINNED.match(uses), uses
@@ -107,8 +108,9 @@ def test_every_action_is_pinned_by_commit_and_checkout_keeps_no_credentials() ->
     for line in lines:
         if "uses: " in line:
             assert re.search(r"@[0-9a-f]{40} # v\d+\.\d+\.\d+$", line), line
-    (checkout,) = [s for s in steps() if s.get("uses", "").startswith("actions/checkout@")]
-    assert checkout["with"]["persist-credentials"] is False
+    checkouts = [s for s in every_step if s.get("uses", "").startswith("actions/checkout@")]
+    assert len(checkouts) == 2
+    assert all(checkout["with"]["persist-credentials"] is False for checkout in checkouts)
 
 
 def test_the_job_summary_and_the_junit_are_written_even_when_the_verdict_fails() -> None:
@@ -124,3 +126,25 @@ def test_the_job_summary_and_the_junit_are_written_even_when_the_verdict_fails()
     (junit,) = [s for s in uploads() if s["with"]["name"] == "load-test-junit"]
     assert junit["if"] == "always()"
     assert Path(job["env"]["JUNIT_PATH"]).parent == Path(junit["with"]["path"])
+
+
+def test_a_pull_request_is_gated_by_an_interleaved_ab_against_its_merge_base() -> None:
+    job = yaml.safe_load(WORKFLOW.read_text())["jobs"]["ab"]
+    assert job["if"] == "github.event_name == 'pull_request'"
+    ab_steps = steps("ab")
+    (checkout,) = [s for s in ab_steps if s.get("uses", "").startswith("actions/checkout@")]
+    assert checkout["with"]["fetch-depth"] == 0  # the merge base's worktree needs history
+    texts = [step.get("run", "") for step in ab_steps]
+    run = next(i for i, text in enumerate(texts) if "nox -s ab" in text)
+    assert "git merge-base" in texts[run]
+    assert "--repeats 3" in texts[run]
+    # The base branch comes by environment, never spliced into the script.
+    assert "${{" not in texts[run]
+    assert ab_steps[run]["env"]["BASE_REF"] == "${{ github.base_ref }}"
+    postgres = next(i for i, text in enumerate(texts) if APT_POSTGRES.search(text))
+    assert postgres < run
+    summary = next(i for i, text in enumerate(texts) if "GITHUB_STEP_SUMMARY" in text)
+    (upload,) = [s for s in ab_steps if s.get("uses", "").startswith("actions/upload-artifact")]
+    assert ab_steps[summary]["if"] == upload["if"] == "always()"
+    assert upload["with"]["path"] == "reports/ab-*/"
+    assert run < summary < ab_steps.index(upload)
