@@ -11,6 +11,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
+from reporting.compare import NOISE_COVERED
 from reporting.summary import RECOMMENDATIONS
 from reporting.verdict import CONDITIONAL, DECISION_ORDER, NO_GO
 from results.files import COMPARE_HTML_FILE, COMPARISON_DIR
@@ -22,8 +23,22 @@ GATE_DECISIONS = {GATE_WARN: CONDITIONAL, GATE_FAIL: NO_GO}
 WORSE = "worse"
 
 
+# Why `fail` needs several runs a side before it fails a build: between two runs of the same
+# code, one run a side, 7.6 % of the judgements came out "worse" on a quiet machine, and none
+# of 70 at three runs a side (docs/comparing.md). A gate that fails one pull request in a few
+# for nothing is switched off; so a call that cannot see the machine's noise only warns.
+NOT_COVERED_NOTE = (
+    "; at most CONDITIONAL: one run a side cannot tell the machine from the code "
+    "(compare several runs a side, e.g. load-test.ab --repeats 3)"
+)
+
+
 def regression_findings(comparison: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Return one verdict finding per metric the comparison judged worse."""
+    """Return one verdict finding per metric the comparison judged worse.
+
+    Under the `fail` gate a worse metric is NO-GO only when the noise between runs is in its
+    interval (several runs on both sides); otherwise it is CONDITIONAL, as under `warn`.
+    """
     gate = comparison.get("gate") or GATE_WARN
     decision = GATE_DECISIONS.get(gate, CONDITIONAL)
     base = (comparison.get("base") or {}).get("run_id")
@@ -32,14 +47,27 @@ def regression_findings(comparison: Mapping[str, Any]) -> list[dict[str, Any]]:
         for metric in scenario.get("metrics") or []:
             if metric.get("judgement") != WORSE:
                 continue
+            reason = f"regression against baseline {base}: {describe(metric)}"
+            softened = decision == NO_GO and not _noise_covered(metric)
             findings.append(
                 {
-                    "decision": decision,
+                    "decision": CONDITIONAL if softened else decision,
                     "scenario": scenario.get("scenario"),
-                    "reason": f"regression against baseline {base}: {describe(metric)}",
+                    "reason": reason + (NOT_COVERED_NOTE if softened else ""),
                 }
             )
     return findings
+
+
+def _noise_covered(metric: Mapping[str, Any]) -> bool:
+    """Tell whether a judgement's interval holds the noise between runs.
+
+    Integrity is pass or fail, not an interval: a violation the baseline did not have is
+    worse however many runs there are.
+    """
+    if metric.get("metric") == "integrity" or metric.get("low") is None:
+        return True
+    return metric.get("between_runs") == NOISE_COVERED
 
 
 def apply_regression_gate(
