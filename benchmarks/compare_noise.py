@@ -6,6 +6,8 @@
     python benchmarks/compare_noise.py aa /tmp/aa --per-side 2   # runs 1+3 against 2+4, ...
     python benchmarks/compare_noise.py ab BASE_RUN[,BASE_RUN...] NEW_RUN[,NEW_RUN...]
     python benchmarks/compare_noise.py cycle --cycles 12 --reports-dir /tmp/c   # 0,0,2,5,10 ms
+    python benchmarks/compare_noise.py cycle --cycles 20 --reports-dir /tmp/s \
+        --transaction-shape statement --scenarios high_contention   # the low-noise shape
     python benchmarks/compare_noise.py study /tmp/c    # A/A and power, margins on and off
 
 `run` calls `invoke load-test.all` (smoke profile unless --profile) one run after another, with
@@ -59,7 +61,12 @@ def run_many(count: int, reports_dir: Path, profile: str) -> None:
 
 
 def run_cycles(
-    cycles: int, reports_dir: Path, profile: str, extra_latencies: list[int], scenarios: str
+    cycles: int,
+    reports_dir: Path,
+    profile: str,
+    extra_latencies: list[int],
+    scenarios: str,
+    transaction_shape: str = "",
 ) -> None:
     """Run ``cycles`` rounds of one run per entry of ``extra_latencies``, interleaved.
 
@@ -69,6 +76,8 @@ def run_cycles(
     for cycle in range(1, cycles + 1):
         for extra in extra_latencies:
             options = ["--scenarios", scenarios] if scenarios else []
+            if transaction_shape:
+                options += ["--transaction-shape", transaction_shape]
             completed = subprocess.run(
                 [sys.executable, "-m", "invoke", "load-test.all", "--profile", profile,
                  "--reports-dir", str(reports_dir / f"x{extra}"), *options],
@@ -261,6 +270,7 @@ def main() -> None:
     cycle.add_argument("--profile", default="smoke")
     cycle.add_argument("--extra-latencies", default="0,0,2,5,10")
     cycle.add_argument("--scenarios", default="")
+    cycle.add_argument("--transaction-shape", default="", help="interactive (default) or statement")
     studied = commands.add_parser("study")
     studied.add_argument("cycles_dir", type=Path)
     studied.add_argument("--extra-latencies", default="2,5,10")
@@ -282,6 +292,7 @@ def main() -> None:
             arguments.profile,
             [int(ms) for ms in arguments.extra_latencies.split(",")],
             arguments.scenarios,
+            arguments.transaction_shape,
         )
     elif arguments.command == "study":
         study(arguments.cycles_dir, [int(ms) for ms in arguments.extra_latencies.split(",")])
