@@ -312,7 +312,7 @@ LEAN_CLIENT = textwrap.dedent(
         latencies = []
         deadline = time.perf_counter() + seconds
         headers = ((b"Authorization", b"Bearer benchmark"), (b"Content-Type", b"application/json"))
-        client = HttpClient(url)
+        client = HttpClient(url, server_keep_alive_s=5.0)  # Hypercorn's default
         async def user():
             while time.perf_counter() < deadline:
                 started = time.perf_counter()

@@ -42,6 +42,7 @@ from results.record_table import RecordTable
 from results.records import successful_operations
 from results.stalls import latency_evidence
 from results.summary import in_flight_window_s, summarise_generator, summarise_requests
+from target.settings import keep_alive_s
 
 RESULT_SCHEMA_VERSION = 1
 OPERATIONS_HEADER = ("transaction_id", "authorization_id", "kind", "units")
@@ -174,6 +175,8 @@ def execute(
         units_per_request=config.units_per_request,
         users=config.users,
         arrival_rate_rps=config.arrival_rate_rps,
+        # The service reads the same setting from the same environment (target.settings).
+        server_keep_alive_s=keep_alive_s(os.environ),
         **sharding,
     )
     started_at = time.time()

@@ -140,7 +140,9 @@ def process_connector() -> aiohttp.TCPConnector:
 def http_client() -> HttpClient:
     """Return the process's one lean HTTP client (made on first use, inside the event loop)."""
     if _PROCESS.http is None:
-        _PROCESS.http = HttpClient(ENVIRONMENT.target_url)
+        _PROCESS.http = HttpClient(
+            ENVIRONMENT.target_url, server_keep_alive_s=ENVIRONMENT.server_keep_alive_s
+        )
     return _PROCESS.http
 
 

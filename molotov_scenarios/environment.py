@@ -9,9 +9,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 ENVIRONMENT_VARIABLE = "LOADTEST_SCENARIO"
-RECORDS_PREFIX = "records-"  # records-<pid>.csv: one row per request
-PROCESS_PREFIX = "process-"  # process-<pid>.json: counts and self-watch, written with records
-PROGRESS_PREFIX = "progress-"  # progress-<pid>.json: rewritten about every second
 
 
 @dataclass(frozen=True)
@@ -27,6 +24,9 @@ class ScenarioEnvironment:
     units_per_request: int
     users: int  # across all processes
     arrival_rate_rps: float | None
+    # How long the service keeps an idle connection open (its TARGET_KEEP_ALIVE_S): the client
+    # stops reusing one a margin before that.
+    server_keep_alive_s: float
     # Sharded runs (load_runner/sharding.py); the defaults are a single-host run.
     shard_index: int = 1  # 1..shard_count
     shard_count: int = 1

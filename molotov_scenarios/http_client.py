@@ -10,9 +10,16 @@ Connections: a LIFO pool of idle ones with no limit, so there is one connection 
 flight, as with aiohttp's ``TCPConnector(limit=None)``. A connection goes back to the pool only
 after a complete response that allows keep-alive; one that errored, timed out, was closed by
 its peer or answered ``Connection: close`` is closed and never reused. An idle connection is
-dropped once its peer has closed it, or once it has been idle for ``IDLE_KEEP_S``, shorter
-than the server's keep-alive timeout, so that a user's think time never meets a connection
-the server is closing at that moment.
+dropped once its peer has closed it, or once it has been idle for ``IDLE_SHARE`` of the
+server's keep-alive timeout (which the client is given), so that a user's think time never
+meets a connection the server is closing at that moment. Should the server close one sooner
+all the same, a request never meets the close unnoticed: an idle connection older than
+``CHECK_SHARE`` of the cut-off is checked for a close that arrived since the event loop last
+looked (one system call), and a reused connection the server resets before the first byte of
+its answer (it closed without reading the request: a server that reads a request and then
+dies sends a FIN, not a reset) is replaced and the request sent again, once, if the caller
+allows it (``replayable``). A clean close after the request on a reused connection is not
+replayed: it cannot tell a server that never read the request from one that died running it.
 
 Errors: ``TimeoutError`` when the answer is not complete within the timeout (the connect
 included); ``ConnectionError`` when the connection is refused, reset or closed before a full
@@ -25,14 +32,19 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import select
 import ssl
 from collections.abc import Mapping, Sequence
 from urllib.parse import urlsplit
 
 import httptools
 
-# Hypercorn closes a keep-alive connection after 5 s idle (its default): stop using one sooner.
-IDLE_KEEP_S = 4.0
+# Stop reusing an idle connection at this share of the server's keep-alive timeout: a margin
+# for the clocks of the two sides and the time the close takes to arrive.
+IDLE_SHARE = 0.8
+# Look for a close not yet seen on an idle connection this far into its cut-off; a younger
+# one cannot have met the server's keep-alive timer, and the check costs a system call.
+CHECK_SHARE = 0.5
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 Headers = Sequence[tuple[bytes, bytes]] | Mapping[str, str]
@@ -48,17 +60,21 @@ class _Connection(asyncio.Protocol):
         self.body: list[bytes] = []
         self.keep_alive = False  # the last complete response allows another request
         self.lost = False  # connection_lost fired: the peer or we closed it
+        self.answered = False  # a byte of the answer to the current request has arrived
+        self.reset = False  # the peer reset the connection: it did not read all we sent
         self.idle_since = 0.0
 
     # -- asyncio.Protocol --
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.fd = transport.get_extra_info("socket").fileno()
 
     def data_received(self, data: bytes) -> None:
         if self.waiter is None:
             # Bytes nobody asked for (a late answer, a 408 before closing): unusable now.
             self.close()
             return
+        self.answered = True
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as error:
@@ -67,6 +83,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
+        self.reset = isinstance(exc, (ConnectionResetError, BrokenPipeError))
         self._fail(ConnectionError("the connection closed before a full response"))
 
     # -- httptools callbacks --
@@ -92,6 +109,7 @@ class _Connection(asyncio.Protocol):
     def send(self, request: bytes, waiter: asyncio.Future[tuple[int, bytes]]) -> None:
         self.waiter = waiter
         self.keep_alive = False
+        self.answered = False
         self.transport.write(request)  # type: ignore[union-attr]
 
     def time_out(self) -> None:
@@ -99,12 +117,18 @@ class _Connection(asyncio.Protocol):
             self._fail(TimeoutError("no complete response within the timeout"))
             self.close()
 
-    def usable(self, now: float) -> bool:
+    def usable(self, now: float, idle_limit_s: float) -> bool:
         return (
             not self.lost
             and not self.transport.is_closing()  # type: ignore[union-attr]
-            and now - self.idle_since < IDLE_KEEP_S
+            and now - self.idle_since < idle_limit_s
         )
+
+    def closed_unseen(self) -> bool:
+        """Tell whether the peer closed (or wrote) since the event loop last looked."""
+        poller = select.poll()  # not select(): file numbers past 1023 are fine
+        poller.register(self.fd, select.POLLIN)
+        return bool(poller.poll(0))
 
     def close(self) -> None:
         if self.transport is not None:
@@ -120,14 +144,25 @@ class HttpClient:
     """POST to one origin (scheme, host, port of ``url``) over pooled keep-alive connections.
 
     Made inside the event loop that uses it; ``close()`` closes the idle connections.
-    ``ssl_context``: for https, instead of the default one (which checks the certificate
-    against the system's authorities).
+    ``server_keep_alive_s``: how long the server keeps an idle connection open; the client
+    stops reusing one at ``IDLE_SHARE`` of that. ``ssl_context``: for https, instead of the
+    default one (which checks the certificate against the system's authorities).
     """
 
-    def __init__(self, url: str, *, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        server_keep_alive_s: float,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
             raise ValueError(f"not an http(s) URL with a host: {url!r}")
+        if not server_keep_alive_s > 0:
+            raise ValueError(f"server_keep_alive_s must be positive, not {server_keep_alive_s}")
+        self.idle_limit_s = IDLE_SHARE * server_keep_alive_s
+        self._check_after_s = CHECK_SHARE * self.idle_limit_s
         self.host = parts.hostname
         self.port = parts.port or DEFAULT_PORTS[parts.scheme]
         self._ssl: ssl.SSLContext | None = None
@@ -141,24 +176,53 @@ class HttpClient:
         self._idle: collections.deque[_Connection] = collections.deque()  # newest on the right
         self._closed = False
         self.opened = 0  # connections opened so far: the tests see reuse in it
+        self.replayed = 0  # requests sent again after a reused connection was reset unanswered
 
     async def post(
-        self, path: str | bytes, body: bytes, headers: Headers, timeout_s: float
+        self,
+        path: str | bytes,
+        body: bytes,
+        headers: Headers,
+        timeout_s: float,
+        *,
+        replayable: bool = False,
     ) -> tuple[int, bytes]:
         """Send one POST and return (status, body) of its response.
 
         Raises TimeoutError after ``timeout_s`` (connect included), ConnectionError when no
-        full, well-formed response arrives.
+        full, well-formed response arrives. ``replayable``: the request may reach the server
+        twice (it carries an Idempotency-Key the server honours), so it is sent again, once,
+        on a new connection when the server resets a reused one before any byte of the answer.
         """
         loop = self._loop
         deadline = loop.time() + timeout_s
+        request = self._request(path, body, headers)
         connection = self._idle_connection(loop.time())
-        if connection is None:
-            connection = await self._connect(deadline)
+        if connection is not None:
+            try:
+                return await self._exchange(connection, request, deadline)
+            except ConnectionError:
+                if not (replayable and connection.reset) or connection.answered:
+                    raise
+                # The server closed it without reading our request: it crossed the close.
+                self.replayed += 1
+        connection = await self._connect(deadline)
+        return await self._exchange(connection, request, deadline)
+
+    def close(self) -> None:
+        """Close the idle connections; a connection still in use is closed when it finishes."""
+        self._closed = True
+        while self._idle:
+            self._idle.pop().close()
+
+    async def _exchange(
+        self, connection: _Connection, request: bytes, deadline: float
+    ) -> tuple[int, bytes]:
+        loop = self._loop
         waiter: asyncio.Future[tuple[int, bytes]] = loop.create_future()
         timer = loop.call_at(deadline, connection.time_out)
         try:
-            connection.send(self._request(path, body, headers), waiter)
+            connection.send(request, waiter)
             answer = await waiter
         except BaseException:  # a timeout, a broken connection or a cancelled caller
             connection.close()
@@ -172,19 +236,15 @@ class HttpClient:
             connection.close()
         return answer
 
-    def close(self) -> None:
-        """Close the idle connections; a connection still in use is closed when it finishes."""
-        self._closed = True
-        while self._idle:
-            self._idle.pop().close()
-
     def _idle_connection(self, now: float) -> _Connection | None:
-        idle = self._idle
+        idle, limit_s = self._idle, self.idle_limit_s
         while idle:
             connection = idle.pop()
-            if connection.usable(now):
+            if connection.usable(now, limit_s) and not (
+                now - connection.idle_since >= self._check_after_s and connection.closed_unseen()
+            ):
                 # The oldest are on the left: drop those gone stale, so that none lingers.
-                while idle and not idle[0].usable(now):
+                while idle and not idle[0].usable(now, limit_s):
                     idle.popleft().close()
                 return connection
             connection.close()

@@ -144,6 +144,9 @@ async def send_operation(
             body,
             (*operation_headers, (REQUEST_ID_HEADER, request_id.encode())),
             timeout_s,
+            # An operation that may be sent again may also be sent again on a fresh connection
+            # when a reused one closes under it unanswered, within one attempt.
+            replayable=policy.max_attempts > 1,
         )
         ended = time.perf_counter()
         verdict = judge(status, code)
@@ -175,6 +178,8 @@ async def _post_once(
     body: bytes,
     headers: Sequence[tuple[bytes, bytes]],
     timeout_s: float,
+    *,
+    replayable: bool,
 ) -> tuple[int, str, str, bytes]:
     """Send one attempt; return (status, code, transaction id) as the records want them, and
     the body of a 2xx (empty otherwise)."""
@@ -182,7 +187,7 @@ async def _post_once(
     # The clock runs around the whole call: connect (when no connection is idle), send,
     # headers and body.
     try:
-        status, payload = await client.post(path, body, headers, timeout_s)
+        status, payload = await client.post(path, body, headers, timeout_s, replayable=replayable)
     except TimeoutError:
         code = TIMEOUT
     except OSError:  # refused, reset, closed before a full answer, malformed answer

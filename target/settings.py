@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -28,6 +28,11 @@ DEFAULT_ISOLATION = {
     "unsafe": "read_committed",
 }
 DEFAULT_JWT_SECRET = "dev-only-insecure-secret-change-me"
+# Hypercorn closes a connection idle this long (whole seconds: its --keep-alive takes an
+# integer). The load generator reads the same setting (load_runner hands it to the scenarios)
+# and stops reusing an idle connection a margin before the service would close it.
+KEEP_ALIVE_ENV = "TARGET_KEEP_ALIVE_S"
+DEFAULT_KEEP_ALIVE_S = 5  # Hypercorn's own default, now set explicitly
 N = TypeVar("N", int, float)
 
 
@@ -61,6 +66,7 @@ class Settings:
     pool_size: int = 8
     pool_timeout_s: float = 2.0
     max_body_bytes: int = 64 * 1024
+    keep_alive_s: int = DEFAULT_KEEP_ALIVE_S
     # Off: keys are written to the ledger but not enforced (the exactly-once checks' control).
     idempotency: bool = True
     extra: dict[str, str] = field(default_factory=dict)
@@ -89,6 +95,7 @@ class Settings:
             ("TARGET_STALL_MS", self.stall_ms, 0),
             ("TARGET_STALL_AFTER_CHANGES", self.stall_after_changes, 1),
             ("TARGET_POOL_SIZE", self.pool_size, 1),
+            (KEEP_ALIVE_ENV, self.keep_alive_s, 1),
         ):
             if value < minimum:
                 raise ValueError(f"{name} must be at least {minimum}, not {value}")
@@ -124,7 +131,16 @@ class Settings:
             pool_size=_env_number(env, "TARGET_POOL_SIZE", 8, int),
             pool_timeout_s=_env_number(env, "TARGET_POOL_TIMEOUT_S", 2.0, float),
             idempotency=_env_switch(env, "TARGET_IDEMPOTENCY", True),
+            keep_alive_s=keep_alive_s(env),
         )
+
+
+def keep_alive_s(environ: Mapping[str, str]) -> int:
+    """Return how long the service keeps an idle connection open, in seconds (at least 1)."""
+    value = _env_number(dict(environ), KEEP_ALIVE_ENV, DEFAULT_KEEP_ALIVE_S, int)
+    if value < 1:
+        raise ValueError(f"{KEEP_ALIVE_ENV} must be at least 1, not {value}")
+    return value
 
 
 def _env_number(env: dict[str, str], name: str, default: N, kind: Callable[[str], N]) -> N:

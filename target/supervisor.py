@@ -34,6 +34,7 @@ from typing import NoReturn
 
 from retry_backoff import capped_exponential_s
 from target import metrics
+from target.settings import DEFAULT_KEEP_ALIVE_S, keep_alive_s
 
 APP_PATH = "target.app:create_app()"
 LISTEN_BACKLOG = 1024
@@ -73,8 +74,14 @@ class WorkerSlot:
 class Supervisor:
     """Keep ``workers`` Hypercorn processes serving the socket ``listener_fd``."""
 
-    def __init__(self, listener_fd: int, workers: int, app_path: str = APP_PATH) -> None:
-        self.command = worker_command(listener_fd, app_path)
+    def __init__(
+        self,
+        listener_fd: int,
+        workers: int,
+        app_path: str = APP_PATH,
+        keep_alive_s: int = DEFAULT_KEEP_ALIVE_S,
+    ) -> None:
+        self.command = worker_command(listener_fd, app_path, keep_alive_s)
         self.listener_fd = listener_fd
         self.slots = [WorkerSlot(index) for index in range(workers)]
         self.crash_times: deque[float] = deque()
@@ -175,7 +182,9 @@ class Supervisor:
             slot.process = None
 
 
-def worker_command(listener_fd: int, app_path: str = APP_PATH) -> list[str]:
+def worker_command(
+    listener_fd: int, app_path: str = APP_PATH, keep_alive_s: int = DEFAULT_KEEP_ALIVE_S
+) -> list[str]:
     """Return the command of one worker: Hypercorn serving in its own process (--workers 0)."""
     return [
         sys.executable,
@@ -189,6 +198,8 @@ def worker_command(listener_fd: int, app_path: str = APP_PATH) -> list[str]:
         str(LISTEN_BACKLOG),
         "--graceful-timeout",
         str(GRACEFUL_TIMEOUT_S),
+        "--keep-alive",
+        str(keep_alive_s),
         "--worker-class",
         WORKER_CLASS,
         app_path,
@@ -274,7 +285,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     problem = check_listener(args.fd)
     if problem is not None:
         parser.error(problem)
-    return Supervisor(args.fd, args.workers, args.app).run()
+    try:
+        keep_alive = keep_alive_s(os.environ)  # TARGET_KEEP_ALIVE_S
+    except ValueError as error:
+        parser.error(str(error))
+    return Supervisor(args.fd, args.workers, args.app, keep_alive).run()
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ from pipeline.service_process import start_service
 from results.files import HISTORY_FILE
 from results.record_format import CONNECTION_ERROR, Record
 from seeding import reset_to_baseline, seed_database
-from target.settings import DEFAULT_JWT_SECRET
+from target.settings import DEFAULT_JWT_SECRET, DEFAULT_KEEP_ALIVE_S
 
 DROP_ANSWER = "drop_answer"  # forward, let it commit, then hang up without answering
 UNAVAILABLE = "unavailable"  # answer 503 without forwarding
@@ -198,7 +198,7 @@ async def reserve_through(proxy: FlakyProxy, authorization_id: str, token: str) 
     """Reserve UNITS through the proxy as the scenario client does: one key, retried."""
     numbers = itertools.count(1)
     # The client's own pool, as the scenarios use it: a dropped connection must not be reused.
-    client = HttpClient(f"http://127.0.0.1:{proxy.port}")
+    client = HttpClient(f"http://127.0.0.1:{proxy.port}", server_keep_alive_s=DEFAULT_KEEP_ALIVE_S)
     try:
         return await send_operation(
             client,

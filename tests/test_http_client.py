@@ -1,8 +1,9 @@
 """The scenarios' lean HTTP/1.1 client: keep-alive reuse, framing, and every way a call fails.
 
 Against real servers on 127.0.0.1: the service itself (Hypercorn on PostgreSQL) for what it
-answers, and tiny asyncio servers scripted per test for the edge cases no healthy service
-shows on demand (a chunked body, `Connection: close`, a hang, a cut-off or malformed answer).
+answers and when it closes an idle connection, and tiny asyncio servers scripted per test for
+the edge cases no healthy service shows on demand (a chunked body, `Connection: close`, a
+hang, a cut-off or malformed answer, a close that crosses a request).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import itertools
 import json
 import socket
 import ssl
+import struct
 import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,10 +24,15 @@ import pytest
 from support_service import SeededStack, seeded_stack
 
 from local_postgres import ClusterInfo
-from molotov_scenarios import http_client
 from molotov_scenarios.http_client import HttpClient
+from pipeline.service_process import start_service
+from target.settings import DEFAULT_KEEP_ALIVE_S, KEEP_ALIVE_ENV
 
-KEEP, CLOSE, HANG = "keep", "close", "hang"  # what a tiny server does after its reply
+# What a tiny server does after its reply: keep the connection, close it (FIN), hang until
+# the client hangs up, or reset it (RST: what a server's kernel sends for a request that
+# reaches a socket its server closed without reading it).
+KEEP, CLOSE, HANG, RESET = "keep", "close", "hang", "reset"
+KEEP_ALIVE_S = 5.0  # the tiny servers' keep-alive, as the clients are told
 BODY = b'{"units": 1}'
 ANSWER = b'{"transaction_id": "t-1"}'
 OK_REPLY = b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(ANSWER), ANSWER)
@@ -69,6 +76,12 @@ class TinyServer:
                 await writer.drain()
                 if reply.then == CLOSE:
                     return
+                if reply.then == RESET:
+                    linger = struct.pack("ii", 1, 0)  # close at once, with a reset
+                    writer.get_extra_info("socket").setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, linger
+                    )
+                    return
                 if reply.then == HANG:
                     with contextlib.suppress(ConnectionError):
                         await reader.read()  # until the client hangs up
@@ -102,9 +115,15 @@ async def running(
         yield server
 
 
+def address(listener: asyncio.Server) -> str:
+    return f"http://127.0.0.1:{listener.sockets[0].getsockname()[1]}"
+
+
 @contextlib.asynccontextmanager
-async def client_of(server: TinyServer) -> AsyncIterator[HttpClient]:
-    client = HttpClient(f"http://127.0.0.1:{server.port}")
+async def client_of(
+    server: TinyServer, keep_alive_s: float = KEEP_ALIVE_S
+) -> AsyncIterator[HttpClient]:
+    client = HttpClient(f"http://127.0.0.1:{server.port}", server_keep_alive_s=keep_alive_s)
     try:
         yield client
     finally:
@@ -124,8 +143,11 @@ def always(reply: Reply) -> Callable[[int, int], Reply]:
     return lambda connection, request: reply
 
 
-async def post(client: HttpClient, timeout_s: float = TIMEOUT_S) -> tuple[int, bytes]:
-    return await client.post("/api/x", BODY, [(b"Content-Type", b"application/json")], timeout_s)
+async def post(
+    client: HttpClient, timeout_s: float = TIMEOUT_S, *, replayable: bool = False
+) -> tuple[int, bytes]:
+    headers = [(b"Content-Type", b"application/json")]
+    return await client.post("/api/x", BODY, headers, timeout_s, replayable=replayable)
 
 
 # -- The request ------------------------------------------------------------------------------
@@ -148,7 +170,7 @@ async def test_the_request_carries_the_host_length_headers_and_body() -> None:
 
 def test_only_an_http_or_https_url_makes_a_client() -> None:
     async def make(url: str) -> HttpClient:
-        return HttpClient(url)
+        return HttpClient(url, server_keep_alive_s=KEEP_ALIVE_S)
 
     for url in ("ftp://127.0.0.1/", "127.0.0.1:8000", "http:///path"):
         with pytest.raises(ValueError, match="not an http"):
@@ -196,7 +218,7 @@ async def test_an_answer_split_across_packets_is_reassembled() -> None:
 
     listener = await asyncio.start_server(trickle, "127.0.0.1", 0)
     async with listener:
-        client = HttpClient(f"http://127.0.0.1:{listener.sockets[0].getsockname()[1]}")
+        client = HttpClient(address(listener), server_keep_alive_s=KEEP_ALIVE_S)
         assert await post(client) == (200, ANSWER)
         client.close()
 
@@ -225,17 +247,103 @@ async def test_a_connection_the_server_closed_while_idle_is_not_used_again() -> 
     assert server.connection_of_each_request() == [0, 1]
 
 
-async def test_a_connection_idle_too_long_is_closed_and_replaced(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(http_client, "IDLE_KEEP_S", 0.05)
-    async with running(TinyServer(always(Reply(OK_REPLY)))) as server, client_of(server) as client:
+async def test_a_connection_is_reused_until_most_of_the_servers_keep_alive_has_passed() -> None:
+    # A server keeping idle connections 0.25 s: the client stops reusing one after 0.2 s.
+    async with (
+        running(TinyServer(always(Reply(OK_REPLY)))) as server,
+        client_of(server, keep_alive_s=0.25) as client,
+    ):
+        assert client.idle_limit_s == pytest.approx(0.2)
         assert await post(client) == (200, ANSWER)
         await asyncio.sleep(0.1)
         assert await post(client) == (200, ANSWER)
+        await asyncio.sleep(0.25)
+        assert await post(client) == (200, ANSWER)
         await wait_until(lambda: 0 in server.closed)
-    assert server.connection_of_each_request() == [0, 1]
+    assert server.connection_of_each_request() == [0, 0, 1]
     assert 0 in server.closed_by_client
+
+
+async def test_a_close_the_event_loop_has_not_seen_yet_is_noticed_before_sending() -> None:
+    # The server's keep-alive timer closes the connection in the same loop round as the
+    # next call starts: the close is in our socket, not yet seen. The request must not go
+    # out on it (it would meet the close and fail).
+    writers: list[asyncio.StreamWriter] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            while True:
+                await read_request(reader)
+                writer.write(OK_REPLY)
+        writer.close()
+
+    listener = await asyncio.start_server(serve, "127.0.0.1", 0)
+    async with listener:
+        client = HttpClient(address(listener), server_keep_alive_s=0.5)  # checked after 0.2 s
+        assert await post(client) == (200, ANSWER)
+        await asyncio.sleep(0.25)
+        writers[0].transport.abort()  # the server's keep-alive timer fires
+        await asyncio.sleep(0)  # its close reaches our socket; the loop has not looked since
+        assert await post(client) == (200, ANSWER)
+        assert (client.opened, client.replayed, len(writers)) == (2, 0, 2)
+        client.close()
+
+
+def close_under_the_second_request(then: str, data: bytes = b"") -> Callable[[int, int], Reply]:
+    """Answer the first request on the first connection, then end it as ``then`` says."""
+
+    def reply(connection: int, request: int) -> Reply:
+        return Reply(data, then=then) if (connection, request) == (0, 1) else Reply(OK_REPLY)
+
+    return reply
+
+
+async def test_a_reused_connection_reset_before_any_answer_is_replaced_and_sent_again() -> None:
+    # The reset says the server closed without reading the request (its keep-alive timer
+    # and the request crossed): sending it again cannot run it twice.
+    async with (
+        running(TinyServer(close_under_the_second_request(RESET))) as server,
+        client_of(server) as client,
+    ):
+        assert await post(client, replayable=True) == (200, ANSWER)
+        assert await post(client, replayable=True) == (200, ANSWER)
+        assert (client.opened, client.replayed) == (2, 1)
+    assert server.connection_of_each_request() == [0, 0, 1]
+
+
+@pytest.mark.parametrize(
+    ("then", "data", "replayable"),
+    [
+        (RESET, b"", False),  # the caller does not allow a second send
+        (CLOSE, b"", True),  # a FIN: the server may have read the request and died running it
+        (RESET, OK_REPLY[:20], True),  # the answer had begun: the request was read
+    ],
+    ids=["not-replayable", "closed-not-reset", "reset-mid-answer"],
+)
+async def test_a_reused_connection_lost_otherwise_is_an_error_not_a_replay(
+    then: str, data: bytes, replayable: bool
+) -> None:
+    async with (
+        running(TinyServer(close_under_the_second_request(then, data))) as server,
+        client_of(server) as client,
+    ):
+        assert await post(client, replayable=replayable) == (200, ANSWER)
+        with pytest.raises(ConnectionError):
+            await post(client, replayable=replayable)
+        assert (client.opened, client.replayed) == (1, 0)
+    assert server.connection_of_each_request() == [0, 0]
+
+
+async def test_a_new_connection_reset_before_any_answer_is_not_sent_again() -> None:
+    async with (
+        running(TinyServer(always(Reply(b"", then=RESET)))) as server,
+        client_of(server) as client,
+    ):
+        with pytest.raises(ConnectionError):
+            await post(client, replayable=True)
+        assert (client.opened, client.replayed) == (1, 0)
+    assert server.connection_of_each_request() == [0]
 
 
 async def test_close_hangs_up_the_idle_connections() -> None:
@@ -271,7 +379,7 @@ async def test_an_answer_nobody_asked_for_makes_the_connection_unusable() -> Non
 
     listener = await asyncio.start_server(answer_twice, "127.0.0.1", 0)
     async with listener:
-        client = HttpClient(f"http://127.0.0.1:{listener.sockets[0].getsockname()[1]}")
+        client = HttpClient(address(listener), server_keep_alive_s=KEEP_ALIVE_S)
         assert await post(client) == (200, ANSWER)
         await asyncio.sleep(5 * WAIT_ROUND_S)  # the second answer arrives on the idle connection
         assert await post(client) == (200, ANSWER)
@@ -299,13 +407,19 @@ async def test_https_keeps_alive_and_checks_the_certificate(
     server_tls.load_cert_chain(*certificate)
     trusting = ssl.create_default_context(cafile=str(certificate[0]))
     async with running(TinyServer(always(Reply(OK_REPLY))), server_tls) as server:
-        client = HttpClient(f"https://127.0.0.1:{server.port}", ssl_context=trusting)
+        client = HttpClient(
+            f"https://127.0.0.1:{server.port}",
+            server_keep_alive_s=KEEP_ALIVE_S,
+            ssl_context=trusting,
+        )
         assert [await post(client) for _ in range(2)] == [(200, ANSWER)] * 2
         client.close()
         assert server.connection_of_each_request() == [0, 0]
         # The default context does not know this certificate's issuer.
         with pytest.raises(ConnectionError, match="certificate"):
-            await post(HttpClient(f"https://127.0.0.1:{server.port}"))
+            await post(
+                HttpClient(f"https://127.0.0.1:{server.port}", server_keep_alive_s=KEEP_ALIVE_S)
+            )
 
 
 # -- Failures ---------------------------------------------------------------------------------
@@ -336,7 +450,7 @@ async def test_a_late_answer_after_a_timeout_is_never_read_as_the_next_one() -> 
 
     listener = await asyncio.start_server(late, "127.0.0.1", 0)
     async with listener:
-        client = HttpClient(f"http://127.0.0.1:{listener.sockets[0].getsockname()[1]}")
+        client = HttpClient(address(listener), server_keep_alive_s=KEEP_ALIVE_S)
         with pytest.raises(TimeoutError):
             await client.post("/", b"first", (), 0.1)
         assert await client.post("/", b"second", (), TIMEOUT_S) == (200, b"second")
@@ -382,7 +496,7 @@ async def test_a_refused_connection_raises_connection_error() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # free once closed: nobody listens there
-    client = HttpClient(f"http://127.0.0.1:{port}")
+    client = HttpClient(f"http://127.0.0.1:{port}", server_keep_alive_s=KEEP_ALIVE_S)
     with pytest.raises(ConnectionError):
         await post(client)
 
@@ -434,7 +548,7 @@ async def test_the_service_answers_request_after_request_on_one_connection(
     stack: SeededStack,
 ) -> None:
     path, headers = reserve_request(stack, 0)
-    client = HttpClient(stack.base_url)
+    client = HttpClient(stack.base_url, server_keep_alive_s=DEFAULT_KEEP_ALIVE_S)
     try:
         answers = [await client.post(path, BODY, headers, TIMEOUT_S) for _ in range(3)]
     finally:
@@ -449,7 +563,7 @@ async def test_a_refusal_from_the_service_leaves_the_connection_usable(
     stack: SeededStack,
 ) -> None:
     path, headers = reserve_request(stack, 1)
-    client = HttpClient(stack.base_url)
+    client = HttpClient(stack.base_url, server_keep_alive_s=DEFAULT_KEEP_ALIVE_S)
     try:
         refused = await client.post(path, BODY, [(b"Authorization", b"Bearer nope")], TIMEOUT_S)
         status, body = await client.post(path, BODY, headers, TIMEOUT_S)
@@ -468,7 +582,7 @@ async def test_many_concurrent_calls_to_the_service_all_get_their_own_answer(
     # concurrent changes (its predicate locks are coarser than rows), and after its retries
     # the service answers 409 serialization_conflict: that is the service's business.
     calls = [reserve_request(stack, index) for index in range(CONCURRENT_CALLS)]
-    client = HttpClient(stack.base_url)
+    client = HttpClient(stack.base_url, server_keep_alive_s=DEFAULT_KEEP_ALIVE_S)
     try:
         answers = await asyncio.gather(
             *(client.post(path, BODY, headers, TIMEOUT_S) for path, headers in calls)
@@ -487,3 +601,22 @@ async def test_many_concurrent_calls_to_the_service_all_get_their_own_answer(
     for path, body in done:
         assert body["authorization"]["id"] in path
     assert len({body["transaction_id"] for _, body in done}) == len(done)
+
+
+async def test_the_service_closes_idle_connections_after_its_configured_keep_alive(
+    stack: SeededStack,
+) -> None:
+    # TARGET_KEEP_ALIVE_S=1 reaches Hypercorn: a connection idle 1.5 s is closed by the
+    # service (under Hypercorn's default of 5 s it would be reused). The client is told 60 s
+    # so that only the service's close can explain the new connection.
+    path, headers = reserve_request(stack, 2)
+    with start_service(stack.database_url, env={KEEP_ALIVE_ENV: "1"}) as service:
+        client = HttpClient(service.base_url, server_keep_alive_s=60.0)
+        try:
+            first = await client.post(path, BODY, headers, TIMEOUT_S)
+            await asyncio.sleep(1.5)
+            second = await client.post(path, BODY, headers, TIMEOUT_S)
+        finally:
+            client.close()
+    assert (first[0], second[0]) == (200, 200), (first, second)
+    assert (client.opened, client.replayed) == (2, 0)
