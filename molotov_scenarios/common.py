@@ -233,14 +233,20 @@ def scheduled_requests(worker: Worker) -> int:
 
 
 def guarded(
-    scenario: Callable[[aiohttp.ClientSession], Awaitable[None]],
+    scenario: Callable[[Worker], Awaitable[None]],
 ) -> Callable[[aiohttp.ClientSession], Awaitable[None]]:
-    """Stop the run on the first bug in a scenario and keep its traceback for the result."""
+    """Run a scenario as its Molotov worker's virtual user; stop the run on its first bug.
+
+    Molotov 2.6 hands every scenario an aiohttp session of its own making (it has no hook to
+    leave it out); the scenarios send nothing through it (they send through the process's
+    lean client) and use it only to find their worker. So the scenario gets that worker, and
+    the session stays here. A bug's traceback is kept for the result.
+    """
 
     @functools.wraps(scenario)
     async def run(session: aiohttp.ClientSession) -> None:
         try:
-            await scenario(session)
+            await scenario(worker_of(session))
         except Exception as error:
             recorder().record_exception(error)
             stop_molotov()
@@ -322,14 +328,14 @@ def _run_over(at_s: float) -> bool:
     return True
 
 
-async def think(session: aiohttp.ClientSession, *, until_s: float | None = None) -> bool:
+async def think(worker: Worker, *, until_s: float | None = None) -> bool:
     """Pause as a person would between calls (never past `until_s`); False once the run is over.
 
     Under the open model the schedule replaces think time: the next call waits for its slot.
     """
     if not OPEN_MODEL:
         low, high = ENVIRONMENT.think_time_s
-        pause = worker_of(session).rng.uniform(low, high)
+        pause = worker.rng.uniform(low, high)
         limit = min(ENVIRONMENT.duration_s, math.inf if until_s is None else until_s)
         pause = min(pause, limit - now_s())
         if pause > 0:  # no think time, no pause: a sleep(0) would cost a loop round per call
@@ -361,49 +367,43 @@ async def _intended_start(worker: Worker) -> float | None:
 
 
 # -- Calls --------------------------------------------------------------------------------------
-async def reserve(
-    session: aiohttp.ClientSession, authorization: Authorization, units: int
-) -> Outcome | None:
+async def reserve(worker: Worker, authorization: Authorization, units: int) -> Outcome | None:
     """Reserve units; remember them as this worker's booking when it succeeds."""
-    outcome = await _call(session, "reserve", authorization, units)
+    outcome = await _call(worker, "reserve", authorization, units)
     if outcome is not None and outcome.ok:
-        bookings = worker_of(session).bookings
+        bookings = worker.bookings
         bookings[authorization.id] = bookings.get(authorization.id, 0) + units
     return outcome
 
 
-async def release(
-    session: aiohttp.ClientSession, authorization: Authorization, units: int
-) -> Outcome | None:
+async def release(worker: Worker, authorization: Authorization, units: int) -> Outcome | None:
     """Release units."""
-    outcome = await _call(session, "release", authorization, units)
-    _settle(session, authorization, units, outcome)
+    outcome = await _call(worker, "release", authorization, units)
+    _settle(worker, authorization, units, outcome)
     return outcome
 
 
-async def consume(
-    session: aiohttp.ClientSession, authorization: Authorization, units: int
-) -> Outcome | None:
+async def consume(worker: Worker, authorization: Authorization, units: int) -> Outcome | None:
     """Consume scheduled units."""
-    outcome = await _call(session, "consume", authorization, units)
-    _settle(session, authorization, units, outcome)
+    outcome = await _call(worker, "consume", authorization, units)
+    _settle(worker, authorization, units, outcome)
     return outcome
 
 
-def held_units(session: aiohttp.ClientSession, authorization: Authorization) -> int:
+def held_units(worker: Worker, authorization: Authorization) -> int:
     """Return the units this worker reserved on an authorization and still holds."""
-    return worker_of(session).bookings.get(authorization.id, 0)
+    return worker.bookings.get(authorization.id, 0)
 
 
 def _settle(
-    session: aiohttp.ClientSession,
+    worker: Worker,
     authorization: Authorization,
     units: int,
     outcome: Outcome | None,
 ) -> None:
     if outcome is None or not outcome.ok:
         return
-    bookings = worker_of(session).bookings
+    bookings = worker.bookings
     left = bookings.get(authorization.id, 0) - units
     if left > 0:
         bookings[authorization.id] = left
@@ -412,7 +412,7 @@ def _settle(
 
 
 async def _call(
-    session: aiohttp.ClientSession,
+    worker: Worker,
     operation: str,
     authorization: Authorization,
     units: int,
@@ -427,7 +427,6 @@ async def _call(
     `units`). None when the run is over before it starts; once started, an operation is seen
     through (within its deadline) even past the end of the run, so that its outcome is known.
     """
-    worker = worker_of(session)
     record = recorder()
     if OPEN_MODEL:
         intended = await _intended_start(worker)
@@ -478,7 +477,7 @@ async def _call(
 
 
 async def book_session(
-    session: aiohttp.ClientSession,
+    worker: Worker,
     authorization: Authorization,
     starts_at: str,
     duration_minutes: int,
@@ -494,19 +493,19 @@ async def book_session(
         }
     ).encode()
     path = f"{_BASE_PATH}/api/sessions".encode()
-    outcome = await _call(session, "book", authorization, units, path=path, body=body)
+    outcome = await _call(worker, "book", authorization, units, path=path, body=body)
     if outcome is not None and outcome.ok:
-        worker_of(session).sessions.append((outcome.transaction_id, authorization))
+        worker.sessions.append((outcome.transaction_id, authorization))
     return outcome
 
 
 async def settle_session(
-    session: aiohttp.ClientSession, operation: str, session_id: str, authorization: Authorization
+    worker: Worker, operation: str, session_id: str, authorization: Authorization
 ) -> Outcome | None:
     """Cancel or complete one of this user's sessions (``operation``: cancel or complete)."""
     path = f"{_BASE_PATH}/api/sessions/{session_id}/{operation}".encode()
     units = ENVIRONMENT.units_per_request
-    return await _call(session, operation, authorization, units, path=path, body=b"")
+    return await _call(worker, operation, authorization, units, path=path, body=b"")
 
 
 # A list-append transaction is sent once: the service does not honour Idempotency-Key there,
@@ -521,7 +520,7 @@ def process_slot() -> int:
 
 
 async def list_transaction(
-    session: aiohttp.ClientSession, authorization: Authorization, ops: list[list[object]]
+    worker: Worker, authorization: Authorization, ops: list[list[object]]
 ) -> Outcome | None:
     """Run micro-operations in one transaction of the authorization's organization.
 
@@ -531,7 +530,7 @@ async def list_transaction(
     path = f"{_BASE_PATH}/api/lists/transactions".encode()
     body = json.dumps({"ops": ops}, separators=(",", ":")).encode()
     outcome = await _call(
-        session, "txn", authorization, len(ops), path=path, body=body, policy=LIST_POLICY
+        worker, "txn", authorization, len(ops), path=path, body=body, policy=LIST_POLICY
     )
     if outcome is None:
         return None

@@ -9,11 +9,11 @@ authorization, every other one gets 409 insufficient_units, and nothing is overb
 
 from __future__ import annotations
 
-import aiohttp
 from molotov import scenario
 
 from molotov_scenarios.common import (
     ENVIRONMENT,
+    Worker,
     contended_authorization,
     guarded,
     next_contention_switch_s,
@@ -28,9 +28,9 @@ SWITCH_MARGIN_S = 0.002
 
 @scenario(weight=100)
 @guarded
-async def reserve_contended_units(session: aiohttp.ClientSession) -> None:
+async def reserve_contended_units(worker: Worker) -> None:
     """Reserve units on the authorization every user is on right now, then wait."""
     authorization = contended_authorization(now_s())
-    if await reserve(session, authorization, ENVIRONMENT.units_per_request) is None:
+    if await reserve(worker, authorization, ENVIRONMENT.units_per_request) is None:
         return
-    await think(session, until_s=next_contention_switch_s(now_s()) + SWITCH_MARGIN_S)
+    await think(worker, until_s=next_contention_switch_s(now_s()) + SWITCH_MARGIN_S)

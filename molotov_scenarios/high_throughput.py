@@ -6,29 +6,28 @@ then releases what it reserved, so no authorization runs dry however long the ru
 
 from __future__ import annotations
 
-import aiohttp
 from molotov import scenario
 
 from molotov_scenarios.common import (
     ENVIRONMENT,
+    Worker,
     any_authorization,
     guarded,
     release,
     reserve,
     think,
-    worker_of,
 )
 
 
 @scenario(weight=100)
 @guarded
-async def reserve_then_release(session: aiohttp.ClientSession) -> None:
+async def reserve_then_release(worker: Worker) -> None:
     """Reserve units on a random authorization, think, then release them."""
-    authorization = any_authorization(worker_of(session))
+    authorization = any_authorization(worker)
     units = ENVIRONMENT.units_per_request
-    booked = await reserve(session, authorization, units)
-    if booked is None or not await think(session):
+    booked = await reserve(worker, authorization, units)
+    if booked is None or not await think(worker):
         return
     if booked.ok:
-        await release(session, authorization, units)
-        await think(session)
+        await release(worker, authorization, units)
+        await think(worker)

@@ -15,17 +15,16 @@ from __future__ import annotations
 
 import itertools
 
-import aiohttp
 from molotov import scenario
 
 from molotov_scenarios.common import (
     ENVIRONMENT,
     FIXTURES,
+    Worker,
     guarded,
     list_transaction,
     process_slot,
     think,
-    worker_of,
 )
 
 KEYS = 30
@@ -44,14 +43,14 @@ def next_value() -> int:
 
 @scenario(weight=100)
 @guarded
-async def append_and_read(session: aiohttp.ClientSession) -> None:
+async def append_and_read(worker: Worker) -> None:
     """Run one short transaction of appends and reads on the shared keys."""
-    rng = worker_of(session).rng
+    rng = worker.rng
     ops: list[list[object]] = []
     for _ in range(rng.randint(1, MAX_OPS)):
         key = rng.randrange(KEYS)
         append = rng.random() < APPEND_SHARE
         ops.append(["append", key, next_value()] if append else ["r", key, None])
     # Every user works on the keys of one organization (its first authorization's).
-    if await list_transaction(session, FIXTURES.authorizations[0], ops) is not None:
-        await think(session)
+    if await list_transaction(worker, FIXTURES.authorizations[0], ops) is not None:
+        await think(worker)

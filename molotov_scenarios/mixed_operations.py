@@ -12,11 +12,11 @@ Over-subscription is the point: the service must refuse them all, and never over
 
 from __future__ import annotations
 
-import aiohttp
 from molotov import scenario
 
 from molotov_scenarios.common import (
     ENVIRONMENT,
+    Worker,
     consume,
     guarded,
     mixed_authorization,
@@ -24,7 +24,6 @@ from molotov_scenarios.common import (
     release,
     reserve,
     think,
-    worker_of,
 )
 
 RESERVE_WEIGHT = 70
@@ -34,30 +33,28 @@ CONSUME_WEIGHT = 10
 
 @scenario(weight=RESERVE_WEIGHT)
 @guarded
-async def reserve_units(session: aiohttp.ClientSession) -> None:
+async def reserve_units(worker: Worker) -> None:
     """Book units for upcoming sessions."""
-    authorization = mixed_authorization(worker_of(session))
-    if await reserve(session, authorization, ENVIRONMENT.units_per_request) is not None:
-        await think(session)
+    authorization = mixed_authorization(worker)
+    if await reserve(worker, authorization, ENVIRONMENT.units_per_request) is not None:
+        await think(worker)
 
 
 @scenario(weight=RELEASE_WEIGHT)
 @guarded
-async def release_units(session: aiohttp.ClientSession) -> None:
+async def release_units(worker: Worker) -> None:
     """Cancel booked sessions and give their units back."""
-    worker = worker_of(session)
     units = ENVIRONMENT.units_per_request
     authorization = own_booking(worker, mixed_authorization(worker), units)
-    if await release(session, authorization, units) is not None:
-        await think(session)
+    if await release(worker, authorization, units) is not None:
+        await think(worker)
 
 
 @scenario(weight=CONSUME_WEIGHT)
 @guarded
-async def consume_units(session: aiohttp.ClientSession) -> None:
+async def consume_units(worker: Worker) -> None:
     """Record delivered sessions: their scheduled units become used."""
-    worker = worker_of(session)
     units = ENVIRONMENT.units_per_request
     authorization = own_booking(worker, mixed_authorization(worker), units)
-    if await consume(session, authorization, units) is not None:
-        await think(session)
+    if await consume(worker, authorization, units) is not None:
+        await think(worker)

@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import datetime as dt
 
-import aiohttp
 from molotov import scenario
 
 from molotov_scenarios.common import (
     ENVIRONMENT,
     FIXTURES,
+    Worker,
     book_session,
     guarded,
     settle_session,
     think,
-    worker_of,
 )
 from molotov_scenarios.fixtures import SCHEDULING
 
@@ -48,36 +47,38 @@ def pick_start(rng_random: float, rng_day: int, rng_slot: int) -> str:
 
 @scenario(weight=BOOK_WEIGHT)
 @guarded
-async def book_therapy_session(session: aiohttp.ClientSession) -> None:
+async def book_therapy_session(worker: Worker) -> None:
     """Book an hour for a patient in a slot others want too."""
-    worker = worker_of(session)
+    await book(worker)
+
+
+async def book(worker: Worker) -> None:
     rng = worker.rng
     authorization = rng.choice(FIXTURES.pools[SCHEDULING])
     starts_at = pick_start(rng.random(), rng.randrange(DAYS), rng.randrange(SLOTS_PER_DAY))
     units = ENVIRONMENT.units_per_request
-    if await book_session(session, authorization, starts_at, SESSION_MINUTES, units) is not None:
-        await think(session)
+    if await book_session(worker, authorization, starts_at, SESSION_MINUTES, units) is not None:
+        await think(worker)
 
 
-async def settle(session: aiohttp.ClientSession, operation: str) -> None:
-    worker = worker_of(session)
+async def settle(worker: Worker, operation: str) -> None:
     if not worker.sessions:
-        await book_therapy_session(session)
+        await book(worker)
         return
     session_id, authorization = worker.sessions.pop(worker.rng.randrange(len(worker.sessions)))
-    if await settle_session(session, operation, session_id, authorization) is not None:
-        await think(session)
+    if await settle_session(worker, operation, session_id, authorization) is not None:
+        await think(worker)
 
 
 @scenario(weight=CANCEL_WEIGHT)
 @guarded
-async def cancel_therapy_session(session: aiohttp.ClientSession) -> None:
+async def cancel_therapy_session(worker: Worker) -> None:
     """Cancel one of this user's sessions: its slot and units are free again."""
-    await settle(session, "cancel")
+    await settle(worker, "cancel")
 
 
 @scenario(weight=COMPLETE_WEIGHT)
 @guarded
-async def complete_therapy_session(session: aiohttp.ClientSession) -> None:
+async def complete_therapy_session(worker: Worker) -> None:
     """Record one of this user's sessions as delivered."""
-    await settle(session, "complete")
+    await settle(worker, "complete")
