@@ -8,8 +8,15 @@ at a time, repeated and interleaved (the machine is shared and noisy), medians r
 - molotov-bare: Molotov with a one-line scenario (POST, read the body, nothing recorded), to
   show what the plumbing adds;
 - aiohttp: a bare aiohttp closed loop (50 tasks, one session, timing each call into a list);
-- lean: the same closed loop through the scenarios' own client (molotov_scenarios.http_client),
-  to show what the client costs without Molotov and the recording;
+- the HTTP clients side by side, each in the same closed loop under uvloop, sending the
+  scenarios' request (four headers, two of them new on every request, a timeout per request):
+  - lean: the scenarios' own client (molotov_scenarios.http_client);
+  - aiohttp-tuned: aiohttp with no trace hooks, no connection limit, DNS cached for good, no
+    cookie jar, no decompression, no default headers;
+  - httpcore and httpx (AsyncClient, HTTP/1.1 only), aiosonic, niquests (HTTP/1.1 only);
+  each row runs if its package is installed; the maintained ones are not the project's
+  dependencies: `pip install httpx aiosonic niquests` (httpx brings httpcore; niquests
+  brings urllib3-future, which installs itself as `urllib3` where no urllib3 is installed);
 - wrk: wrk 4 with a Lua script sending the same POST (if `wrk` is installed).
 
 The endpoint is a canned-response asyncio server in its own process that answers every
@@ -19,6 +26,7 @@ clients, and the figure that matters is normalised by the client's own CPU time 
 for the machine's cores.
 
     python benchmarks/generator_ceiling.py [--seconds 10] [--repeats 3] [--json PATH]
+        [--clients lean,aiohttp-tuned,aiosonic,httpx,httpcore,niquests,aiohttp]
 
 A script, not a test: it prints figures and passes or fails on nothing.
 """
@@ -27,6 +35,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
+import importlib.util
 import json
 import os
 import re
@@ -40,6 +50,7 @@ import tempfile
 import textwrap
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -285,7 +296,7 @@ def measure_aiohttp(url: str, seconds: float, server: subprocess.Popen[bytes]) -
 def measure_closed_loop(
     client: str, script_and_args: list[str], seconds: float, server: subprocess.Popen[bytes]
 ) -> Measurement:
-    """Run a closed-loop client script that prints "requests wall-seconds cpu-seconds"."""
+    """Run a closed-loop client script that prints "requests wall-seconds cpu-seconds [errors]"."""
     server_before = server_cpu_seconds(server)
     output = subprocess.run(
         [sys.executable, "-c", *script_and_args, str(seconds), str(CONNECTIONS)],
@@ -294,6 +305,8 @@ def measure_closed_loop(
         check=True,
         env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
     ).stdout.split()
+    if output[3:] and int(output[3]):
+        raise RuntimeError(f"{client}: {output[3]} of {output[0]} requests were not answered 200")
     return Measurement(
         client=client,
         requests=int(output[0]),
@@ -303,34 +316,150 @@ def measure_closed_loop(
     )
 
 
-LEAN_CLIENT = textwrap.dedent(
-    """
-    import asyncio, sys, time
-    from molotov_scenarios.http_client import HttpClient
+# -- The HTTP clients side by side ---------------------------------------------------------------
+# One closed loop for every client, as the scenarios send: under uvloop (Molotov runs with
+# --uvloop), 50 tasks, each POSTing the same small JSON body with four headers (two of them,
+# the Idempotency-Key and the request id, new on every request) and a timeout of its own,
+# reading the whole answer and timing each call into a list. Each client's snippet defines
+# `open_client(origin, connections) -> (post, close)`, tuned as its documentation says for
+# one origin, no proxy, no cookies, no compression, no limit on the connections.
+CLIENT_LOOP = """
+import asyncio, inspect, itertools, sys, time
+import uvloop
 
-    async def main(url, path, seconds, connections):
-        latencies = []
-        deadline = time.perf_counter() + seconds
-        headers = ((b"Authorization", b"Bearer benchmark"), (b"Content-Type", b"application/json"))
-        client = HttpClient(url, server_keep_alive_s=5.0)  # Hypercorn's default
-        async def user():
-            while time.perf_counter() < deadline:
-                started = time.perf_counter()
-                status, _ = await client.post(path, b'{"units": 1}', headers, 5.0)
-                latencies.append((status, time.perf_counter() - started))
-        began, cpu = time.perf_counter(), time.process_time()
-        await asyncio.gather(*(user() for _ in range(connections)))
-        print(len(latencies), time.perf_counter() - began, time.process_time() - cpu)
-        client.close()
+BODY = b'{"units": 1}'
+FIXED_BYTES = ((b"Authorization", b"Bearer benchmark"), (b"Content-Type", b"application/json"))
+FIXED = {"Authorization": "Bearer benchmark", "Content-Type": "application/json"}
+SERVER_KEEP_ALIVE_S = 5.0  # Hypercorn's (TARGET_KEEP_ALIVE_S)
+IDLE_S = 0.8 * SERVER_KEEP_ALIVE_S  # the idle cut-off every pool is given, as the lean one's
 
-    asyncio.run(main(sys.argv[1], sys.argv[2].encode(), float(sys.argv[3]), int(sys.argv[4])))
-    """
-)
+%s
+
+async def main(origin, path, seconds, connections):
+    post, close = await open_client(origin, connections)
+    latencies, numbers = [], itertools.count()
+    deadline = time.perf_counter() + seconds
+    async def user():
+        while time.perf_counter() < deadline:
+            number = next(numbers)
+            started = time.perf_counter()
+            status = await post(path, f"{number:032x}", f"r-{number}", 5.0)
+            latencies.append((status, time.perf_counter() - started))
+    began, cpu = time.perf_counter(), time.process_time()
+    await asyncio.gather(*(user() for _ in range(connections)))
+    print(len(latencies), time.perf_counter() - began, time.process_time() - cpu,
+          sum(status != 200 for status, _ in latencies))
+    closing = close()
+    if inspect.isawaitable(closing):
+        await closing
+
+uvloop.install()
+asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])))
+"""
+
+CLIENTS = {
+    # The scenarios' own client (molotov_scenarios/http_client.py).
+    "lean": """
+from molotov_scenarios.http_client import HttpClient
+
+async def open_client(origin, connections):
+    client = HttpClient(origin, server_keep_alive_s=SERVER_KEEP_ALIVE_S)
+    async def post(path, key, request_id, timeout):
+        headers = (*FIXED_BYTES, (b"Idempotency-Key", key.encode()),
+                   (b"X-Request-ID", request_id.encode()))
+        status, _ = await client.post(path, BODY, headers, timeout)
+        return status
+    return post, client.close
+""",
+    # aiohttp with what can be turned off turned off: no trace hooks (none given), no limit,
+    # DNS cached for good, no cookie jar, no decompression, no default headers.
+    "aiohttp-tuned": """
+import aiohttp
+
+async def open_client(origin, connections):
+    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=None, keepalive_timeout=IDLE_S)
+    session = aiohttp.ClientSession(
+        origin, connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=False, skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"))
+    async def post(path, key, request_id, timeout):
+        headers = {**FIXED, "Idempotency-Key": key, "X-Request-ID": request_id}
+        async with session.post(path, data=BODY, headers=headers,
+                                timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+            await response.read()
+        return response.status
+    return post, session.close
+""",
+    # httpcore: httpx's transport alone (h11 on anyio).
+    "httpcore": """
+import httpcore
+
+async def open_client(origin, connections):
+    pool = httpcore.AsyncConnectionPool(max_connections=connections, keepalive_expiry=IDLE_S,
+                                        http1=True, http2=False)
+    async def post(path, key, request_id, timeout):
+        headers = [*FIXED_BYTES, (b"Idempotency-Key", key.encode()),
+                   (b"X-Request-ID", request_id.encode())]
+        limits = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
+        response = await pool.request("POST", origin + path, headers=headers, content=BODY,
+                                      extensions={"timeout": limits})
+        return response.status
+    return post, pool.aclose
+""",
+    "httpx": """
+import httpx
+
+async def open_client(origin, connections):
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=None,
+                          keepalive_expiry=IDLE_S)
+    client = httpx.AsyncClient(base_url=origin, http1=True, http2=False, limits=limits,
+                               trust_env=False)
+    async def post(path, key, request_id, timeout):
+        headers = {**FIXED, "Idempotency-Key": key, "X-Request-ID": request_id}
+        response = await client.post(path, content=BODY, headers=headers, timeout=timeout)
+        return response.status_code
+    return post, client.aclose
+""",
+    "aiosonic": """
+import aiosonic
+from aiosonic.pools import PoolConfig
+
+async def open_client(origin, connections):
+    pool = PoolConfig(size=connections, max_conn_requests=None,
+                      max_conn_idle_ms=int(IDLE_S * 1000))
+    client = aiosonic.HTTPClient(aiosonic.TCPConnector(pool_configs={":default": pool}))
+    async def post(path, key, request_id, timeout):
+        headers = {**FIXED, "Idempotency-Key": key, "X-Request-ID": request_id}
+        response = await client.post(origin + path, data=BODY, headers=headers,
+                                     timeouts=aiosonic.Timeouts(request_timeout=timeout))
+        await response.content()
+        return response.status_code
+    return post, client.connector.cleanup
+""",
+    "niquests": """
+import niquests
+
+async def open_client(origin, connections):
+    session = niquests.AsyncSession(
+        base_url=origin, disable_http2=True, disable_http3=True, pool_connections=1,
+        pool_maxsize=connections, keepalive_idle_window=IDLE_S, allow_incoming_cookies=False)
+    async def post(path, key, request_id, timeout):
+        headers = {**FIXED, "Idempotency-Key": key, "X-Request-ID": request_id}
+        response = await session.post(path, data=BODY, headers=headers, timeout=timeout)
+        return response.status_code
+    return post, session.close
+""",
+}
 
 
-def measure_lean(url: str, seconds: float, server: subprocess.Popen[bytes]) -> Measurement:
+CLIENT_MODULES = {"lean": "httptools", "aiohttp-tuned": "aiohttp"}  # what each row imports
+
+
+def measure_client(
+    client: str, url: str, seconds: float, server: subprocess.Popen[bytes]
+) -> Measurement:
     path = f"/api/authorizations/{uuid.uuid4()}/reserve"
-    return measure_closed_loop("lean", [LEAN_CLIENT, url, path], seconds, server)
+    script = CLIENT_LOOP % textwrap.dedent(CLIENTS[client])
+    return measure_closed_loop(client, [script, url, path], seconds, server)
 
 
 def measure_wrk(url: str, seconds: float, server: subprocess.Popen[bytes]) -> Measurement:
@@ -380,17 +509,31 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
+    parser.add_argument(
+        "--clients",
+        type=lambda text: text.split(","),
+        help="comma-separated rows to run (default: all that are installed)",
+    )
     args = parser.parse_args()
-    clients = {
+    clients: dict[str, Callable[[str, float, subprocess.Popen[bytes]], Measurement]] = {
         "molotov": measure_molotov,
         "molotov-bare": measure_molotov_bare,
         "aiohttp": measure_aiohttp,
-        "lean": measure_lean,
     }
+    for name in CLIENTS:
+        if importlib.util.find_spec(CLIENT_MODULES.get(name, name)) is None:
+            print(f"{name} is not installed: skipping it (see the docstring)", file=sys.stderr)
+        else:
+            clients[name] = functools.partial(measure_client, name)
     if shutil.which("wrk"):
         clients["wrk"] = measure_wrk
     else:
         print("wrk is not installed: skipping it (apt-get install wrk)", file=sys.stderr)
+    if args.clients:
+        unknown = set(args.clients) - set(clients)
+        if unknown:
+            parser.error(f"unknown or missing clients: {', '.join(sorted(unknown))}")
+        clients = {name: clients[name] for name in args.clients}
     server, url = start_endpoint()
     measurements: dict[str, list[Measurement]] = {name: [] for name in clients}
     try:
