@@ -42,7 +42,7 @@ case, requests, folder, prefix = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]
 if case in ("summarise", "merge"):
     # What the runner does once Molotov has ended: read every process's records back, build
     # result.json, and write operations.csv, unanswered.csv and history.jsonl beside it.
-    from load_runner.collect import collect
+    from results.collect import collect
     from load_runner.profiles import ScenarioConfig, Thresholds
     from load_runner.runner import MolotovOutcome, write_results, build_result
     config = ScenarioConfig(scenario="high_throughput", profile="benchmark", users=50,

@@ -69,10 +69,10 @@ from typing import TYPE_CHECKING, Any, Protocol, Self
 import psutil
 import psycopg
 
-from load_runner.collect import collect
 from load_runner.profiles import ProfileError, ProfilesFile, read_profiles
 from local_postgres import LocalCluster
 from local_postgres.cluster import SERVER_ACCOUNT, find_bin_dir
+from results.collect import collect
 from results.files import FAULTS_FILE, RAW_DIR
 from results.recovery import (
     RECOVERY_LIMIT_S,

@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from load_runner.collect import collect
 from load_runner.profiles import ScenarioConfig, Thresholds
 from load_runner.runner import (
     MolotovOutcome,
     build_result,
     write_results,
 )
+from results.collect import collect
 from results.files import RAW_DIR, RESULT_FILE, SERVICE_FILE
 from results.merge import (
     ShardMergeError,
@@ -85,7 +85,7 @@ def merge_shards(
     missing = check_shards(results, allow_missing=allow_missing)
     results.sort(key=lambda pair: int(pair[1]["shard"]["index"]))
     documents = [result for _, result in results]
-    # Every shard's records into one compact table (load_runner/collect.py), read once.
+    # Every shard's records into one compact table (results/collect.py), read once.
     collected = collect([Path(folder) / RAW_DIR for folder, _ in results])
     if collected.duplicate:
         raise ShardMergeError(f"the shards overlap: {collected.duplicate}")

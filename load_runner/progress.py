@@ -14,7 +14,7 @@ from typing import TextIO
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 
-from load_runner.collect import LiveProgress
+from results.collect import LiveProgress
 from results.latency import live_percentile
 
 NON_TTY_EVERY_S = 5.0  # without a terminal, print a plain line this often instead of redrawing

@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import molotov_scenarios
-from load_runner.collect import Collected, collect, read_progress
 from load_runner.profiles import SCENARIOS, ProfileError, ScenarioConfig, load_scenario_config
 from load_runner.progress import ProgressDisplay
 from molotov_scenarios.environment import ENVIRONMENT_VARIABLE, ScenarioEnvironment
 from molotov_scenarios.fixtures import FixturesError, load_fixtures
+from results.collect import Collected, collect, read_progress
 from results.files import HISTORY_FILE, OPERATIONS_FILE, RAW_DIR, RESULT_FILE, UNANSWERED_FILE
 from results.history import history_lines, logical_operations, summarise_operations
 from results.list_history import read_transaction_values

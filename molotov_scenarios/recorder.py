@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
-from molotov_scenarios.environment import PROCESS_PREFIX, PROGRESS_PREFIX, RECORDS_PREFIX
+from results.files import PROCESS_PREFIX, PROGRESS_PREFIX, RECORDS_PREFIX
 from results.record_format import (
     Record,
     encode_record,

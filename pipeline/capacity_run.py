@@ -24,7 +24,6 @@ from typing import Any
 
 from integrity import run_checks, write_integrity_json
 from load_runner import SCENARIOS
-from load_runner.collect import collect
 from load_runner.profiles import ProfileError, ScenarioConfig, load_scenario_config
 from load_runner.runner import launch
 from local_postgres import LocalCluster
@@ -49,6 +48,7 @@ from reporting.capacity import (
 )
 from reporting.report import write_report
 from reporting.verdict import ScenarioEvidence
+from results.collect import collect
 from results.files import (
     CAPACITY_FILE,
     CAPACITY_STEPS_DIR,

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from load_runner.collect import read_progress
 from pipeline.exits import fail
 from reporting.live_metrics import (
     RemoteWriteUrlError,
@@ -41,6 +40,7 @@ from reporting.remote_write import (
     encode_write_request,
     snappy_compress,
 )
+from results.collect import read_progress
 from results.files import REMOTE_WRITE_FILE
 from watch.background import BackgroundThread
 

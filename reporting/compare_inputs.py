@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from load_runner.collect import collect
 from load_runner.profiles import ProfileError, compare_margins_table
 from reporting.compare import (
     Margin,
@@ -26,6 +25,7 @@ from reporting.compare import (
     with_relative,
 )
 from reporting.run_index import read_index
+from results.collect import collect
 from results.files import INTEGRITY_FILE, RAW_DIR, RESULT_FILE, RUN_FILE, SUMMARY_FILE
 from results.record_format import Record, is_error
 

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from load_runner.collect import LiveProgress
 from reporting.remote_write import Sample, labelled
+from results.collect import LiveProgress
 from results.latency import live_percentile
 
 REQUESTS = "loadtest_requests_total"  # attempts, as result.json's totals.requests counts them

@@ -12,6 +12,11 @@ OPERATIONS_FILE = "operations.csv"  # load_runner: the acknowledged reservations
 UNANSWERED_FILE = "unanswered.csv"  # load_runner: requests with no response (may have committed)
 HISTORY_FILE = "history.jsonl"  # load_runner: one line per invoke/ok/fail/info event
 RAW_DIR = "raw"  # load_runner: per-process records, self-watch and Molotov's own output
+# In raw/, one of each per generator process (molotov_scenarios.recorder writes them,
+# results.collect reads them back):
+RECORDS_PREFIX = "records-"  # records-<pid>.csv: one row per request
+PROCESS_PREFIX = "process-"  # process-<pid>.json: counts and self-watch, written with records
+PROGRESS_PREFIX = "progress-"  # progress-<pid>.json: rewritten about every second
 # In raw/: txns-<pid>.jsonl, a list-append transaction a line (molotov_scenarios.transactions)
 TRANSACTIONS_PREFIX = "txns-"
 TRANSACTIONS_SUFFIX = ".jsonl"

@@ -27,7 +27,6 @@ import pytest
 from integrity import format_report, run_checks
 from integrity.checks import CLIENT_RECONCILIATION, ONE_ROW_PER_KEY
 from load_runner import run_scenario
-from load_runner.collect import Collected
 from load_runner.runner import write_results
 from local_postgres import ClusterInfo, create_marked_database
 from local_postgres.cluster import url_for
@@ -43,6 +42,7 @@ from molotov_scenarios.retries import (
     send_operation,
 )
 from pipeline.service_process import start_service
+from results.collect import Collected
 from results.files import HISTORY_FILE
 from results.record_format import CONNECTION_ERROR, Record
 from seeding import reset_to_baseline, seed_database

@@ -31,9 +31,9 @@ from integrity.checks import (
     NO_OVERBOOKING_IN_HISTORY,
 )
 from integrity.history import read_unanswered
-from load_runner.collect import collect
 from load_runner.runner import write_results
 from molotov_scenarios.recorder import Recorder
+from results.collect import collect
 from results.record_format import CONNECTION_ERROR, TIMEOUT, Record
 
 

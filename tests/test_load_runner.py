@@ -26,7 +26,6 @@ import pytest
 
 from load_runner import SCENARIOS, LoadRunError, run_scenario
 from load_runner import runner as runner_module
-from load_runner.collect import Collected, LiveProgress, read_progress
 from load_runner.profiles import (
     ProfileError,
     Thresholds,
@@ -35,13 +34,10 @@ from load_runner.profiles import (
 )
 from load_runner.progress import ProgressDisplay, progress_line
 from load_runner.runner import MolotovOutcome, build_result, execute
-from molotov_scenarios.environment import (
-    ENVIRONMENT_VARIABLE,
-    PROCESS_PREFIX,
-    PROGRESS_PREFIX,
-    RECORDS_PREFIX,
-)
+from molotov_scenarios.environment import ENVIRONMENT_VARIABLE
 from molotov_scenarios.fixtures import FixturesError, load_fixtures
+from results.collect import Collected, LiveProgress, read_progress
+from results.files import PROCESS_PREFIX, PROGRESS_PREFIX, RECORDS_PREFIX
 from results.record_format import Record, live_bucket, live_bucket_upper_ms
 from results.summary import in_flight_window_s, summarise_requests
 

@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 
-from load_runner.collect import LiveProgress, OperationProgress
 from load_runner.profiles import DEFAULT_PROFILES_PATH, PROFILES_PATH_ENV
 from pipeline.commands import all_command
 from pipeline.metrics_stream import MetricsStream, RemoteWriter, finish_stream
@@ -33,6 +32,7 @@ from reporting.live_metrics import (
 )
 from reporting.remote_write import encode_write_request, labelled, snappy_compress
 from reporting.report import write_report
+from results.collect import LiveProgress, OperationProgress
 from results.record_format import live_bucket, live_bucket_upper_ms
 
 PROMETHEUS = shutil.which("prometheus") or (

@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from load_runner.collect import Collected
 from load_runner.profiles import load_scenario_config
 from load_runner.runner import MolotovOutcome, build_result
 from pipeline.run import RunLog
 from reporting.report import write_report
+from results.collect import Collected
 from results.documents import ResultDocument, SummaryDocument, declared_keys, required_keys
 from results.files import HTML_FILE, MARKDOWN_FILE, RESULT_FILE, RUN_FILE, SUMMARY_FILE
 from results.record_format import Record

@@ -25,8 +25,8 @@ from integrity.checks import EXACTLY_ONCE_CHECKS
 from load_runner import ScenarioRun, run_scenario
 from load_runner.profiles import load_scenario_config
 from local_postgres import ClusterInfo
-from molotov_scenarios.environment import PROCESS_PREFIX, RECORDS_PREFIX
 from pipeline.service_process import start_service
+from results.files import PROCESS_PREFIX, RECORDS_PREFIX
 from seeding import reset_to_baseline, seed_database
 from target.settings import DEFAULT_JWT_SECRET
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from molotov_scenarios.environment import PROCESS_PREFIX, PROGRESS_PREFIX, RECORDS_PREFIX
+from results.files import PROCESS_PREFIX, PROGRESS_PREFIX, RECORDS_PREFIX
 from results.latency import merge_live_buckets
 from results.record_table import RecordTable, RecordTableBuilder
 from results.records import DuplicateRecordError, check_each_request_once, sort_by_start
