@@ -10,15 +10,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from load_runner.profiles import ProfileError, compare_margins_table
 from pipeline.exits import fail
 from pipeline.rundirs import resolve_reports_root
-from reporting.compare import Margin
-from reporting.compare_inputs import (
-    CompareInputError,
-    resolve_margins,
-    resolve_run_folder,
-    same_commit_runs,
-)
+from reporting.compare import Margin, margins_from_table, with_relative
+from reporting.compare_inputs import CompareInputError, resolve_run_folder, same_commit_runs
 from reporting.compare_report import ComparisonFiles, compare_runs, write_comparison
 from reporting.run_index import format_index, read_index
 
@@ -93,6 +89,21 @@ def comparison_margins(tolerance: str | float | None = None) -> dict[str, Margin
         return resolve_margins(share)
     except CompareInputError as error:
         fail(str(error))
+
+
+def resolve_margins(
+    tolerance: float | None = None, config_path: Path | None = None
+) -> dict[str, Margin]:
+    """Return the comparison's margins: the defaults, profiles.toml's overrides, --tolerance.
+
+    ``tolerance`` (a share of the base value) replaces the relative part of every margin
+    that has one (latency, throughput). Raise CompareInputError on a malformed table.
+    """
+    try:
+        margins = margins_from_table(compare_margins_table(config_path))
+    except (ProfileError, ValueError) as error:
+        raise CompareInputError(str(error)) from error
+    return margins if tolerance is None else with_relative(margins, tolerance)
 
 
 def summary_line(files: ComparisonFiles) -> str:

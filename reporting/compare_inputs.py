@@ -3,7 +3,7 @@
 The I/O edge of reporting.compare. A folder that is not a run, or two runs that cannot be
 compared (different profiles; different scenarios, transaction shapes or isolation levels
 unless forced), raise CompareInputError with one line. The margins of practical significance
-are read here too, once, from profiles.toml's `[compare.margins]`.
+are read by the command (pipeline/compare_command.py), which reads profiles.toml.
 """
 
 from __future__ import annotations
@@ -15,15 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from load_runner.profiles import ProfileError, compare_margins_table
-from reporting.compare import (
-    Margin,
-    Request,
-    ScenarioSample,
-    blocks_from_requests,
-    margins_from_table,
-    with_relative,
-)
+from reporting.compare import Request, ScenarioSample, blocks_from_requests
 from reporting.run_index import read_index
 from results.collect import collect
 from results.files import INTEGRITY_FILE, RAW_DIR, RESULT_FILE, RUN_FILE, SUMMARY_FILE
@@ -243,21 +235,6 @@ def check_comparable(base: RunSample, new: RunSample, *, force: bool = False) ->
                 f"the runs differ in {name.replace('_', ' ')} ({ours} against {theirs}): they "
                 "test different things; pass --force to compare anyway"
             )
-
-
-def resolve_margins(
-    tolerance: float | None = None, config_path: Path | None = None
-) -> dict[str, Margin]:
-    """Return the comparison's margins: the defaults, profiles.toml's overrides, --tolerance.
-
-    ``tolerance`` (a share of the base value) replaces the relative part of every margin
-    that has one (latency, throughput). Raise CompareInputError on a malformed table.
-    """
-    try:
-        margins = margins_from_table(compare_margins_table(config_path))
-    except (ProfileError, ValueError) as error:
-        raise CompareInputError(str(error)) from error
-    return margins if tolerance is None else with_relative(margins, tolerance)
 
 
 def same_commit_runs(run_dir: Path) -> list[Path]:

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from pipeline.compare_command import resolve_margins
 from reporting.compare import (
     BETTER,
     CHANGED,
@@ -36,7 +37,7 @@ from reporting.compare import (
     metric_values,
     spectrum,
 )
-from reporting.compare_inputs import CompareInputError, RunSample, pool_runs, resolve_margins
+from reporting.compare_inputs import CompareInputError, RunSample, pool_runs
 from reporting.compare_report import compare_runs
 from reporting.regression_gate import apply_regression_gate
 from reporting.run_index import format_index, latest_go, read_index, record_run
