@@ -2,14 +2,13 @@
 
 The I/O edge of reporting.compare. A folder that is not a run, or two runs that cannot be
 compared (different profiles; different scenarios, transaction shapes or isolation levels
-unless forced), raise CompareInputError with one line. The margins of practical significance
-are read by the command (pipeline/compare_command.py), which reads profiles.toml.
+unless forced), raise CompareInputError with one line; so does a document of the wrong shape
+(results/reader.py names the file and the field).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,9 @@ from typing import Any
 from reporting.compare import Request, ScenarioSample, blocks_from_requests
 from reporting.run_index import read_index
 from results.collect import collect
+from results.documents import ResultDocument, RunDocument, SummaryDocument
 from results.files import INTEGRITY_FILE, RAW_DIR, RESULT_FILE, RUN_FILE, SUMMARY_FILE
+from results.reader import DocumentError, DocumentT, read_document, read_optional_object
 from results.record_format import Record, is_error
 
 RUN_NAME_GLOB = "*T*Z-*"
@@ -80,8 +81,8 @@ def resolve_run_folder(path: str | Path) -> Path:
 def load_run_sample(path: str | Path) -> RunSample:
     """Read a run folder's scenarios (records, thresholds, integrity) and its identity."""
     run_dir = resolve_run_folder(path)
-    run = _read_json(run_dir / RUN_FILE) or {}
-    summary = _read_json(run_dir / SUMMARY_FILE) or {}
+    run = _read_optional(run_dir / RUN_FILE, RunDocument) or RunDocument()
+    summary = _read_optional(run_dir / SUMMARY_FILE, SummaryDocument)
     scenario_dirs = sorted(p.parent for p in run_dir.glob(f"*/{RESULT_FILE}"))
     if not scenario_dirs:
         raise CompareInputError(f"{run_dir} is not a run folder: no <scenario>/{RESULT_FILE}")
@@ -89,39 +90,38 @@ def load_run_sample(path: str | Path) -> RunSample:
     latencies: dict[str, tuple[float, ...]] = {}
     profiles: set[str] = set()
     for folder in scenario_dirs:
-        result = _read_json(folder / RESULT_FILE)
-        if result is None:
-            raise CompareInputError(f"{folder / RESULT_FILE} is unreadable")
-        if result.get("profile"):
-            profiles.add(str(result["profile"]))
+        result = _read(folder / RESULT_FILE, ResultDocument)
+        if result.profile:
+            profiles.add(result.profile)
         records = _records(folder)
-        sample = scenario_sample(folder.name, result, _read_json(folder / INTEGRITY_FILE), records)
+        integrity = _read_optional_object(folder / INTEGRITY_FILE)
+        sample = scenario_sample(folder.name, result, integrity, records)
         scenarios[folder.name] = sample
         latencies[folder.name] = tuple(record.latency_ms for record in records)
-    profile = run.get("profile") or (sorted(profiles)[0] if len(profiles) == 1 else None)
-    git = (run.get("facts") or {}).get("git") or {}
+    profile = run.profile or (sorted(profiles)[0] if len(profiles) == 1 else None)
+    git = run.facts.get("git") or {}
     return RunSample(
         run_dir=run_dir,
-        run_id=str(run.get("run_id") or run_dir.name),
+        run_id=run.run_id or run_dir.name,
         profile=profile,
-        strategy=run.get("strategy") or summary.get("strategy"),
+        strategy=run.strategy or (summary.strategy if summary else None),
         commit=git.get("commit") or _commit_from_name(run_dir.name),
-        decision=(summary.get("verdict") or {}).get("decision"),
+        decision=summary.verdict.decision if summary else None,
         scenarios=scenarios,
         latencies_ms=latencies,
-        transaction_shape=run.get("transaction_shape") or STATEMENT_SHAPE,
-        isolation=run.get("isolation"),
+        transaction_shape=run.transaction_shape or STATEMENT_SHAPE,
+        isolation=run.isolation,
     )
 
 
 def scenario_sample(
     scenario: str,
-    result: Mapping[str, Any],
+    result: ResultDocument,
     integrity: Mapping[str, Any] | None,
     records: Sequence[Record],
 ) -> ScenarioSample:
     """Build one scenario's sample from its result.json, integrity.json and records."""
-    config = result.get("config") or {}
+    config = result.config
     expected = set(config.get("expected_error_codes") or [])
     thresholds = {k: float(v) for k, v in (config.get("thresholds") or {}).items() if v is not None}
     requests = [
@@ -258,16 +258,17 @@ def same_commit_runs(run_dir: Path) -> list[Path]:
 
 def load_identity(run_dir: Path) -> dict[str, Any]:
     """Return what makes two runs repeats of each other: commit, profile, strategy, dimensions."""
-    run = _read_json(run_dir / RUN_FILE) or {}
-    summary = _read_json(run_dir / SUMMARY_FILE) or {}
-    git = (run.get("facts") or summary.get("facts") or {}).get("git") or {}
+    run = _read_optional(run_dir / RUN_FILE, RunDocument) or RunDocument()
+    summary = _read_optional(run_dir / SUMMARY_FILE, SummaryDocument)
+    facts = run.facts or (summary.facts if summary else {})
+    git = facts.get("git") or {}
     return {
         "commit": git.get("commit") or _commit_from_name(run_dir.name),
         "dirty": bool(git.get("dirty")),
-        "profile": run.get("profile") or summary.get("profile"),
-        "strategy": run.get("strategy") or summary.get("strategy"),
-        "transaction_shape": run.get("transaction_shape") or STATEMENT_SHAPE,
-        "isolation": run.get("isolation"),
+        "profile": run.profile or (summary.profile if summary else None),
+        "strategy": run.strategy or (summary.strategy if summary else None),
+        "transaction_shape": run.transaction_shape or STATEMENT_SHAPE,
+        "isolation": run.isolation,
         "scenarios": sorted(p.parent.name for p in run_dir.glob(f"*/{RESULT_FILE}")),
     }
 
@@ -292,9 +293,19 @@ def _commit_from_name(name: str) -> str | None:
     return parts[1] if len(parts) > 1 else None
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
+def _read(path: Path, document_type: type[DocumentT]) -> DocumentT:
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return document if isinstance(document, dict) else None
+        return read_document(path, document_type)
+    except DocumentError as error:
+        raise CompareInputError(str(error)) from None
+
+
+def _read_optional(path: Path, document_type: type[DocumentT]) -> DocumentT | None:
+    return _read(path, document_type) if path.exists() else None
+
+
+def _read_optional_object(path: Path) -> dict[str, Any] | None:
+    try:
+        return read_optional_object(path)
+    except DocumentError as error:
+        raise CompareInputError(str(error)) from None

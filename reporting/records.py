@@ -5,12 +5,12 @@ This is the I/O edge of reporting; everything after it works on the returned rec
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from reporting.verdict import ScenarioEvidence, StepFailure
+from results.documents import Document, ResultDocument, RunDocument
 from results.files import (
     ANOMALIES_FILE,
     COST_FILE,
@@ -21,8 +21,20 @@ from results.files import (
     SAMPLES_FILE,
     SERVICE_FILE,
 )
+from results.reader import (
+    DocumentError,
+    DocumentT,
+    UnreadableDocumentError,
+    checked,
+    read_object,
+)
 
-SCENARIO_FILES = (RESULT_FILE, INTEGRITY_FILE, SERVICE_FILE)
+# A scenario's files, with the document each must be (None: a JSON object, owned elsewhere).
+SCENARIO_FILES: dict[str, type[Document] | None] = {
+    RESULT_FILE: ResultDocument,
+    INTEGRITY_FILE: None,
+    SERVICE_FILE: None,
+}
 
 
 class ReportInputError(ValueError):
@@ -41,7 +53,12 @@ class RunRecord:
 
 
 def load_run(run_dir: Path) -> RunRecord:
-    """Read ``run_dir``; a missing or unreadable scenario file becomes a recorded failure."""
+    """Read ``run_dir``; a missing or unreadable scenario file becomes a recorded failure.
+
+    A file that reads but is not the document it should be (a field of the wrong type or
+    missing, another schema version) raises ReportInputError naming the file and the field:
+    the report will not guess at figures it cannot read.
+    """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ReportInputError(f"run folder {run_dir} does not exist")
@@ -49,11 +66,12 @@ def load_run(run_dir: Path) -> RunRecord:
     run: dict[str, Any] = {}
     failures: list[StepFailure] = []
     if run_path.exists():
-        loaded, problem = _read_json(run_path)
+        loaded, problem = _read(run_path)
         if problem:
             failures.append(StepFailure("report", problem))
         run = loaded or {}
-    expected = [str(name) for name in run.get("scenarios") or []]
+    document = _checked(run, RunDocument, run_path)
+    expected = list(document.scenarios)
     found = sorted(
         path.name
         for path in run_dir.iterdir()
@@ -63,14 +81,12 @@ def load_run(run_dir: Path) -> RunRecord:
     if not names and not run:
         raise ReportInputError(f"{run_dir} holds neither {RUN_FILE} nor any scenario results")
     step_errors = {
-        step.get("scenario"): step.get("error")
-        for step in run.get("steps") or []
-        if step.get("scenario") and not step.get("ok", True)
+        step.scenario: step.error for step in document.steps if step.scenario and not step.ok
     }
     failures += [
-        StepFailure(str(step.get("name")), str(step.get("error")))
-        for step in run.get("steps") or []
-        if not step.get("scenario") and not step.get("ok", True)
+        StepFailure(step.name, str(step.error))
+        for step in document.steps
+        if not step.scenario and not step.ok
     ]
     scenarios = [
         _load_scenario(run_dir / name, name, step_errors.get(name))
@@ -83,31 +99,31 @@ def load_run(run_dir: Path) -> RunRecord:
 def _load_scenario(folder: Path, name: str, step_error: str | None) -> ScenarioEvidence:
     documents: dict[str, dict[str, Any] | None] = {}
     problems = [step_error] if step_error else []
-    for file_name in SCENARIO_FILES:
+    for file_name, document_type in SCENARIO_FILES.items():
         path = folder / file_name
         if not path.exists():
             documents[file_name] = None
             continue
-        documents[file_name], problem = _read_json(path)
+        documents[file_name], problem = _read(path, document_type)
         if problem:
             problems.append(problem)
     faults = None
     if (folder / FAULTS_FILE).exists():
-        faults, problem = _read_json(folder / FAULTS_FILE)
+        faults, problem = _read(folder / FAULTS_FILE)
         if problem:
             problems.append(problem)
     cost = None
     if (folder / COST_FILE).exists():
-        cost, _ = _read_json(folder / COST_FILE)
+        cost, _ = _read(folder / COST_FILE)
     samples = None
     anomalies = None
     if (folder / ANOMALIES_FILE).exists():
-        anomalies, problem = _read_json(folder / ANOMALIES_FILE)
+        anomalies, problem = _read(folder / ANOMALIES_FILE)
         if problem:
             problems.append(problem)
     if (folder / SAMPLES_FILE).exists():
         # Unreadable samples cost the slow seconds their causes, not the scenario its verdict.
-        samples, _ = _read_json(folder / SAMPLES_FILE)
+        samples, _ = _read(folder / SAMPLES_FILE)
     return ScenarioEvidence(
         scenario=name,
         result=documents[RESULT_FILE],
@@ -121,11 +137,24 @@ def _load_scenario(folder: Path, name: str, step_error: str | None) -> ScenarioE
     )
 
 
-def _read_json(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+def _read(
+    path: Path, document_type: type[Document] | None = None
+) -> tuple[dict[str, Any] | None, str | None]:
+    """Return the JSON object in ``path`` (checked as a ``document_type``), or why it is not.
+
+    Unreadable is a problem to record; the wrong shape raises ReportInputError.
+    """
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        return None, f"{path.name} unreadable: {error}"
-    if not isinstance(document, dict):
-        return None, f"{path.name} does not hold a JSON object"
+        document = read_object(path)
+    except UnreadableDocumentError as error:
+        return None, f"{error.path.name} {error.reason}"
+    if document_type is not None:
+        _checked(document, document_type, path)
     return document, None
+
+
+def _checked(document: dict[str, Any], document_type: type[DocumentT], path: Path) -> DocumentT:
+    try:
+        return checked(document, document_type, path)
+    except DocumentError as error:
+        raise ReportInputError(str(error)) from None

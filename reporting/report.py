@@ -22,6 +22,7 @@ from results.files import (
     MARKDOWN_FILE,
     SUMMARY_FILE,
 )
+from results.reader import UnreadableDocumentError, read_optional_object
 
 
 @dataclass(frozen=True)
@@ -85,10 +86,7 @@ def _read_comparison(run_dir: Path) -> dict[str, Any] | None:
 
 def _read_optional_document(path: Path) -> dict[str, Any] | None:
     """Return the JSON object at ``path``; None when it is missing or unreadable."""
-    if not path.exists():
-        return None
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return read_optional_object(path)
+    except UnreadableDocumentError:
         return None
-    return document if isinstance(document, dict) else None

@@ -26,7 +26,6 @@ from reporting.verdict import (
     Verdict,
     decide,
 )
-from results.documents import SummaryDocument
 
 SUMMARY_SCHEMA_VERSION = 1
 SUMMARY_KIND = "clinic-loadtest-summary"
@@ -61,8 +60,8 @@ EMPTY_FACTS: dict[str, Any] = {
 SEQ_SCAN_NOTE = "PostgreSQL reads the authorization by id with a sequential scan."
 
 
-def summarise(record: RunRecord) -> SummaryDocument:
-    """Return the summary.json document of a run: pure, from what the run recorded."""
+def summarise(record: RunRecord) -> dict[str, Any]:
+    """Return the summary.json document (results.documents.SummaryDocument) of a run: pure."""
     verdict = decide(
         record.scenarios,
         failures=record.failures,

@@ -1,1 +1,6 @@
-"""Pure metric functions for load-test results: record → merge → summarise (no I/O)."""
+"""The result files' contract and what reads them: names, record format, documents, metrics.
+
+Reading is at the edges (`reader`: run.json, result.json, summary.json into typed documents;
+`collect`: the generator processes' own files); the metric modules are pure: record → merge →
+summarise.
+"""
