@@ -36,7 +36,9 @@ from pipeline.setup import resolve_fixtures_path, setup_database
 from reporting.compare_inputs import CompareInputError
 from reporting.records import ReportInputError
 from reporting.report import write_junit, write_report
+from results.documents import SummaryDocument, Totals
 from results.files import FIXTURES_FILE, RESULT_FILE, SERVICE_LOG
+from results.reader import read_checked_object, read_result
 
 GO = "GO"
 BASELINE_ENV = "LOADTEST_BASELINE"  # --baseline when the option is not given
@@ -97,7 +99,7 @@ def all_command(
         )
     if junit:
         # After the baseline's gate: the XML tells the final verdict.
-        summary = json.loads(outcome.summary_path.read_text(encoding="utf-8"))
+        summary = read_checked_object(outcome.summary_path, SummaryDocument)
         print(f"[junit] {write_junit(summary, Path(junit))}")
     if stream is not None:  # after the baseline's gate: the final verdict
         print(finish_stream(stream, outcome.decision, outcome.run_dir), file=sys.stderr)
@@ -276,11 +278,11 @@ def _start(database_url: str, out_dir: Path, plan: RunPlan) -> ServiceProcess:
 
 
 def _result_line(result_dir: Path) -> str:
-    result = json.loads((result_dir / RESULT_FILE).read_text(encoding="utf-8"))
-    totals = result.get("totals") or {}
-    p95 = (result.get("latency_ms") or {}).get("p95")
+    result = read_result(result_dir / RESULT_FILE)
+    totals = result.totals or Totals(requests=0, errors=0, error_rate=0.0)
+    p95 = result.latency_ms.p95 if result.latency_ms else None
     p95_text = "n/a" if p95 is None else f"{p95:.1f} ms"
     return (
-        f"{result.get('scenario')}: {totals.get('requests', 0)} requests, "
-        f"error rate {100 * (totals.get('error_rate') or 0):.2f} %, p95 {p95_text} → {result_dir}"
+        f"{result.scenario}: {totals.requests} requests, "
+        f"error rate {100 * totals.error_rate:.2f} %, p95 {p95_text} → {result_dir}"
     )

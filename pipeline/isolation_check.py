@@ -13,15 +13,16 @@ from typing import Any
 
 from anomalies import HistoryInputError, check_history
 from results.files import ANOMALIES_FILE, HISTORY_FILE, RESULT_FILE
+from results.reader import UnreadableDocumentError, read_result
 
 
 def required_model(result_dir: Path) -> str | None:
     """Return the consistency model the scenario's profile requires, None when it names none."""
     try:
-        result = json.loads((result_dir / RESULT_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        result = read_result(result_dir / RESULT_FILE)
+    except UnreadableDocumentError:
         return None
-    model = (result.get("config") or {}).get("required_model") if isinstance(result, dict) else None
+    model = result.config.get("required_model")
     return str(model) if model else None
 
 

@@ -27,7 +27,9 @@ from reporting.compare_inputs import CompareInputError, RunSample, load_run_samp
 from reporting.matrix import StrategyRuns, matrix_document
 from reporting.render import environment
 from reporting.spectrum_chart import spectrum_svg
+from results.documents import SummaryDocument
 from results.files import MATRIX_FILE, SUMMARY_FILE
+from results.reader import DocumentError, read_checked_object
 
 DEFAULT_STRATEGIES = "serializable,for_update,atomic"
 MATRIX_PREFIX = "matrix-"
@@ -107,7 +109,10 @@ def write_matrix(
         runs: list[RunSample] = []
         summaries = []
         for folder in folders:
-            summaries.append(json.loads((folder / SUMMARY_FILE).read_text(encoding="utf-8")))
+            try:
+                summaries.append(read_checked_object(folder / SUMMARY_FILE, SummaryDocument))
+            except DocumentError as error:
+                fail(str(error))
             try:
                 runs.append(load_run_sample(folder))
             except CompareInputError as error:
