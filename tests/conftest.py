@@ -12,10 +12,11 @@ import httpx
 import psycopg
 import pytest
 from openapi_conformance import ResponseChecker, service_document
-from support_service import Clinic, module_database, seed_clinic
+from support_service import Clinic, ServiceOptions, Services, module_database, seed_clinic
 
 from local_postgres import ClusterInfo, LocalCluster, create_marked_database
 from local_postgres.cluster import url_for
+from pipeline.service_process import ServiceProcess
 from target.migrate import upgrade
 
 MIGRATED_TEMPLATE = "loadtest_migrated_template"
@@ -43,6 +44,28 @@ def _clinic(pg_cluster: ClusterInfo, migrated_template: str) -> Iterator[Clinic]
     """A module's own migrated database with two organizations (the service tests' world)."""
     with module_database(pg_cluster, migrated_template) as url:
         yield seed_clinic(url)
+
+
+@pytest.fixture(scope="module", name="serve")
+def _serve(clinic: Clinic) -> Iterator[Services]:
+    """Start services on the module's clinic: ``serve(options)``, one per settings, kept."""
+    services = Services(clinic.url)
+    yield services
+    services.close()
+
+
+@pytest.fixture(scope="module", name="service_options")
+def _service_options() -> ServiceOptions:
+    """The defaults; a module overrides this fixture (with ``params`` for several services)."""
+    return ServiceOptions()
+
+
+@pytest.fixture(scope="module", name="service")
+def _service(serve: Services, service_options: ServiceOptions) -> Iterator[ServiceProcess]:
+    """The module's service on its clinic, run with the module's ``service_options``."""
+    yield serve(service_options)
+    # Stopped when the options change, so a parametrized module runs one service at a time.
+    serve.stop(service_options)
 
 
 @pytest.fixture(name="database_url")

@@ -8,11 +8,12 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import os
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,9 @@ import psycopg
 
 from local_postgres import ClusterInfo, create_marked_database
 from local_postgres.cluster import url_for
-from pipeline.service_process import start_service
+from pipeline.service_process import ServiceProcess, service_environment, start_service
 from seeding import seed_database
-from target.settings import DEFAULT_JWT_SECRET
+from target.settings import DEFAULT_JWT_SECRET, Settings
 
 PASSWORD = "correct horse battery staple"
 SERVICE_CODE = "97153"
@@ -49,6 +50,63 @@ class Clinic:
     url: str
     home: Tenant
     other: Tenant
+
+
+@dataclass(frozen=True)
+class ServiceOptions:
+    """How a test's service runs: its strategy, its workers and extra TARGET_* variables."""
+
+    strategy: str | None = None
+    workers: int = 1
+    env: dict[str, str] = field(default_factory=dict)
+
+    def label(self) -> str:
+        """Name the options in a test id: the strategy and the variables' values."""
+        return "-".join(filter(None, (self.strategy, *self.env.values()))) or "default"
+
+
+class Services:
+    """Services on one database, each started on first request and kept until stopped.
+
+    Two requests whose options resolve to the same service settings and worker count share
+    one service: starting one costs processes and their imports, the dear part of a test.
+    """
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+        self._running: dict[tuple[str, int], ServiceProcess] = {}
+
+    def __call__(self, options: ServiceOptions) -> ServiceProcess:
+        """Return a running service with these options, starting it if none is."""
+        key = self._key(options)
+        service = self._running.get(key)
+        if service is not None and service.is_alive():
+            return service
+        if service is not None:
+            service.stop()  # a test killed it: clean up what is left, then start another
+        service = start_service(
+            self.database_url, strategy=options.strategy, workers=options.workers, env=options.env
+        )
+        self._running[key] = service
+        return service
+
+    def stop(self, options: ServiceOptions) -> None:
+        """Stop the service with these options, if one runs."""
+        service = self._running.pop(self._key(options), None)
+        if service is not None:
+            service.stop()
+
+    def close(self) -> None:
+        """Stop every service started here."""
+        while self._running:
+            self._running.popitem()[1].stop()
+
+    def _key(self, options: ServiceOptions) -> tuple[str, int]:
+        environment = service_environment(
+            self.database_url, options.strategy, Path(os.devnull), options.env
+        )
+        # Settings holds a dict, so it does not hash; its repr names every field.
+        return repr(Settings.from_env(environment)), options.workers
 
 
 @contextmanager

@@ -19,6 +19,7 @@ from pathlib import Path
 import psutil
 import psycopg
 import pytest
+from support_service import ServiceOptions
 
 from faults.nemesis import (
     DONE,
@@ -126,10 +127,9 @@ def test_the_command_refuses_postgres_faults_under_database_url_in_one_line(
 
 
 # -- the faults, for real -----------------------------------------------------------------------
-@pytest.fixture(name="service")
-def _service(database_url: str, tmp_path: Path) -> Iterator[ServiceProcess]:
-    with start_service(database_url, workers=2, log_path=tmp_path / "service.log") as service:
-        yield service
+@pytest.fixture(scope="module", name="service_options")
+def _service_options() -> ServiceOptions:
+    return ServiceOptions(workers=2)
 
 
 @pytest.fixture(name="postgres")

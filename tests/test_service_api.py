@@ -7,7 +7,6 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Iterator
 
 import httpx
 import jwt
@@ -16,6 +15,7 @@ from quart import Quart
 from support_service import (
     PASSWORD,
     Clinic,
+    ServiceOptions,
     add_authorization,
     assert_problem,
     bearer,
@@ -50,11 +50,10 @@ WAIT_FOR_WORKERS_S = 30.0
 UNREACHABLE_URL = "postgresql://nobody@127.0.0.1:9/nowhere"
 
 
-@pytest.fixture(scope="module", name="service")
-def _service(clinic: Clinic) -> Iterator[ServiceProcess]:
+@pytest.fixture(scope="module", name="service_options")
+def _service_options() -> ServiceOptions:
     env = {"TARGET_POOL_SIZE": str(POOL_SIZE), "TARGET_JWT_TTL_S": str(TOKEN_TTL_S)}
-    with start_service(clinic.url, workers=WORKERS, env=env) as service:
-        yield service
+    return ServiceOptions(workers=WORKERS, env=env)
 
 
 def metric_value(text: str, name: str, labels: dict[str, str] | None = None) -> float:

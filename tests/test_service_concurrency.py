@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -17,6 +16,8 @@ import psycopg
 import pytest
 from support_service import (
     Clinic,
+    ServiceOptions,
+    Services,
     add_authorization,
     assert_problem,
     bearer,
@@ -27,7 +28,7 @@ from support_service import (
     snapshot,
 )
 
-from pipeline.service_process import ServiceProcess, start_service
+from pipeline.service_process import ServiceProcess
 
 SAFE_STRATEGIES = ("serializable", "for_update", "atomic")
 CONCURRENT_REQUESTS = 50
@@ -39,15 +40,19 @@ UNSAFE_DELAY_MS = 100
 WORKERS = 2
 
 
-@pytest.fixture(scope="module", name="service", params=SAFE_STRATEGIES)
-def _service(request: pytest.FixtureRequest, clinic: Clinic) -> Iterator[ServiceProcess]:
-    with start_service(clinic.url, strategy=request.param, workers=WORKERS) as service:
-        yield service
+@pytest.fixture(
+    scope="module",
+    name="service_options",
+    params=[ServiceOptions(strategy, WORKERS) for strategy in SAFE_STRATEGIES],
+    ids=ServiceOptions.label,
+)
+def _service_options(request: pytest.FixtureRequest) -> ServiceOptions:
+    return request.param
 
 
 @pytest.fixture(name="strategy")
-def _strategy(request: pytest.FixtureRequest, service: ServiceProcess) -> str:
-    return str(request.node.callspec.params["service"])
+def _strategy(service_options: ServiceOptions) -> str:
+    return str(service_options.strategy)
 
 
 async def reserve_all_at_once(
@@ -246,11 +251,8 @@ async def test_release_and_consume_are_allowed_outside_the_date_range(
 
 # -- the unsafe control ----------------------------------------------------------------------
 @pytest.fixture(scope="module", name="unsafe_service")
-def _unsafe_service(clinic: Clinic) -> Iterator[ServiceProcess]:
-    with start_service(
-        clinic.url, strategy="unsafe", env={"TARGET_UNSAFE_DELAY_MS": str(UNSAFE_DELAY_MS)}
-    ) as service:
-        yield service
+def _unsafe_service(serve: Services) -> ServiceProcess:
+    return serve(ServiceOptions("unsafe", env={"TARGET_UNSAFE_DELAY_MS": str(UNSAFE_DELAY_MS)}))
 
 
 async def test_unsafe_strategy_overbooks(unsafe_service: ServiceProcess, clinic: Clinic) -> None:

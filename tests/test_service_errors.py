@@ -11,6 +11,8 @@ import psycopg
 import pytest
 from support_service import (
     Clinic,
+    ServiceOptions,
+    Services,
     add_authorization,
     assert_problem,
     bearer,
@@ -34,10 +36,9 @@ CONFLICT_ROUNDS = 5
 CONFLICT_REQUESTS = 50
 
 
-@pytest.fixture(scope="module", name="service")
-def _service(clinic: Clinic) -> Iterator[ServiceProcess]:
-    with start_service(clinic.url, strategy="serializable") as service:
-        yield service
+@pytest.fixture(scope="module", name="service_options")
+def _service_options() -> ServiceOptions:
+    return ServiceOptions("serializable")
 
 
 @pytest.fixture(scope="module", name="authorization_id")
@@ -234,11 +235,8 @@ async def test_a_body_over_64_kib_is_413_and_changes_nothing(
 
 # -- 409 serialization_conflict --------------------------------------------------------------
 @pytest.fixture(scope="module", name="no_retry_service")
-def _no_retry_service(clinic: Clinic) -> Iterator[ServiceProcess]:
-    with start_service(
-        clinic.url, strategy="serializable", env={"TARGET_MAX_RETRIES": "0"}
-    ) as service:
-        yield service
+def _no_retry_service(serve: Services) -> ServiceProcess:
+    return serve(ServiceOptions("serializable", env={"TARGET_MAX_RETRIES": "0"}))
 
 
 async def test_serialization_conflict_without_retries_is_409_and_changes_nothing(
@@ -279,10 +277,9 @@ async def test_serialization_conflict_without_retries_is_409_and_changes_nothing
 
 # -- 503 -----------------------------------------------------------------------------------
 @pytest.fixture(scope="module", name="one_connection_service")
-def _one_connection_service(clinic: Clinic) -> Iterator[ServiceProcess]:
+def _one_connection_service(serve: Services) -> ServiceProcess:
     env = {"TARGET_POOL_SIZE": "1", "TARGET_POOL_TIMEOUT_S": "0.3"}
-    with start_service(clinic.url, strategy="for_update", env=env) as service:
-        yield service
+    return serve(ServiceOptions("for_update", env=env))
 
 
 def wait_until_service_waits_for_a_lock(url: str) -> None:

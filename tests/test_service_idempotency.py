@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 
 import httpx
 import psycopg
 import pytest
 from support_service import (
     Clinic,
+    ServiceOptions,
+    Services,
     add_authorization,
     assert_problem,
     bearer,
@@ -25,7 +26,7 @@ from support_service import (
     mint_token,
 )
 
-from pipeline.service_process import ServiceProcess, start_service
+from pipeline.service_process import ServiceProcess
 
 SAFE_STRATEGIES = ("serializable", "for_update", "atomic")
 KEY_HEADER = "Idempotency-Key"
@@ -33,16 +34,19 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 CONCURRENT_REPEATS = 20
 
 
-@pytest.fixture(scope="module", name="service", params=SAFE_STRATEGIES)
-def _service(request: pytest.FixtureRequest, clinic: Clinic) -> Iterator[ServiceProcess]:
-    with start_service(clinic.url, strategy=request.param, workers=2) as service:
-        yield service
+@pytest.fixture(
+    scope="module",
+    name="service_options",
+    params=[ServiceOptions(strategy, workers=2) for strategy in SAFE_STRATEGIES],
+    ids=ServiceOptions.label,
+)
+def _service_options(request: pytest.FixtureRequest) -> ServiceOptions:
+    return request.param
 
 
 @pytest.fixture(scope="module", name="unenforced_service")
-def _unenforced_service(clinic: Clinic) -> Iterator[ServiceProcess]:
-    with start_service(clinic.url, env={"TARGET_IDEMPOTENCY": "off"}) as service:
-        yield service
+def _unenforced_service(serve: Services) -> ServiceProcess:
+    return serve(ServiceOptions(env={"TARGET_IDEMPOTENCY": "off"}))
 
 
 def keyed(token: str, key: str) -> dict[str, str]:

@@ -12,18 +12,23 @@ import itertools
 import json
 import random
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
-from support_service import Clinic, assert_problem, bearer, client, mint_token, module_database
-from support_service import seed_clinic as seed
+from support_service import (
+    Clinic,
+    ServiceOptions,
+    Services,
+    assert_problem,
+    bearer,
+    client,
+    mint_token,
+)
 
 from anomalies import check_history, read_events
-from local_postgres import ClusterInfo
-from pipeline.service_process import ServiceProcess, start_service
+from pipeline.service_process import ServiceProcess
 
 PATH = "/api/lists/transactions"
 SKEW_KEYS = 4
@@ -31,18 +36,6 @@ SKEW_TRANSACTIONS = 240
 SKEW_CONCURRENCY = 24
 # Each test appends values of its own: the module's lists keep earlier tests' appends.
 _VALUES = itertools.count(1)
-
-
-@pytest.fixture(scope="module", name="clinic")
-def _clinic(pg_cluster: ClusterInfo, migrated_template: str) -> Iterator[Clinic]:
-    with module_database(pg_cluster, migrated_template) as url:
-        yield seed(url)
-
-
-@pytest.fixture(scope="module", name="service")
-def _service(clinic: Clinic) -> Iterator[ServiceProcess]:
-    with start_service(clinic.url) as service:
-        yield service
 
 
 def stored_lists(url: str) -> list[tuple[Any, ...]]:
@@ -58,39 +51,38 @@ async def transact(http: httpx.AsyncClient, token: str, ops: list[list[Any]]) ->
 
 @pytest.mark.parametrize("shape", ["interactive", "statement"])
 async def test_appends_and_reads_run_in_order_in_one_transaction(
-    clinic: Clinic, shape: str
+    serve: Services, clinic: Clinic, shape: str
 ) -> None:
     token, stranger = mint_token(clinic.home), mint_token(clinic.other)
     key = f"k-{shape}"
     first, second = next(_VALUES), next(_VALUES)
-    env = {"TARGET_TRANSACTION_SHAPE": shape}
-    with start_service(clinic.url, env=env) as service:
-        async with client(service.base_url) as http:
-            answer = await transact(
-                http,
-                token,
-                [["r", key, None], ["append", key, first], ["r", key, None], ["append", 7, second]],
-            )
-            assert answer.status_code == 200, answer.text
-            body = answer.json()
-            assert body["ops"] == [
-                ["r", key, []],
-                ["append", key, first],
-                ["r", key, [first]],
-                ["append", 7, second],
-            ]
-            assert len(body["transaction_id"]) == 36
-            again = await transact(
-                http, token, [["append", key, second], ["r", key, None], ["r", "7", None]]
-            )
-            assert again.json()["ops"] == [
-                ["append", key, second],
-                ["r", key, [first, second]],
-                ["r", "7", []],  # the string "7" is not the integer 7
-            ]
-            # Another organization's lists are its own.
-            foreign = await transact(http, stranger, [["r", key, None]])
-            assert foreign.json()["ops"] == [["r", key, []]]
+    service = serve(ServiceOptions(env={"TARGET_TRANSACTION_SHAPE": shape}))
+    async with client(service.base_url) as http:
+        answer = await transact(
+            http,
+            token,
+            [["r", key, None], ["append", key, first], ["r", key, None], ["append", 7, second]],
+        )
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["ops"] == [
+            ["r", key, []],
+            ["append", key, first],
+            ["r", key, [first]],
+            ["append", 7, second],
+        ]
+        assert len(body["transaction_id"]) == 36
+        again = await transact(
+            http, token, [["append", key, second], ["r", key, None], ["r", "7", None]]
+        )
+        assert again.json()["ops"] == [
+            ["append", key, second],
+            ["r", key, [first, second]],
+            ["r", "7", []],  # the string "7" is not the integer 7
+        ]
+        # Another organization's lists are its own.
+        foreign = await transact(http, stranger, [["r", key, None]])
+        assert foreign.json()["ops"] == [["r", key, []]]
 
 
 @pytest.mark.parametrize(
@@ -170,19 +162,19 @@ def txn_event(process: int, kind: str, ops: list[list[Any]], started: int) -> di
     }
 
 
-async def test_serializable_gives_a_history_the_checker_finds_valid(clinic: Clinic) -> None:
-    env = {"TARGET_ISOLATION": "serializable"}
-    with start_service(clinic.url, workers=2, env=env) as service:
-        lines = await write_skew_history(service.base_url, mint_token(clinic.home), "ser-")
+async def test_serializable_gives_a_history_the_checker_finds_valid(
+    serve: Services, clinic: Clinic
+) -> None:
+    service = serve(ServiceOptions(workers=2, env={"TARGET_ISOLATION": "serializable"}))
+    lines = await write_skew_history(service.base_url, mint_token(clinic.home), "ser-")
     result = check_history(read_events(lines), require="serializable")
     assert result.transactions["ok"] > SKEW_TRANSACTIONS // 2
     assert result.valid, result.summary()
 
 
-async def test_repeatable_read_lets_a_write_skew_through(clinic: Clinic) -> None:
-    env = {"TARGET_ISOLATION": "repeatable_read"}
-    with start_service(clinic.url, workers=2, env=env) as service:
-        lines = await write_skew_history(service.base_url, mint_token(clinic.home), "rr-")
+async def test_repeatable_read_lets_a_write_skew_through(serve: Services, clinic: Clinic) -> None:
+    service = serve(ServiceOptions(workers=2, env={"TARGET_ISOLATION": "repeatable_read"}))
+    lines = await write_skew_history(service.base_url, mint_token(clinic.home), "rr-")
     result = check_history(read_events(lines), require="serializable")
     assert not result.valid
     assert "G2-item" in result.forbidden_kinds, result.summary()

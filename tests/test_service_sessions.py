@@ -12,13 +12,14 @@ import datetime as dt
 import itertools
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 
 import httpx
 import psycopg
 import pytest
 from support_service import (
     Clinic,
+    ServiceOptions,
+    Services,
     Tenant,
     add_authorization,
     assert_problem,
@@ -27,19 +28,13 @@ from support_service import (
     mint_token,
 )
 
-from pipeline.service_process import ServiceProcess, start_service
+from pipeline.service_process import ServiceProcess
 
 FIRST_SLOT = dt.datetime(2027, 1, 4, 9, 0, tzinfo=dt.UTC)
 # Each concurrent test books days of its own: the module's practitioner keeps earlier sessions.
 _FREE_DAYS = itertools.count(30)
 CONCURRENT_BOOKINGS = 24
 SLOTS_TRIED = 4
-
-
-@pytest.fixture(scope="module", name="service")
-def _service(clinic: Clinic) -> Iterator[ServiceProcess]:
-    with start_service(clinic.url) as service:
-        yield service
 
 
 def add_practitioner(url: str, tenant: Tenant) -> Tenant:
@@ -172,28 +167,29 @@ async def book_one_slot_at_once(
     ],
 )
 async def test_concurrent_bookings_of_one_slot_book_it_once(
-    clinic: Clinic, strategy: str, isolation: str
+    serve: Services, clinic: Clinic, strategy: str, isolation: str
 ) -> None:
     environment = {"TARGET_ISOLATION": isolation} if isolation else {}
-    with start_service(clinic.url, strategy=strategy, workers=2, env=environment) as service:
-        for _ in range(SLOTS_TRIED):
-            slot = FIRST_SLOT + dt.timedelta(days=next(_FREE_DAYS))
-            answers = await book_one_slot_at_once(service.base_url, clinic, slot)
-            assert answers[(200, "")] == 1, f"{strategy}: {dict(answers)}"
-            assert set(answers) <= {
-                (200, ""),
-                (409, "practitioner_busy"),
-                (409, "serialization_conflict"),
-            }
+    service = serve(ServiceOptions(strategy, workers=2, env=environment))
+    for _ in range(SLOTS_TRIED):
+        slot = FIRST_SLOT + dt.timedelta(days=next(_FREE_DAYS))
+        answers = await book_one_slot_at_once(service.base_url, clinic, slot)
+        assert answers[(200, "")] == 1, f"{strategy}: {dict(answers)}"
+        assert set(answers) <= {
+            (200, ""),
+            (409, "practitioner_busy"),
+            (409, "serialization_conflict"),
+        }
 
 
-async def test_repeatable_read_lets_two_bookings_of_one_slot_through(clinic: Clinic) -> None:
-    environment = {"TARGET_ISOLATION": "repeatable_read"}
-    with start_service(clinic.url, workers=2, env=environment) as service:
-        booked = []
-        for _ in range(SLOTS_TRIED):
-            slot = FIRST_SLOT + dt.timedelta(days=next(_FREE_DAYS))
-            answers = await book_one_slot_at_once(service.base_url, clinic, slot)
-            booked.append(answers[(200, "")])
+async def test_repeatable_read_lets_two_bookings_of_one_slot_through(
+    serve: Services, clinic: Clinic
+) -> None:
+    service = serve(ServiceOptions(workers=2, env={"TARGET_ISOLATION": "repeatable_read"}))
+    booked = []
+    for _ in range(SLOTS_TRIED):
+        slot = FIRST_SLOT + dt.timedelta(days=next(_FREE_DAYS))
+        answers = await book_one_slot_at_once(service.base_url, clinic, slot)
+        booked.append(answers[(200, "")])
     # Snapshot isolation: each booking saw no overlap in its snapshot, and both inserted.
     assert max(booked) > 1, f"bookings per slot: {booked}"

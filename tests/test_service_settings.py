@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 from support_service import (
     Clinic,
+    ServiceOptions,
+    Services,
     add_authorization,
     bearer,
     client,
     mint_token,
 )
 
-from pipeline.service_process import ServiceProcess, start_service
+from pipeline.service_process import ServiceProcess
 from target.settings import Settings
 
 EXTRA_LATENCY_MS = 300
@@ -44,10 +45,8 @@ def test_a_bad_setting_is_one_clear_error(name: str, raw: str, message: str) -> 
 
 
 @pytest.fixture(scope="module", name="slowed_service")
-def _slowed_service(clinic: Clinic) -> Iterator[ServiceProcess]:
-    env = {"TARGET_EXTRA_LATENCY_MS": str(EXTRA_LATENCY_MS)}
-    with start_service(clinic.url, env=env) as service:
-        yield service
+def _slowed_service(serve: Services) -> ServiceProcess:
+    return serve(ServiceOptions(env={"TARGET_EXTRA_LATENCY_MS": str(EXTRA_LATENCY_MS)}))
 
 
 async def test_extra_latency_slows_every_change_by_at_least_that(
@@ -68,10 +67,9 @@ async def test_extra_latency_slows_every_change_by_at_least_that(
 
 
 @pytest.fixture(scope="module", name="stalling_service")
-def _stalling_service(clinic: Clinic) -> Iterator[ServiceProcess]:
+def _stalling_service(serve: Services) -> ServiceProcess:
     env = {"TARGET_STALL_MS": str(STALL_MS), "TARGET_STALL_AFTER_CHANGES": "3"}
-    with start_service(clinic.url, env=env) as service:
-        yield service
+    return serve(ServiceOptions(env=env))
 
 
 async def test_a_stall_holds_the_changes_of_one_window_once(

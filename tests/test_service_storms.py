@@ -11,20 +11,20 @@ import asyncio
 import random
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 
 import httpx
 import psycopg
 import pytest
 from support_service import (
     Clinic,
+    ServiceOptions,
     add_authorization,
     bearer,
     client,
     mint_token,
 )
 
-from pipeline.service_process import ServiceProcess, start_service
+from pipeline.service_process import ServiceProcess
 
 STRATEGIES = ("serializable", "for_update", "atomic", "constraint")
 SHAPES = ("interactive", "statement")
@@ -39,15 +39,16 @@ REFUSALS = {"insufficient_units"}
 
 @pytest.fixture(
     scope="module",
-    name="service",
-    params=[(strategy, shape) for shape in SHAPES for strategy in STRATEGIES],
-    ids=lambda param: f"{param[0]}-{param[1]}",
+    name="service_options",
+    params=[
+        ServiceOptions(strategy, env={"TARGET_TRANSACTION_SHAPE": shape})
+        for shape in SHAPES
+        for strategy in STRATEGIES
+    ],
+    ids=ServiceOptions.label,
 )
-def _service(request: pytest.FixtureRequest, clinic: Clinic) -> Iterator[ServiceProcess]:
-    strategy, shape = request.param
-    environment = {"TARGET_TRANSACTION_SHAPE": shape}
-    with start_service(clinic.url, strategy=strategy, env=environment) as service:
-        yield service
+def _service_options(request: pytest.FixtureRequest) -> ServiceOptions:
+    return request.param
 
 
 async def storm(base_url: str, authorization_id: uuid.UUID, token: str, seed: int) -> Counter:
@@ -96,9 +97,9 @@ def books_balance(url: str, authorization_id: uuid.UUID) -> tuple[int, int, int,
 
 
 async def test_a_storm_of_mixed_changes_keeps_the_books(
-    service: ServiceProcess, clinic: Clinic, request: pytest.FixtureRequest
+    service: ServiceProcess, clinic: Clinic, service_options: ServiceOptions
 ) -> None:
-    strategy, _ = request.node.callspec.params["service"]
+    strategy = service_options.strategy
     authorization_id = add_authorization(
         clinic.url, clinic.home, total_units=TOTAL_UNITS, scheduled_units=SEEDED_SCHEDULED
     )
