@@ -90,7 +90,7 @@ def all_command(
     regression_gate = regression_gate or os.environ.get(REGRESSION_GATE_ENV) or "warn"
     junit = junit or os.environ.get(JUNIT_ENV) or None
     baseline_dir = _baseline_or_exit(baseline, plan, regression_gate) if baseline else None
-    margins = comparison_margins(tolerance) if baseline else None
+    margins = comparison_margins(tolerance, plan.profiles) if baseline else None
     stream = stream_for(prometheus_remote_write)
     outcome = run_plan(plan, metrics_stream=stream)
     if baseline_dir is not None and margins is not None:

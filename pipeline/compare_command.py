@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from load_runner.profiles import ProfileError, compare_margins_table
+from load_runner.profiles import ProfileError, ProfilesFile, read_profiles
 from pipeline.exits import fail
 from pipeline.rundirs import resolve_reports_root
 from reporting.compare import Margin, margins_from_table, with_relative
@@ -70,11 +70,14 @@ def runs_command(*, reports_dir: str | None = None) -> None:
     print(format_index(entries))
 
 
-def comparison_margins(tolerance: str | float | None = None) -> dict[str, Margin]:
+def comparison_margins(
+    tolerance: str | float | None = None, profiles: ProfilesFile | None = None
+) -> dict[str, Margin]:
     """Resolve the margins once: profiles.toml's `[compare.margins]`, then --tolerance; exit 2.
 
     --tolerance (percent of the base value) replaces the relative part of the latency and
     throughput margins; left out, the defaults (reporting/compare.py) and the table decide.
+    ``profiles``: a run plan's read of the file, else it is read here.
     """
     share = None
     if tolerance is not None and tolerance != "":
@@ -86,13 +89,15 @@ def comparison_margins(tolerance: str | float | None = None) -> dict[str, Margin
             fail(f"--tolerance must be between 0 and 1000 (percent), not {tolerance!r}")
         share = percent / 100
     try:
-        return resolve_margins(share)
+        return resolve_margins(share, profiles=profiles)
     except CompareInputError as error:
         fail(str(error))
 
 
 def resolve_margins(
-    tolerance: float | None = None, config_path: Path | None = None
+    tolerance: float | None = None,
+    config_path: Path | None = None,
+    profiles: ProfilesFile | None = None,
 ) -> dict[str, Margin]:
     """Return the comparison's margins: the defaults, profiles.toml's overrides, --tolerance.
 
@@ -100,7 +105,8 @@ def resolve_margins(
     that has one (latency, throughput). Raise CompareInputError on a malformed table.
     """
     try:
-        margins = margins_from_table(compare_margins_table(config_path))
+        profiles = profiles or read_profiles(config_path)
+        margins = margins_from_table(profiles.compare_margins_table())
     except (ProfileError, ValueError) as error:
         raise CompareInputError(str(error)) from error
     return margins if tolerance is None else with_relative(margins, tolerance)

@@ -56,7 +56,6 @@ def matrix_command(
     count = _whole_number("--repeats", repeats)
     if not chosen or len(set(chosen)) != len(chosen):
         fail(f"--strategies must name each strategy once, comma-separated, not {strategies!r}")
-    margins = comparison_margins()  # a malformed [compare.margins] fails before any run
     shapes = [part.strip() for part in transaction_shapes.split(",") if part.strip()] or [""]
     levels = [part.strip() for part in isolations.split(",") if part.strip()] or [""]
     # Every cell's plan before the first run: a bad strategy, shape or level is one line.
@@ -75,7 +74,10 @@ def matrix_command(
                 )
                 name = strategy if shapes == levels == [""] else plan.dimensions.label()
                 cells[name] = plan
-    root = next(iter(cells.values())).reports_root
+    first = next(iter(cells.values()))
+    root = first.reports_root
+    # A malformed [compare.margins] fails before any run, too.
+    margins = comparison_margins(profiles=first.profiles)
     run_dirs: dict[str, list[Path]] = {name: [] for name in cells}
     for repeat in range(1, count + 1):
         for name, plan in cells.items():
@@ -84,7 +86,7 @@ def matrix_command(
             result = f"{outcome.decision} ({outcome.run_dir.name})"
             print(f"[matrix] {name}: {result}", file=sys.stderr)
             run_dirs[name].append(outcome.run_dir)
-    profile = next(iter(cells.values())).profile
+    profile = first.profile
     out_dir = root / f"{MATRIX_PREFIX}{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%SZ')}"
     document = write_matrix(run_dirs, out_dir, profile=profile, repeats=count, margins=margins)
     recommended = document["recommendation"]

@@ -10,7 +10,7 @@ again.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from faults.nemesis import RELAY_FAULTS, FaultSpec, postgres_refusal, schedule_from
@@ -55,6 +55,8 @@ class RunPlan:
     run_dir: Path | None = None  # None: a new folder under reports_root
     force: bool = False  # let faults act on a PostgreSQL behind DATABASE_URL
     target_url: str | None = None  # a service already running there instead of ours
+    # The one read of profiles.toml, for what is asked of it later (a comparison's margins).
+    profiles: ProfilesFile | None = field(default=None, repr=False, compare=False)
 
     @property
     def scenario_names(self) -> tuple[str, ...]:
@@ -130,6 +132,7 @@ def resolve_plan(
         run_dir=Path(run_dir).resolve() if run_dir else None,
         force=force,
         target_url=target_url,
+        profiles=profiles,
     )
 
 

@@ -10,6 +10,7 @@ import pytest
 
 import load_runner.profiles as profiles_module
 from load_runner.profiles import DEFAULT_PROFILE, SCENARIOS
+from pipeline.compare_command import comparison_margins
 from pipeline.plan import DEFAULT_WORKERS, RunPlan, resolve_plan
 from target.settings import DEFAULT_STRATEGY, DEFAULT_TRANSACTION_SHAPE
 
@@ -49,7 +50,10 @@ def test_the_profiles_file_is_read_once_per_plan(
         return real_read(path)
 
     monkeypatch.setattr(profiles_module, "_read", counted)
-    resolve_plan(profile="faults", reports_root=tmp_path)
+    plan = resolve_plan(profile="faults", reports_root=tmp_path)
+    assert len(reads) == 1
+    # A comparison with a baseline takes its margins from the same read.
+    assert comparison_margins("5", plan.profiles)["p95_ms"].relative == 0.05
     assert len(reads) == 1
 
 
