@@ -24,10 +24,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from support_profiles import shortened_profiles
 from support_service import SeededStack, seeded_stack
 
 from load_runner.merge import merge_shards
-from load_runner.profiles import load_scenario_config
+from load_runner.profiles import PROFILES_PATH_ENV, load_scenario_config
 from load_runner.sharding import (
     Shard,
     ShardError,
@@ -49,6 +50,7 @@ SCENARIO = "high_throughput"
 TASK = "load-test.scenario2"
 SHARDS = 2
 START_MARGIN_S = 15.0  # shard processes start, import and estimate their clock within this
+SHORT_RUN_S = 4
 
 
 @pytest.fixture(scope="module", name="stack")
@@ -114,6 +116,9 @@ def test_the_clock_offset_comes_from_the_date_header(stack: SeededStack) -> None
 def test_shards_merge_exactly_and_reconcile_with_the_ledger(
     stack: SeededStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The merge is exact at any length: 4 s of load give each shard hundreds of records.
+    profiles = shortened_profiles(tmp_path / "profiles.toml", "smoke", SHORT_RUN_S)
+    monkeypatch.setenv(PROFILES_PATH_ENV, str(profiles))  # the shards inherit it
     reset_to_baseline(stack.database_url)
     start_at = time.time() + START_MARGIN_S
     outs = [tmp_path / f"shard-{index}" for index in range(1, SHARDS + 1)]
