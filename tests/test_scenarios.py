@@ -18,12 +18,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from support_profiles import shortened_profiles
 from support_service import SeededStack, seeded_stack
 
 from integrity import format_report, run_checks
 from integrity.checks import EXACTLY_ONCE_CHECKS
 from load_runner import ScenarioRun, run_scenario
-from load_runner.profiles import load_scenario_config
+from load_runner.profiles import PROFILES_PATH_ENV, load_scenario_config
 from local_postgres import ClusterInfo
 from pipeline.service_process import start_service
 from results.files import PROCESS_PREFIX, RECORDS_PREFIX
@@ -34,6 +35,11 @@ from target.settings import DEFAULT_JWT_SECRET
 # index (a sequential scan would make SERIALIZABLE conflict on everything), yet quick to seed.
 BACKGROUND = 5_000
 CONTENDED_TOTAL_UNITS = 50
+# Seconds of load where a few show what a test checks: high_contention visits its whole pool
+# (10 authorizations, half a second each: CONTENTION_SLICE_MIN_S), high_throughput touches
+# hundreds of authorizations a second. The 70/20/10 mix keeps the whole smoke run for its
+# sample size.
+SHORT_RUN_S = 5
 
 
 @pytest.fixture(scope="module", name="stack")
@@ -44,6 +50,13 @@ def _stack(
     folder = tmp_path_factory.mktemp("fixtures")
     with seeded_stack(pg_cluster, migrated_template, folder, background=BACKGROUND) as stack:
         yield stack
+
+
+@pytest.fixture(name="short_smoke")
+def _short_smoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run the smoke profile with SHORT_RUN_S of load."""
+    profiles = shortened_profiles(tmp_path / "profiles.toml", "smoke", SHORT_RUN_S)
+    monkeypatch.setenv(PROFILES_PATH_ENV, str(profiles))
 
 
 def run_smoke(stack: SeededStack, scenario: str, out_dir: Path) -> ScenarioRun:
@@ -145,6 +158,7 @@ def assert_one_key_per_operation(run: ScenarioRun, rows: list[list[str]]) -> Non
     assert not open_by_process
 
 
+@pytest.mark.usefixtures("short_smoke")
 def test_high_contention_gives_exactly_five_successes_per_exhausted_authorization(
     stack: SeededStack, tmp_path: Path
 ) -> None:
@@ -174,6 +188,7 @@ def test_high_contention_gives_exactly_five_successes_per_exhausted_authorizatio
     assert run.result["by_code"]["insufficient_units"] > run.result["by_status"]["200"]
 
 
+@pytest.mark.usefixtures("short_smoke")
 def test_high_throughput_touches_at_least_fifty_authorizations(
     stack: SeededStack, tmp_path: Path
 ) -> None:

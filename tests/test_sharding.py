@@ -49,7 +49,7 @@ BACKGROUND = 5_000
 SCENARIO = "high_throughput"
 TASK = "load-test.scenario2"
 SHARDS = 2
-START_MARGIN_S = 15.0  # shard processes start, import and estimate their clock within this
+START_MARGIN_S = 10.0  # shard processes start, import and estimate their clock within this
 SHORT_RUN_S = 4
 
 
