@@ -51,9 +51,10 @@ SHORT_FAULTS = {
     ),
 }
 EXACTLY_ONCE_CHECK = "one_row_per_idempotency_key"
-# The scenarios whose schedule pauses PostgreSQL, the fault that makes clients retry into a
-# stalled server: the run without idempotency needs only these to book twice.
-PAUSED_SCENARIOS = ("high_throughput", "mixed_operations")
+# A scenario whose schedule pauses PostgreSQL, the fault that makes clients retry into a
+# stalled server (its 40 users booked 9 and 14 operations twice in the runs measured): the run
+# without idempotency needs only it to book twice.
+PAUSED_SCENARIOS = ("high_throughput",)
 
 
 def short_faults_profiles(path: Path) -> Path:
