@@ -74,7 +74,8 @@ class Settings:
     def __post_init__(self) -> None:
         if self.concurrency not in CONCURRENCY_STRATEGIES:
             raise ValueError(
-                f"TARGET_CONCURRENCY must be one of {', '.join(CONCURRENCY_STRATEGIES)}, "
+                f"TARGET_CONCURRENCY (the concurrency strategy) must be one of "
+                f"{', '.join(CONCURRENCY_STRATEGIES)}, "
                 f"not {self.concurrency!r}"
             )
         if self.transaction_shape not in TRANSACTION_SHAPES:

@@ -173,15 +173,18 @@ def test_large_results_and_parameters_arrive_intact_both_ways(
 
 def test_the_delays_of_consecutive_chunks_do_not_add_up(relay: DbRelay, admin_url: str) -> None:
     with psycopg.connect(relay.url_for(admin_url), autocommit=True) as conn:
-        timings = {}
-        for rtt_ms in (0.0, 5.0):
-            relay.set_added_rtt_ms(rtt_ms)
-            conn.execute("SELECT 1")
-            before = relay.stats().chunks_received
-            started = time.perf_counter()
-            conn.execute("SELECT repeat('x', 4000000)").fetchone()
-            timings[rtt_ms] = (time.perf_counter() - started) * 1000
-            chunks = relay.stats().chunks_received - before
+        tries: dict[float, list[float]] = {0.0: [], 5.0: []}
+        # Interleaved, and the fastest of five: a busy machine slows some tries, never speeds one.
+        for _ in range(5):
+            for rtt_ms in (0.0, 5.0):
+                relay.set_added_rtt_ms(rtt_ms)
+                conn.execute("SELECT 1")
+                before = relay.stats().chunks_received
+                started = time.perf_counter()
+                conn.execute("SELECT repeat('x', 4000000)").fetchone()
+                tries[rtt_ms].append((time.perf_counter() - started) * 1000)
+                chunks = relay.stats().chunks_received - before
+    timings = {rtt_ms: min(times) for rtt_ms, times in tries.items()}
     # 4 MB come in many chunks; a link with latency delays them all by the same 2.5 ms, a
     # queue of sleeps would delay them by 2.5 ms each, one after the other.
     assert chunks >= 10
