@@ -29,6 +29,7 @@ from load_runner.progress import ProgressDisplay
 from molotov_scenarios.environment import ENVIRONMENT_VARIABLE, ScenarioEnvironment
 from molotov_scenarios.fixtures import FixturesError, load_fixtures
 from results.collect import Collected, collect, read_progress
+from results.documents import SCHEMA_VERSION  # the version the reader checks
 from results.files import HISTORY_FILE, OPERATIONS_FILE, RAW_DIR, RESULT_FILE, UNANSWERED_FILE
 from results.history import history_lines, logical_operations, summarise_operations
 from results.list_history import read_transaction_values
@@ -44,7 +45,6 @@ from results.stalls import latency_evidence
 from results.summary import in_flight_window_s, summarise_generator, summarise_requests
 from target.settings import keep_alive_s
 
-RESULT_SCHEMA_VERSION = 1
 OPERATIONS_HEADER = ("transaction_id", "authorization_id", "kind", "units")
 UNANSWERED_HEADER = ("request_id", "authorization_id", "kind", "units")
 SCENARIO_DIR = Path(molotov_scenarios.__file__).parent
@@ -255,7 +255,7 @@ def build_result(
         expected_codes=config.expected_error_codes,
     )
     return {
-        "schema_version": RESULT_SCHEMA_VERSION,
+        "schema_version": SCHEMA_VERSION,
         "scenario": config.scenario,
         "profile": config.profile,
         "load_model": config.load_model,

@@ -32,14 +32,13 @@ from pipeline.service_process import ServiceProcess, start_service
 from pipeline.setup import bring_up_database, setup_database
 from reporting.live_metrics import run_labels
 from reporting.report import write_report
+from results.documents import SCHEMA_VERSION  # the version the reader checks
 from results.files import ERRORS_LOG, FIXTURES_FILE, RAW_DIR, RESULT_FILE, RUN_FILE, SERVICE_LOG
 from seeding import reset_to_baseline
 from watch.attribution_sampler import AttributionSampler
 from watch.quiet_database import autovacuum_paused, prepare_measured_window
 from watch.scenario_cost import cost_watch, write_scenario_cost
 from watch.service_watch import ServiceWatch
-
-SCHEMA_VERSION = 1
 
 
 @dataclass(frozen=True)

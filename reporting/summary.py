@@ -26,8 +26,8 @@ from reporting.verdict import (
     Verdict,
     decide,
 )
+from results.documents import SCHEMA_VERSION  # the version the reader checks
 
-SUMMARY_SCHEMA_VERSION = 1
 SUMMARY_KIND = "clinic-loadtest-summary"
 SERIALIZABLE = "serializable"
 UNSAFE = "unsafe"
@@ -73,7 +73,7 @@ def summarise(record: RunRecord) -> dict[str, Any]:
     strategy = run.get("strategy") or _first(record, "strategy")
     scenarios = [_scenario_summary(evidence, verdict) for evidence in record.scenarios]
     return {
-        "schema_version": SUMMARY_SCHEMA_VERSION,
+        "schema_version": SCHEMA_VERSION,
         "kind": SUMMARY_KIND,
         "run_id": run.get("run_id") or record.run_dir.name,
         "profile": run.get("profile") or _first(record, "profile"),
@@ -306,4 +306,4 @@ def _latest(scenarios: list[dict[str, Any]], key: str) -> str | None:
     return max(values) if values else None
 
 
-__all__ = ["CONDITIONAL", "GO", "NO_GO", "SUMMARY_SCHEMA_VERSION", "summarise", "warnings"]
+__all__ = ["CONDITIONAL", "GO", "NO_GO", "summarise", "warnings"]
