@@ -39,13 +39,13 @@ import psycopg
 
 from load_runner.profiles import DEFAULT_PROFILE
 from local_postgres import create_marked_database, database_url
-from pipeline.compare_command import comparison_margins
+from pipeline.compare_command import comparison_margins, summary_line
 from pipeline.exclusive import exclusive_database
 from pipeline.exits import EXIT_FAILED, cleanly, fail
 from pipeline.rundirs import PROJECT_ROOT, resolve_reports_root
 from reporting.compare import WORSE, Margin
-from reporting.compare_inputs import CompareInputError, check_comparable, load_side
-from reporting.compare_report import comparison_of, write_comparison
+from reporting.compare_inputs import CompareInputError
+from reporting.compare_report import compare_runs, write_comparison
 from target.settings import DEFAULT_STRATEGY
 
 AB_PREFIX = "ab-"
@@ -187,10 +187,9 @@ def run_ab(plan: AbPlan) -> dict[str, Any]:
                 run_dir, line = run_side(plan, name, trees[name], urls[name], pair)
                 runs[name].append(run_dir)
                 _say(f"pair {pair}/{plan.repeats}: {name}: {line}")
-    base = load_side(",".join(map(str, runs["base"])))
-    new = load_side(",".join(map(str, runs["new"])))
-    check_comparable(base, new)
-    document, spectra = comparison_of(base, new, margins=plan.margins)
+    document, spectra = compare_runs(
+        ",".join(map(str, runs["base"])), ",".join(map(str, runs["new"])), margins=plan.margins
+    )
     document["ab"] = {
         "base": {
             "revision": plan.base.revision,
@@ -203,15 +202,7 @@ def run_ab(plan: AbPlan) -> dict[str, Any]:
         "profile": plan.profile,
         "strategy": plan.strategy,
     }
-    files = write_comparison(document, spectra, plan.out_dir)
-    gist = (
-        "worse: " + ", ".join(document["worse"])
-        if document["worse"]
-        else "better: " + ", ".join(document["better"])
-        if document["better"]
-        else "no significant change"
-    )
-    print(f"{gist}; {plan.repeats} run(s) a side; comparison at {files.html_path}")
+    print(summary_line(write_comparison(document, spectra, plan.out_dir)))
     return document
 
 

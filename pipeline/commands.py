@@ -147,12 +147,12 @@ def scenario_command(
         target_url=target_url,
     )
     scenario_plan = plan.scenario(scenario)
-    if target_url:
+    if plan.target_url:
         # Before touching the database: bad input changes nothing. The reset and the checks
         # must reach the target's own database, never our local one.
         if not os.environ.get("DATABASE_URL"):
             fail(TARGET_NEEDS_DATABASE)
-        cleanly(lambda: check_reachable(target_url))
+        cleanly(lambda: check_reachable(plan.target_url))
     url = cleanly(database_url)
     with ExitStack() as held:
         cleanly(lambda: held.enter_context(exclusive_database(url)))
@@ -165,7 +165,9 @@ def scenario_command(
         out_dir = plan.run_dir or new_run_dir(plan.reports_root)
         out_dir.mkdir(parents=True, exist_ok=True)
         service = (
-            RemoteService(target_url) if target_url else cleanly(lambda: _start(url, out_dir, plan))
+            RemoteService(plan.target_url)
+            if plan.target_url
+            else cleanly(lambda: _start(url, out_dir, plan))
         )
         log = RunLog(
             out_dir, profile=plan.profile, scenarios=[scenario], target_url=service.base_url
@@ -177,7 +179,7 @@ def scenario_command(
             with log.step(scenario, scenario=scenario):
                 result_dir, completed = run_watched_scenario(scenario_plan, plan, started)
         finally:
-            if not target_url:
+            if not plan.target_url:
                 service.stop()
             log.finish()
     if not log.steps[-1].ok:

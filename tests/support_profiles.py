@@ -7,6 +7,7 @@ it. The copy keeps everything else as shipped: users, think times, thresholds, c
 
 from __future__ import annotations
 
+import json
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -47,3 +48,18 @@ def check_only_durations_changed(
         assert written[name][profile].pop("duration_s") == duration_s, name
         shipped[name][profile].pop("duration_s")
     assert written == shipped, "shortening the profiles changed more than the durations"
+
+
+def high_contention_profile(path: Path, *, users: int, duration_s: int) -> Path:
+    """Write a profiles file of high_contention alone: its real codes and thresholds, and a
+    short smoke run of ``users`` users for ``duration_s`` seconds (one process, 10 units)."""
+    scenario = "high_contention"
+    shared = tomllib.loads(DEFAULT_PROFILES_PATH.read_text())[scenario]
+    codes = ", ".join(json.dumps(code) for code in shared["expected_error_codes"])
+    thresholds = "\n".join(f"{key} = {value}" for key, value in shared["thresholds"].items())
+    path.write_text(
+        f"[{scenario}]\nexpected_error_codes = [{codes}]\n\n[{scenario}.thresholds]\n"
+        f"{thresholds}\n\n[{scenario}.smoke]\nusers = {users}\nduration_s = {duration_s}\n"
+        "ramp_up_s = 0\nthink_time_s = [0.1, 0.3]\nprocesses = 1\nunits_per_request = 10\n"
+    )
+    return path

@@ -7,29 +7,16 @@ and both write (a lost update), and the pipeline's verdict must say so, overbook
 from __future__ import annotations
 
 import json
-import tomllib
 from pathlib import Path
 
 import pytest
+from support_profiles import high_contention_profile
 
-from load_runner.profiles import DEFAULT_PROFILES_PATH, PROFILES_PATH_ENV
+from load_runner.profiles import PROFILES_PATH_ENV
 from pipeline.dimensions import ServiceDimensions
 from pipeline.run import run_all
 
 SCENARIO = "high_contention"
-SHORT_RUN = "users = 30\nduration_s = 5\nramp_up_s = 0\nthink_time_s = [0.1, 0.3]\n"
-
-
-def short_profile(path: Path) -> Path:
-    """Write a profiles file with the real high_contention settings, five seconds long."""
-    shared = tomllib.loads(DEFAULT_PROFILES_PATH.read_text())[SCENARIO]
-    codes = ", ".join(json.dumps(code) for code in shared["expected_error_codes"])
-    thresholds = "\n".join(f"{key} = {value}" for key, value in shared["thresholds"].items())
-    path.write_text(
-        f"[{SCENARIO}]\nexpected_error_codes = [{codes}]\n\n[{SCENARIO}.thresholds]\n"
-        f"{thresholds}\n\n[{SCENARIO}.smoke]\n{SHORT_RUN}processes = 1\nunits_per_request = 10\n"
-    )
-    return path
 
 
 def test_read_committed_loses_updates_and_the_verdict_lists_the_overbooking(
@@ -37,7 +24,10 @@ def test_read_committed_loses_updates_and_the_verdict_lists_the_overbooking(
 ) -> None:
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("LOADTEST_FIXTURES_PATH", str(tmp_path / "test-data.json"))
-    monkeypatch.setenv(PROFILES_PATH_ENV, str(short_profile(tmp_path / "profiles.toml")))
+    monkeypatch.setenv(
+        PROFILES_PATH_ENV,
+        str(high_contention_profile(tmp_path / "profiles.toml", users=30, duration_s=5)),
+    )
     monkeypatch.delenv("TARGET_UNSAFE_DELAY_MS", raising=False)
     outcome = run_all(
         profile="smoke",

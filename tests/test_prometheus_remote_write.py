@@ -11,7 +11,6 @@ import socket
 import subprocess
 import threading
 import time
-import tomllib
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -19,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support_profiles import high_contention_profile
 
-from load_runner.profiles import DEFAULT_PROFILES_PATH, PROFILES_PATH_ENV
+from load_runner.profiles import PROFILES_PATH_ENV
 from pipeline.commands import all_command
 from pipeline.metrics_stream import MetricsStream, RemoteWriter, finish_stream
 from pipeline.run import run_all
@@ -323,26 +323,16 @@ def test_an_endpoint_that_fails_costs_the_feed_its_writes_not_the_run_its_time(
 SCENARIO = "high_contention"
 
 
-def _short_profile(path: Path) -> Path:
-    """Write a profiles file with the real high_contention settings, three seconds long."""
-    shared = tomllib.loads(DEFAULT_PROFILES_PATH.read_text())[SCENARIO]
-    codes = ", ".join(json.dumps(code) for code in shared["expected_error_codes"])
-    thresholds = "\n".join(f"{key} = {value}" for key, value in shared["thresholds"].items())
-    path.write_text(
-        f"[{SCENARIO}]\nexpected_error_codes = [{codes}]\n\n[{SCENARIO}.thresholds]\n"
-        f"{thresholds}\n\n[{SCENARIO}.smoke]\nusers = 20\nduration_s = 3\nramp_up_s = 0\n"
-        "think_time_s = [0.1, 0.3]\nprocesses = 1\nunits_per_request = 10\n"
-    )
-    return path
-
-
 @needs_prometheus
 def test_a_run_streams_what_its_result_and_verdict_say(
     prometheus: str, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("LOADTEST_FIXTURES_PATH", str(tmp_path / "test-data.json"))
-    monkeypatch.setenv(PROFILES_PATH_ENV, str(_short_profile(tmp_path / "profiles.toml")))
+    monkeypatch.setenv(
+        PROFILES_PATH_ENV,
+        str(high_contention_profile(tmp_path / "profiles.toml", users=20, duration_s=3)),
+    )
     monkeypatch.delenv("TARGET_UNSAFE_DELAY_MS", raising=False)
     stream = MetricsStream.to(f"{prometheus}/api/v1/write")
     outcome = run_all(
@@ -383,7 +373,10 @@ def test_a_run_whose_endpoint_refuses_keeps_its_verdict_and_says_so(
 ) -> None:
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("LOADTEST_FIXTURES_PATH", str(tmp_path / "test-data.json"))
-    monkeypatch.setenv(PROFILES_PATH_ENV, str(_short_profile(tmp_path / "profiles.toml")))
+    monkeypatch.setenv(
+        PROFILES_PATH_ENV,
+        str(high_contention_profile(tmp_path / "profiles.toml", users=20, duration_s=3)),
+    )
     monkeypatch.delenv("TARGET_UNSAFE_DELAY_MS", raising=False)
     url = f"http://127.0.0.1:{_free_port()}/api/v1/write"  # nothing listens there
     stream = MetricsStream.to(url)
